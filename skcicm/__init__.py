@@ -1,3 +1,20 @@
-"""skcicm: scikit-learn compatible CLIP-ICM (invariant causal mechanisms for CLIP)."""
+"""skcicm: scikit-learn compatible CLIP-ICM (invariant causal mechanisms for CLIP).
 
+``InvariantCausalMechanism`` needs only numpy and scipy; ``CLIPFeaturizer`` imports torch and
+open_clip when first used, so that the estimator stays light.
+"""
+
+from typing import Any
+
+from skcicm.estimator import InvariantCausalMechanism, NoInterventionWarning
+
+__all__ = ["CLIPFeaturizer", "InvariantCausalMechanism", "NoInterventionWarning"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CLIPFeaturizer":
+        from skcicm.featurizer import CLIPFeaturizer
+
+        return CLIPFeaturizer
+    raise AttributeError(f"module 'skcicm' has no attribute {name!r}")

@@ -1,0 +1,454 @@
+"""CLIPFeaturizer: images in, CLIP embeddings (and their interventional copies) out."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.utils._param_validation import Interval, StrOptions
+from tqdm.auto import tqdm
+
+from skcicm.embedding_cache import EmbeddingCache
+from skcicm.fit_context import EmbeddingsWithContext
+from skcicm.images import ImageLoadError, ImageSource, as_image_list, image_source
+from skcicm.interventions import ImageInterventions, expand_prompt_pairs, paper_interventions
+from skcicm.models import LoadedCLIP, load_clip
+from skcicm.subspace import unit_rows
+
+DEFAULT_TEMPLATES = ("a photo of a {}.",)
+
+
+class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Encode images with an open_clip model, with interventional copies for CLIP-ICM.
+
+    In ``Pipeline([("clip", CLIPFeaturizer()), ("icm", InvariantCausalMechanism())])``,
+    ``fit`` encodes each training image and ``n_interventions`` intervened copies of it, and
+    hands both (plus text prompt pairs and class embeddings, when configured) to the
+    estimator; ``predict`` encodes the clean images only. Every embedding is cached by model
+    and image content, so GridSearchCV encodes each unique image once.
+
+    Parameters
+    ----------
+    model_name : str, default="ViT-B-16"
+        An open_clip architecture, a name registered with skcicm (``"toyclip"``),
+        ``"local-dir:/path"`` or ``"hf-hub:org/repo"``; see :mod:`skcicm.models`. Weights
+        load on first use and are shared by every featurizer of the process.
+    pretrained : str or None, default="openai"
+        open_clip tag or checkpoint file for an architecture name; ignored for registered
+        names and the ``local-dir:``/``hf-hub:`` schemas, whose weights the name fixes.
+    normalize : bool, default=True
+        L2-normalise embeddings. False gives raw embeddings, as the authors' script uses.
+    interventions : "paper", list of callables, or None, default="paper"
+        Image interventions: ``"paper"`` draws from the seven augmentations of
+        :func:`skcicm.interventions.paper_interventions`; a list draws from those transforms
+        (torchvision transforms or any callable from PIL image to PIL image or tensor); None
+        computes no intervened copies.
+    n_interventions : int, default=1
+        Intervened copies per training image, each with its own randomly drawn transform.
+    text_interventions : list of (str, str) or None, default=None
+        Prompt pairs that differ only in style or domain words, e.g.
+        ``("a photo of a {}.", "a sketch of a {}.")``; ``{}`` is filled with each class name.
+        See :func:`skcicm.interventions.style_prompt_pairs`.
+    class_names : list of str, dict, or None, default=None
+        Class names for zero-shot prompts: a list (label ``i`` is ``class_names[i]``) or a
+        dict from label to name. When set, ``fit`` hands the estimator the class embeddings.
+    templates : list of str or None, default=None
+        Prompt templates with ``{}`` for the class name, ensembled by averaging their unit
+        embeddings; None means ``["a photo of a {}."]``.
+    device : str, default="auto"
+        ``"auto"`` uses CUDA when available, else the CPU; or any torch device string.
+    precision : {"auto", "fp32", "amp", "amp_bf16"}, default="auto"
+        ``"amp"``/``"amp_bf16"`` run the model under float16/bfloat16 autocast; ``"auto"``
+        means bfloat16 autocast on GPUs that support it, float16 on other GPUs, fp32 on CPU.
+    batch_size : int, default=64
+        Images per forward pass.
+    num_workers : int, default=2
+        Threads that read, decode, intervene on and preprocess images while the model encodes
+        the previous batch; 0 does it all in the calling thread.
+    cache_dir : str or path or None, default=None
+        Folder for an on-disk embedding cache, written batch by batch so that an interrupted
+        run resumes. The in-memory cache of the process is always used.
+    progress : bool or "auto", default="auto"
+        Show a tqdm progress bar; ``"auto"`` shows it when stderr is a terminal.
+    random_state : int, default=0
+        Seeds the interventions. Each image's copies depend only on this seed and the image's
+        content, never on batch, order or fold, which is what makes caching them sound.
+
+    Attributes
+    ----------
+    embedding_dim_ : int
+        Dimension of the embeddings (set by ``fit``; ``transform`` works without fit).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.pipeline import Pipeline
+    >>> from skcicm import CLIPFeaturizer, InvariantCausalMechanism
+    >>> from skcicm.datasets import make_toyworld
+    >>> world = make_toyworld(n_per_cell=2, domains=["photo", "sketch"], random_state=0)
+    >>> pipe = Pipeline([
+    ...     ("clip", CLIPFeaturizer("toyclip", pretrained=None, progress=False)),
+    ...     ("icm", InvariantCausalMechanism(n_components=32, lam=1.0)),
+    ... ])
+    >>> pipe.fit(world.images, world.labels).predict(world.images[:3]).shape
+    (3,)
+    """
+
+    _parameter_constraints: dict = {
+        "model_name": [str],
+        "pretrained": [str, None],
+        "normalize": ["boolean"],
+        "interventions": [StrOptions({"paper"}), list, tuple, None],
+        "n_interventions": [Interval(Integral, 1, None, closed="left")],
+        "text_interventions": [list, tuple, None],
+        "class_names": [list, tuple, dict, None],
+        "templates": [list, tuple, None],
+        "device": [str],
+        "precision": [StrOptions({"auto", "fp32", "amp", "amp_bf16"})],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "num_workers": [Interval(Integral, 0, None, closed="left")],
+        "cache_dir": [str, os.PathLike, None],
+        "progress": ["boolean", StrOptions({"auto"})],
+        "random_state": [Interval(Integral, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        model_name: str = "ViT-B-16",
+        pretrained: str | None = "openai",
+        *,
+        normalize: bool = True,
+        interventions: str | Sequence[Callable] | None = "paper",
+        n_interventions: int = 1,
+        text_interventions: Sequence[tuple[str, str]] | None = None,
+        class_names: Sequence[str] | dict | None = None,
+        templates: Sequence[str] | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        batch_size: int = 64,
+        num_workers: int = 2,
+        cache_dir: str | os.PathLike | None = None,
+        progress: bool | str = "auto",
+        random_state: int = 0,
+    ) -> None:
+        self.model_name = model_name
+        self.pretrained = pretrained
+        self.normalize = normalize
+        self.interventions = interventions
+        self.n_interventions = n_interventions
+        self.text_interventions = text_interventions
+        self.class_names = class_names
+        self.templates = templates
+        self.device = device
+        self.precision = precision
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.cache_dir = cache_dir
+        self.progress = progress
+        self.random_state = random_state
+
+    # scikit-learn API -------------------------------------------------------------------
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: Any, y: Any = None) -> CLIPFeaturizer:
+        """Load the model (so that a bad name fails here) and record the embedding size."""
+        self.embedding_dim_ = self._embedding_dim()
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_transform(self, X: Any, y: Any = None) -> EmbeddingsWithContext:
+        """Embed the training images, with everything InvariantCausalMechanism.fit can use.
+
+        Returns
+        -------
+        embeddings : EmbeddingsWithContext of shape (n_samples, embedding_dim)
+            A numpy array of the clean embeddings whose ``fit_context`` holds
+            ``interventions`` (n_interventions, n_samples, embedding_dim) and, when
+            configured, ``intervention_pairs``, ``class_embeddings`` and ``class_labels``.
+        """
+        views = [None] if self.interventions is None else [None, *range(self.n_interventions)]
+        clean, *intervened = self._embed_images(X, views)
+        context: dict[str, Any] = {}
+        if intervened:
+            context["interventions"] = np.stack(intervened)
+        if self.text_interventions:
+            context["intervention_pairs"] = self.text_intervention_pairs()
+        if self.class_names is not None:
+            context["class_labels"], _ = self._class_labels_and_names(self.class_names)
+            context["class_embeddings"] = self.class_embeddings()
+        self.embedding_dim_ = clean.shape[1]
+        return EmbeddingsWithContext.wrap(clean, **context)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Embed images without interventions: float32 array (n_samples, embedding_dim)."""
+        self._validate_params()
+        return self._embed_images(X, [None])[0]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.input_tags.two_d_array = False
+        return tags
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.embedding_dim_
+
+    # Embeddings beyond the sklearn API ---------------------------------------------------
+
+    def intervention_embeddings(self, X: Any) -> np.ndarray:
+        """Embeddings of the intervened copies: (n_interventions, n_samples, embedding_dim)."""
+        self._validate_params()
+        if self.interventions is None:
+            raise ValueError("interventions=None: this featurizer computes no intervened copies.")
+        return np.stack(self._embed_images(X, list(range(self.n_interventions))))
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts: float32 array of shape (n_texts, embedding_dim)."""
+        self._validate_params()
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        loaded = self._loaded()
+        cache = self._cache(loaded)
+        keys = ["text-" + hashlib.sha1(text.encode()).hexdigest() for text in texts]
+        found = cache.get(keys)
+        missing = sorted(
+            {key: text for key, text in zip(keys, texts, strict=True) if key not in found}.items()
+        )
+        device = self._torch_device()
+        for start in range(0, len(missing), self.batch_size):
+            chunk = missing[start : start + self.batch_size]
+            tokens = loaded.tokenizer([text for _, text in chunk]).to(device)
+            with torch.inference_mode(), self._autocast(device):
+                features = loaded.model.encode_text(tokens).float().cpu().numpy()
+            fresh = {key: row for (key, _), row in zip(chunk, features, strict=True)}
+            cache.put(fresh)
+            found.update(fresh)
+        return self._finish(np.stack([found[key] for key in keys]) if keys else np.empty((0, 0)))
+
+    def class_embeddings(
+        self,
+        class_names: Sequence[str] | dict | None = None,
+        templates: Sequence[str] | None = None,
+    ) -> np.ndarray:
+        """Prompt-ensembled, unit-norm text embeddings of the classes: (n_classes, embedding_dim).
+
+        Defaults to this featurizer's ``class_names`` and ``templates``.
+        """
+        names = self.class_names if class_names is None else class_names
+        if names is None:
+            raise ValueError(
+                "No class names: pass class_names here or set the class_names parameter."
+            )
+        _, names = self._class_labels_and_names(names)
+        templates = list(templates or self.templates or DEFAULT_TEMPLATES)
+        prompts = [template.format(name) for name in names for template in templates]
+        unit = unit_rows(self.encode_text(prompts)).reshape(len(names), len(templates), -1)
+        return unit_rows(unit.mean(axis=1)).astype(np.float32)
+
+    def text_intervention_pairs(
+        self, class_names: Sequence[str] | dict | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings of the ``text_interventions`` prompt pairs, each (n_pairs, embedding_dim)."""
+        if not self.text_interventions:
+            raise ValueError("text_interventions is empty: there are no prompt pairs to embed.")
+        names = self.class_names if class_names is None else class_names
+        names = None if names is None else self._class_labels_and_names(names)[1]
+        first, second = expand_prompt_pairs(self.text_interventions, names)
+        return self.encode_text(first), self.encode_text(second)
+
+    # Internals ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _class_labels_and_names(class_names: Sequence[str] | dict) -> tuple[np.ndarray, list[str]]:
+        if isinstance(class_names, dict):
+            return np.asarray(list(class_names.keys())), [str(n) for n in class_names.values()]
+        return np.arange(len(class_names)), [str(n) for n in class_names]
+
+    def _torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch.device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                f"device={self.device!r} but CUDA is not available; use 'auto' or 'cpu'."
+            )
+        return device
+
+    def _resolved_precision(self, device: torch.device) -> str:
+        if self.precision != "auto":
+            return self.precision
+        if device.type != "cuda":
+            return "fp32"
+        return "amp_bf16" if torch.cuda.is_bf16_supported() else "amp"
+
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        precision = self._resolved_precision(device)
+        if precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if precision == "amp_bf16" else torch.float16
+        return torch.autocast(device_type=device.type, dtype=dtype)
+
+    def _loaded(self) -> LoadedCLIP:
+        return load_clip(self.model_name, self.pretrained, str(self._torch_device()))
+
+    def _cache(self, loaded: LoadedCLIP) -> EmbeddingCache:
+        precision = self._resolved_precision(self._torch_device())
+        return EmbeddingCache(f"{loaded.fingerprint}-{precision}", self.cache_dir)
+
+    def _embedding_dim(self) -> int:
+        return int(self.encode_text(["a"]).shape[1])
+
+    def _finish(self, raw: np.ndarray) -> np.ndarray:
+        return (unit_rows(raw) if self.normalize else raw).astype(np.float32)
+
+    def _embed_images(self, X: Any, views: Sequence[int | None]) -> list[np.ndarray]:
+        """Embeddings of the clean images (view None) and of intervened copies (view 0, 1, ...)."""
+        items = as_image_list(X)
+        loaded = self._loaded()
+        cache = self._cache(loaded)
+        interventions = None
+        if any(view is not None for view in views):
+            transforms = (
+                paper_interventions() if self.interventions == "paper" else self.interventions
+            )
+            interventions = ImageInterventions(transforms, self.random_state)
+
+        def view_key(source: ImageSource, view: int | None) -> str:
+            return (
+                source.key if view is None else f"{source.key}-do{interventions.fingerprint}-{view}"
+            )
+
+        with self._pool() as pool:
+            sources = list(_map(pool, image_source, items, range(len(items))))
+            keys = [[view_key(source, view) for source in sources] for view in views]
+            found = cache.get({key for view_keys in keys for key in view_keys})
+            # One task per unique image still missing a view, so it is decoded once.
+            tasks: dict[str, tuple[ImageSource, list[tuple[str, int | None]]]] = {}
+            for view, view_keys in zip(views, keys, strict=True):
+                for source, key in zip(sources, view_keys, strict=True):
+                    if key not in found:
+                        task = tasks.setdefault(source.key, (source, []))
+                        if (key, view) not in task[1]:
+                            task[1].append((key, view))
+            failures = self._encode_missing(
+                list(tasks.values()), loaded, cache, interventions, pool, found
+            )
+        if failures:
+            raise ImageLoadError(failures)
+        return [self._finish(np.stack([found[key] for key in view_keys])) for view_keys in keys]
+
+    def _pool(self) -> contextlib.AbstractContextManager[Executor | None]:
+        if self.num_workers == 0:
+            return contextlib.nullcontext()
+        return ThreadPoolExecutor(self.num_workers, thread_name_prefix="skcicm-decode")
+
+    def _encode_missing(
+        self,
+        tasks: list[tuple[ImageSource, list[tuple[str, int | None]]]],
+        loaded: LoadedCLIP,
+        cache: EmbeddingCache,
+        interventions: ImageInterventions | None,
+        pool: Executor | None,
+        found: dict[str, np.ndarray],
+    ) -> list[tuple[str, str]]:
+        def prepare(task):
+            source, wanted = task
+            try:
+                image = source.decode()
+                return [
+                    (
+                        key,
+                        loaded.preprocess(
+                            image
+                            if view is None
+                            else interventions.apply(image, key=source.key, view=view)
+                        ),
+                    )
+                    for key, view in wanted
+                ], None
+            except Exception as error:  # noqa: BLE001 - reported per file, the rest go on
+                return [], (source.name, str(error))
+
+        device = self._torch_device()
+        failures: list[tuple[str, str]] = []
+        batch_keys: list[str] = []
+        batch_tensors: list[torch.Tensor] = []
+        show = sys.stderr.isatty() if self.progress == "auto" else bool(self.progress)
+        total = sum(len(wanted) for _, wanted in tasks)
+        with tqdm(
+            total=total, desc="Encoding images", unit="img", disable=not show or total == 0
+        ) as bar:
+            for prepared, failure in _bounded_map(pool, prepare, tasks, window=2 * self.batch_size):
+                if failure is not None:
+                    failures.append(failure)
+                for key, tensor in prepared:
+                    batch_keys.append(key)
+                    batch_tensors.append(tensor)
+                if len(batch_keys) >= self.batch_size:
+                    found.update(
+                        self._encode_batch(loaded, cache, device, batch_keys, batch_tensors)
+                    )
+                    bar.update(len(batch_keys))
+                    batch_keys, batch_tensors = [], []
+            if batch_keys:
+                found.update(self._encode_batch(loaded, cache, device, batch_keys, batch_tensors))
+                bar.update(len(batch_keys))
+        return failures
+
+    def _encode_batch(
+        self,
+        loaded: LoadedCLIP,
+        cache: EmbeddingCache,
+        device: torch.device,
+        keys: list[str],
+        tensors: list[torch.Tensor],
+    ) -> dict[str, np.ndarray]:
+        batch = torch.stack(tensors).to(device, non_blocking=True)
+        with torch.inference_mode(), self._autocast(device):
+            features = loaded.model.encode_image(batch).float().cpu().numpy()
+        if not np.isfinite(features).all():
+            raise FloatingPointError(
+                f"The model produced non-finite embeddings for a batch of {len(keys)} images; "
+                "try precision='fp32'."
+            )
+        encoded = dict(zip(keys, features, strict=True))
+        cache.put(encoded)
+        return encoded
+
+
+def _map(pool: Executor | None, function: Callable, *iterables: Iterable) -> Iterator:
+    return map(function, *iterables) if pool is None else pool.map(function, *iterables)
+
+
+def _bounded_map(pool: Executor | None, function: Callable, items: list, window: int) -> Iterator:
+    """Like ``pool.map`` in order, but keeps at most ``window`` results in flight in memory."""
+    if pool is None:
+        yield from map(function, items)
+        return
+    pending: deque[Future] = deque()
+    remaining = iter(items)
+    for item in remaining:
+        pending.append(pool.submit(function, item))
+        if len(pending) >= window:
+            break
+    while pending:
+        result = pending.popleft().result()
+        following = next(remaining, None)
+        if following is not None:
+            pending.append(pool.submit(function, following))
+        yield result

@@ -1,0 +1,63 @@
+"""Embeddings that carry their interventional context from the featurizer to the estimator.
+
+A scikit-learn Pipeline passes only ``X`` from one step to the next, and metadata routing
+cannot route values that a step computes. :class:`EmbeddingsWithContext` is a plain
+``numpy.ndarray`` of embeddings with the extra fit inputs of
+:meth:`skcicm.InvariantCausalMechanism.fit` attached, so that
+``Pipeline([("clip", CLIPFeaturizer()), ("icm", InvariantCausalMechanism())]).fit(images, y)``
+uses the interventional embeddings with no extra arguments. Any numpy operation returns a
+plain array again, so the context cannot leak into slices or derived arrays.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+FIT_CONTEXT_KEYS = ("interventions", "intervention_pairs", "class_embeddings", "class_labels")
+
+
+class EmbeddingsWithContext(np.ndarray):
+    """An array of embeddings with a ``fit_context`` dict of extra fit inputs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Z = EmbeddingsWithContext.wrap(np.ones((2, 3)), interventions=np.zeros((1, 2, 3)))
+    >>> Z.fit_context["interventions"].shape
+    (1, 2, 3)
+    >>> fit_context_of(Z[:1])
+    {}
+    """
+
+    fit_context: dict[str, Any]
+
+    @classmethod
+    def wrap(cls, embeddings: np.ndarray, **context: Any) -> EmbeddingsWithContext:
+        unknown = set(context) - set(FIT_CONTEXT_KEYS)
+        if unknown:
+            raise TypeError(
+                f"Unknown fit context keys {sorted(unknown)}; expected {FIT_CONTEXT_KEYS}."
+            )
+        wrapped = np.asarray(embeddings).view(cls)
+        wrapped.fit_context = {key: value for key, value in context.items() if value is not None}
+        return wrapped
+
+    def __array_finalize__(self, obj: Any) -> None:
+        # Views, slices and arithmetic results describe other samples: they get no context.
+        self.fit_context = {}
+
+    def __reduce__(self):
+        # Pipeline(memory=...) pickles transformer outputs; keep the context across the trip.
+        reconstruct, arguments, state = super().__reduce__()
+        return reconstruct, arguments, (state, self.fit_context)
+
+    def __setstate__(self, state):
+        array_state, self.fit_context = state
+        super().__setstate__(array_state)
+
+
+def fit_context_of(X: Any) -> dict[str, Any]:
+    """Return the fit context attached to ``X``, or an empty dict for any other input."""
+    return dict(getattr(X, "fit_context", {}) or {})
