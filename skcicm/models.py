@@ -17,6 +17,7 @@ import difflib
 import functools
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,10 @@ def load_clip(model_name: str, pretrained: str | None, device: str) -> LoadedCLI
 
 @functools.lru_cache(maxsize=4)
 def _load_resolved(name: str, tag: str | None, device: str) -> LoadedCLIP:
+    # open_clip logs its own failure at ERROR level before raising; the error raised below says
+    # it once, with what to do about it.
+    previously_disabled = logging.root.manager.disable
+    logging.disable(logging.ERROR)
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             name, pretrained=tag, device=device
@@ -135,6 +140,8 @@ def _load_resolved(name: str, tag: str | None, device: str) -> LoadedCLIP:
             "pretrained='/path/to/checkpoint.pt', or model_name='local-dir:/path/to/folder' "
             f"holding {CONFIG_FILE} and {WEIGHTS_FILE}."
         ) from error
+    finally:
+        logging.disable(previously_disabled)
     model.eval().requires_grad_(False)
     return LoadedCLIP(
         model=model,

@@ -32,7 +32,9 @@ def tiny_clip_dir(tmp_path_factory):
 
     torch.manual_seed(0)
     model = open_clip.CLIP(**TINY_MODEL_CFG)
-    return save_local_dir(model, tmp_path_factory.mktemp("tiny_clip"), TINY_MODEL_CFG, TINY_PREPROCESS_CFG)
+    return save_local_dir(
+        model, tmp_path_factory.mktemp("tiny_clip"), TINY_MODEL_CFG, TINY_PREPROCESS_CFG
+    )
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +68,22 @@ def make_domain_images(n_per_cell=6, n_classes=3, domains=("red", "green", "blue
 @pytest.fixture
 def domain_images():
     return make_domain_images()
+
+
+@pytest.fixture
+def encoded_count(monkeypatch):
+    """Count the images that go through the image encoder, starting from an empty cache."""
+    import open_clip
+
+    from skcicm.embedding_cache import clear_memory_cache
+
+    counter = {"images": 0}
+    original = open_clip.model.CLIP.encode_image
+
+    def counting(self, image, normalize=False):
+        counter["images"] += image.shape[0]
+        return original(self, image, normalize=normalize)
+
+    monkeypatch.setattr(open_clip.model.CLIP, "encode_image", counting)
+    clear_memory_cache()
+    return counter

@@ -1,30 +1,14 @@
 """Images -> Pipeline(CLIPFeaturizer, InvariantCausalMechanism) -> leave-one-domain-out search."""
 
 import numpy as np
-import open_clip
 import pytest
 import sklearn
 from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
 from sklearn.pipeline import Pipeline
 
 from skcicm import CLIPFeaturizer, InvariantCausalMechanism
-from skcicm.embedding_cache import clear_memory_cache
 
 GRID = {"icm__lam": [0.0, 3.0], "icm__n_components": [4, 16]}
-
-
-@pytest.fixture
-def encoded_count(monkeypatch):
-    counter = {"images": 0}
-    original = open_clip.model.CLIP.encode_image
-
-    def counting(self, image, normalize=False):
-        counter["images"] += image.shape[0]
-        return original(self, image, normalize=normalize)
-
-    monkeypatch.setattr(open_clip.model.CLIP, "encode_image", counting)
-    clear_memory_cache()
-    return counter
 
 
 def _hand_search(featurizer, images, y, domains, extra_fit=None):

@@ -178,9 +178,7 @@ def test_linear_probe_defaults_to_authors_logistic_regression():
 
 def test_custom_classifier_without_decision_function():
     Z, y, Z_do = _data()
-    icm = InvariantCausalMechanism(classifier=KNeighborsClassifier(3)).fit(
-        Z, y, interventions=Z_do
-    )
+    icm = InvariantCausalMechanism(classifier=KNeighborsClassifier(3)).fit(Z, y, interventions=Z_do)
     assert not hasattr(icm, "decision_function")
     assert icm.predict_proba(Z).shape == (len(Z), 3)
 

@@ -1,4 +1,4 @@
-"""CLIPFeaturizer on a tiny open_clip model saved on disk: inputs, caching, interventions, errors."""
+"""CLIPFeaturizer on a tiny open_clip model saved on disk: inputs, cache, interventions, errors."""
 
 import json
 import pickle
@@ -13,21 +13,6 @@ from skcicm import CLIPFeaturizer
 from skcicm.embedding_cache import clear_memory_cache
 from skcicm.images import ImageLoadError
 from skcicm.models import UnknownModelError, WeightsUnavailableError, load_clip
-
-
-@pytest.fixture
-def encoded_count(monkeypatch):
-    """Count the images that go through the image encoder."""
-    counter = {"images": 0}
-    original = open_clip.model.CLIP.encode_image
-
-    def counting(self, image, normalize=False):
-        counter["images"] += image.shape[0]
-        return original(self, image, normalize=normalize)
-
-    monkeypatch.setattr(open_clip.model.CLIP, "encode_image", counting)
-    clear_memory_cache()
-    return counter
 
 
 def _featurizer(name, **params):
@@ -56,7 +41,9 @@ def test_raw_embeddings_option(tiny_clip_name, domain_images):
     np.testing.assert_allclose(raw / np.linalg.norm(raw, axis=1, keepdims=True), unit, atol=1e-6)
 
 
-def test_paths_pil_arrays_and_series_give_the_same_embeddings(tiny_clip_name, domain_images, tmp_path):
+def test_paths_pil_arrays_and_series_give_the_same_embeddings(
+    tiny_clip_name, domain_images, tmp_path
+):
     pd = pytest.importorskip("pandas")
     images, _, _ = domain_images
     paths = []
@@ -93,7 +80,9 @@ def test_architecture_name_with_checkpoint_file(tiny_clip_dir, domain_images, tm
 
 def test_interventions_are_seeded_per_image_not_per_batch(tiny_clip_name, domain_images):
     images, _, _ = domain_images
-    featurizer = _featurizer(tiny_clip_name, interventions="paper", n_interventions=3, random_state=4)
+    featurizer = _featurizer(
+        tiny_clip_name, interventions="paper", n_interventions=3, random_state=4
+    )
     views = featurizer.intervention_embeddings(images[:6])
     assert views.shape == (3, 6, 32)
     clear_memory_cache()
@@ -130,7 +119,9 @@ def test_fit_transform_carries_interventions_text_pairs_and_classes(tiny_clip_na
     Z = featurizer.fit_transform(images[:5])
     context = Z.fit_context
     np.testing.assert_allclose(np.asarray(Z), featurizer.transform(images[:5]))
-    np.testing.assert_allclose(context["interventions"], featurizer.intervention_embeddings(images[:5]))
+    np.testing.assert_allclose(
+        context["interventions"], featurizer.intervention_embeddings(images[:5])
+    )
     np.testing.assert_array_equal(context["class_labels"], ["t", "m"])
     first, second = context["intervention_pairs"]
     assert first.shape == second.shape == (3, 32)
@@ -145,7 +136,9 @@ def test_fit_transform_carries_interventions_text_pairs_and_classes(tiny_clip_na
     assert list(featurizer.get_feature_names_out())[:2] == ["clipfeaturizer0", "clipfeaturizer1"]
 
 
-def test_each_image_is_encoded_once_across_clones_and_calls(tiny_clip_name, domain_images, encoded_count):
+def test_each_image_is_encoded_once_across_clones_and_calls(
+    tiny_clip_name, domain_images, encoded_count
+):
     images, _, _ = domain_images
     featurizer = _featurizer(tiny_clip_name, interventions="paper", n_interventions=2)
     duplicated = np.concatenate([images[:10], images[:3]])
@@ -158,7 +151,9 @@ def test_each_image_is_encoded_once_across_clones_and_calls(tiny_clip_name, doma
     assert encoded_count["images"] == 10 * 3
 
 
-def test_disk_cache_resumes_in_a_new_process_state(tiny_clip_name, domain_images, tmp_path, encoded_count):
+def test_disk_cache_resumes_in_a_new_process_state(
+    tiny_clip_name, domain_images, tmp_path, encoded_count
+):
     images, _, _ = domain_images
     first = _featurizer(tiny_clip_name, cache_dir=tmp_path / "cache").transform(images[:8])
     assert encoded_count["images"] == 8
@@ -237,7 +232,9 @@ def test_bad_parameters_are_rejected(tiny_clip_name):
     with pytest.raises(ValueError, match="'precision' parameter"):
         CLIPFeaturizer(tiny_clip_name, precision="fp8").transform([])
     with pytest.raises(ValueError, match="no class_names were given"):
-        CLIPFeaturizer(tiny_clip_name, text_interventions=[("a {}", "b {}")]).text_intervention_pairs()
+        CLIPFeaturizer(
+            tiny_clip_name, text_interventions=[("a {}", "b {}")]
+        ).text_intervention_pairs()
 
 
 def test_cuda_requested_without_cuda_is_a_clear_error(tiny_clip_name):

@@ -1,0 +1,47 @@
+"""Data sets: ToyWorld images with known factors and synthetic embedding-space SCMs."""
+
+from skcicm.datasets.domainbed import (
+    DOMAINBED_DATASETS,
+    domainbed_holdout_mask,
+    load_domainbed,
+    load_image_folder_domains,
+)
+from skcicm.datasets.imagenet_variants import (
+    IMAGENET_VARIANTS,
+    find_imagenet_folders,
+    imagenet_templates,
+    load_imagenet_variant,
+)
+from skcicm.datasets.synthetic import make_scm_embeddings
+from skcicm.datasets.toyworld import (
+    TOYWORLD_BACKGROUNDS,
+    TOYWORLD_CLASSES,
+    TOYWORLD_COLORS,
+    TOYWORLD_DOMAINS,
+    TOYWORLD_FACTOR_GROUPS,
+    make_toyworld,
+    render_counterfactuals,
+    render_toyworld,
+    toyworld_caption,
+)
+
+__all__ = [
+    "DOMAINBED_DATASETS",
+    "IMAGENET_VARIANTS",
+    "TOYWORLD_BACKGROUNDS",
+    "TOYWORLD_CLASSES",
+    "TOYWORLD_COLORS",
+    "TOYWORLD_DOMAINS",
+    "TOYWORLD_FACTOR_GROUPS",
+    "domainbed_holdout_mask",
+    "find_imagenet_folders",
+    "imagenet_templates",
+    "load_domainbed",
+    "load_image_folder_domains",
+    "load_imagenet_variant",
+    "make_scm_embeddings",
+    "make_toyworld",
+    "render_counterfactuals",
+    "render_toyworld",
+    "toyworld_caption",
+]

@@ -1,0 +1,275 @@
+"""Domain-generalisation datasets in the DomainBed folder layout, and DomainBed's splits.
+
+The layout is ``<root>/<dataset>/<domain>/<class>/<image>``, as DomainBed's download script
+leaves it (Gulrajani & Lopez-Paz, 2021). Samples are ordered as DomainBed orders them: domains
+sorted by folder name, then within each domain as ``torchvision.datasets.ImageFolder`` lists
+them (classes sorted, files sorted, sub-folders walked recursively). That order, together with
+:func:`domainbed_holdout_mask`, reproduces DomainBed's train/validation splits exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from sklearn.utils import Bunch
+
+# torchvision's ImageFolder extensions, so that the same files are found as in DomainBed.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+# Dataset name -> (folder names DomainBed's download script creates, domain folder names).
+DOMAINBED_DATASETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "PACS": (("PACS",), ("art_painting", "cartoon", "photo", "sketch")),
+    "VLCS": (("VLCS",), ("Caltech101", "LabelMe", "SUN09", "VOC2007")),
+    "OfficeHome": (("office_home", "OfficeHome"), ("Art", "Clipart", "Product", "Real World")),
+    "TerraIncognita": (
+        ("terra_incognita", "TerraIncognita"),
+        ("location_100", "location_38", "location_43", "location_46"),
+    ),
+    "DomainNet": (
+        ("domain_net", "DomainNet"),
+        ("clipart", "infograph", "painting", "quickdraw", "real", "sketch"),
+    ),
+}
+
+DOMAINBED_HOLDOUT_FRACTION = 0.2
+
+
+def _canonical_name(name: str) -> str:
+    lowered = name.replace("_", "").replace("-", "").lower()
+    for canonical, (folders, _) in DOMAINBED_DATASETS.items():
+        if lowered in {canonical.lower(), *(f.replace("_", "").lower() for f in folders)}:
+            return canonical
+    raise ValueError(
+        f"Unknown DomainBed dataset {name!r}; known ones are {sorted(DOMAINBED_DATASETS)}. "
+        "Use load_image_folder_domains for any other folder in the same layout."
+    )
+
+
+def _list_images(class_dir: Path) -> list[str]:
+    # Same walk as torchvision's make_dataset: sorted os.walk, sorted file names.
+    paths = []
+    for dirpath, _, filenames in sorted(os.walk(class_dir, followlinks=True)):
+        for filename in sorted(filenames):
+            if filename.lower().endswith(IMAGE_EXTENSIONS):
+                paths.append(os.path.join(dirpath, filename))
+    return paths
+
+
+def _subdirectories(folder: Path) -> list[str]:
+    return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+
+
+def _load_domains(dataset_dir: Path, domain_names: Sequence[str], name: str) -> Bunch:
+    class_names: list[str] | None = None
+    first_domain = ""
+    images: list[str] = []
+    labels: list[int] = []
+    domains: list[str] = []
+    missing = [d for d in domain_names if not (dataset_dir / d).is_dir()]
+    if missing:
+        raise FileNotFoundError(
+            f"{name}: {str(dataset_dir)!r} lacks the domain folders {missing}; "
+            f"it has {_subdirectories(dataset_dir)}."
+        )
+    for domain in domain_names:
+        domain_dir = dataset_dir / domain
+        classes = _subdirectories(domain_dir)
+        if not classes:
+            raise ValueError(f"{name}: domain folder {str(domain_dir)!r} has no class folders.")
+        if class_names is None:
+            class_names, first_domain = classes, domain
+        elif classes != class_names:
+            only_here = sorted(set(classes) - set(class_names))
+            missing = sorted(set(class_names) - set(classes))
+            raise ValueError(
+                f"{name}: classes differ between domains {first_domain!r} and {domain!r}: "
+                f"only in {domain!r}: {only_here[:10]}, missing from {domain!r}: {missing[:10]}."
+            )
+        for label, class_name in enumerate(classes):
+            paths = _list_images(domain_dir / class_name)
+            if not paths:
+                raise ValueError(
+                    f"{name}: class folder {str(domain_dir / class_name)!r} holds no images "
+                    f"(extensions {', '.join(IMAGE_EXTENSIONS)})."
+                )
+            images.extend(paths)
+            labels.extend([label] * len(paths))
+            domains.extend([domain] * len(paths))
+    return Bunch(
+        images=images,
+        labels=np.asarray(labels, dtype=np.int64),
+        domains=np.asarray(domains),
+        class_names=list(class_names),
+        domain_names=list(domain_names),
+        prompt_names=[c.replace("_", " ") for c in class_names],
+        name=name,
+        root=str(dataset_dir),
+    )
+
+
+def load_domainbed(
+    name: str, root: str | os.PathLike, *, domains: Sequence[str] | None = None
+) -> Bunch:
+    """Load a DomainBed dataset from ``<root>/<dataset folder>/<domain>/<class>/<image>``.
+
+    Parameters
+    ----------
+    name : {"PACS", "VLCS", "OfficeHome", "TerraIncognita", "DomainNet"}
+        Dataset name; DomainBed's folder names (``"office_home"``, ``"domain_net"``...) and
+        case variants are accepted.
+    root : str or path-like
+        The folder that holds the dataset folder (DomainBed's ``--data_dir``), or the dataset
+        folder itself.
+    domains : sequence of str, default=None
+        Domains to load, by folder name; None loads all the dataset's domains.
+
+    Returns
+    -------
+    dataset : Bunch
+        ``images`` (list of paths), ``labels`` (int64, index into ``class_names``),
+        ``domains`` (str array), ``class_names`` (sorted folder names), ``domain_names``
+        (sorted), ``prompt_names`` (class names with spaces for prompts), ``name``, ``root``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the dataset folder or a domain folder is missing.
+    ValueError
+        For an unknown dataset or domain, a class folder with no images, or class folders
+        that differ between domains.
+    """
+    canonical = _canonical_name(name)
+    folders, known_domains = DOMAINBED_DATASETS[canonical]
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{canonical}: root folder {str(root)!r} does not exist.")
+    candidates = [root / folder for folder in folders] + [root]
+    dataset_dir = next(
+        (c for c in candidates if c.is_dir() and any((c / d).is_dir() for d in known_domains)),
+        None,
+    )
+    if dataset_dir is None:
+        raise FileNotFoundError(
+            f"{canonical}: no dataset folder under {str(root)!r}; expected "
+            f"{str(root / folders[0])!r} holding the domain folders {list(known_domains)}."
+        )
+    if domains is None:
+        domains = known_domains
+    unknown = sorted(set(domains) - set(known_domains))
+    if unknown:
+        raise ValueError(
+            f"{canonical} has no domains {unknown}; its domains are {list(known_domains)}."
+        )
+    return _load_domains(dataset_dir, sorted(domains), canonical)
+
+
+def load_image_folder_domains(
+    root: str | os.PathLike, *, domains: Sequence[str] | None = None, name: str | None = None
+) -> Bunch:
+    """Load any dataset laid out as ``<root>/<domain>/<class>/<image>``.
+
+    Parameters
+    ----------
+    root : str or path-like
+        The dataset folder, whose sub-folders are the domains.
+    domains : sequence of str, default=None
+        Domains to load; None loads every sub-folder of ``root``.
+    name : str, default=None
+        Name recorded in the results; defaults to the folder name.
+
+    Returns
+    -------
+    dataset : Bunch
+        As :func:`load_domainbed`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``root`` or a requested domain folder is missing.
+    ValueError
+        If ``root`` has no domain folders, a class folder holds no images, or class folders
+        differ between domains.
+    """
+    root = Path(root)
+    name = name or root.name
+    if not root.is_dir():
+        raise FileNotFoundError(f"{name}: dataset folder {str(root)!r} does not exist.")
+    if domains is None:
+        domains = _subdirectories(root)
+        if not domains:
+            raise ValueError(
+                f"{name}: {str(root)!r} has no domain folders; expected "
+                "<root>/<domain>/<class>/<image>."
+            )
+    return _load_domains(root, sorted(domains), name)
+
+
+def domainbed_seed_hash(*args: object) -> int:
+    """DomainBed's ``misc.seed_hash``: a seed in ``[0, 2**31)`` derived from ``args``.
+
+    Examples
+    --------
+    >>> domainbed_seed_hash(0, 1) == domainbed_seed_hash(0, 1) != domainbed_seed_hash(1, 1)
+    True
+    """
+    digest = hashlib.md5(str(args).encode("utf-8")).hexdigest()
+    return int(digest, 16) % (2**31)
+
+
+def domainbed_holdout_mask(
+    domains: Sequence[str] | np.ndarray,
+    domain_names: Sequence[str],
+    *,
+    holdout_fraction: float = DOMAINBED_HOLDOUT_FRACTION,
+    trial_seed: int = 0,
+) -> np.ndarray:
+    """Mark DomainBed's held-out ("out") split of every domain.
+
+    For the domain at position ``i`` of ``domain_names`` with ``n`` samples, DomainBed
+    shuffles ``range(n)`` with ``np.random.RandomState(seed_hash(trial_seed, i))`` and holds
+    out the first ``int(n * holdout_fraction)`` of them; the rest is the "in" split. Samples
+    are indexed within their domain in dataset order.
+
+    DomainBed trains on the "in" splits of the source domains and reports the accuracy of the
+    "in" split of the target domain; the "out" splits serve model selection (the target's only
+    for oracle selection).
+
+    Parameters
+    ----------
+    domains : array-like of shape (n_samples,)
+        Domain of each sample.
+    domain_names : sequence of str
+        Domains in DomainBed's environment order (sorted folder names).
+    holdout_fraction : float, default=0.2
+        Fraction of each domain held out.
+    trial_seed : int, default=0
+        DomainBed's ``--trial_seed``.
+
+    Returns
+    -------
+    holdout : ndarray of bool, shape (n_samples,)
+        True for samples of the "out" split.
+
+    Examples
+    --------
+    >>> mask = domainbed_holdout_mask(["a"] * 10 + ["b"] * 5, ["a", "b"])
+    >>> int(mask[:10].sum()), int(mask[10:].sum())
+    (2, 1)
+    """
+    if not 0.0 <= holdout_fraction < 1.0:
+        raise ValueError(f"holdout_fraction must be in [0, 1); got {holdout_fraction}.")
+    domains = np.asarray(domains)
+    unknown = sorted(set(np.unique(domains).tolist()) - set(domain_names))
+    if unknown:
+        raise ValueError(f"domains {unknown} are not in domain_names {list(domain_names)}.")
+    holdout = np.zeros(domains.shape[0], dtype=bool)
+    for env_index, domain in enumerate(domain_names):
+        members = np.flatnonzero(domains == domain)
+        keys = list(range(members.size))
+        np.random.RandomState(domainbed_seed_hash(trial_seed, env_index)).shuffle(keys)
+        holdout[members[keys[: int(members.size * holdout_fraction)]]] = True
+    return holdout

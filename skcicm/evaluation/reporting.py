@@ -1,0 +1,228 @@
+"""Results files and the paper-style Markdown table.
+
+Results are tidy rows (dicts): one per dataset x target x method x seed. They are written as
+CSV or JSON lines (by file suffix) and read back with numbers restored. The table has one row
+per method and one column per target plus their average, each cell the mean over seeds with a
+95% t-interval when there are several seeds.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from skcicm.evaluation.protocols import METHODS
+
+# Leading columns of every results file, in this order; any other keys follow, sorted.
+RESULT_COLUMNS: tuple[str, ...] = (
+    "dataset",
+    "protocol",
+    "target",
+    "method",
+    "seed",
+    "accuracy",
+    "base_accuracy",
+    "novel_accuracy",
+    "lam",
+    "n_components",
+    "tuning",
+    "selection_score",
+    "n_train",
+    "n_test",
+    "model",
+    "pretrained",
+    "interventions",
+)
+
+
+def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    keys = {key for row in rows for key in row}
+    return [c for c in RESULT_COLUMNS if c in keys] + sorted(keys - set(RESULT_COLUMNS))
+
+
+def write_rows(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """Write tidy rows to ``path``: JSON lines for ``.jsonl``, else CSV.
+
+    Missing values are written as empty CSV cells (``null`` in JSON lines).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = _columns(rows)
+    if path.suffix == ".jsonl":
+        with path.open("w") as handle:
+            for row in rows:
+                handle.write(json.dumps({c: _json_value(row.get(c)) for c in columns}) + "\n")
+        return path
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: _csv_value(row.get(c)) for c in columns})
+    return path
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _csv_value(value: Any) -> Any:
+    value = _json_value(value)
+    return "" if value is None else value
+
+
+def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read rows written by :func:`write_rows`; numeric cells become int or float.
+
+    Empty cells (and JSON ``null``) read as NaN.
+    """
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        with path.open() as handle:
+            rows = [json.loads(line) for line in handle if line.strip()]
+        return [{k: float("nan") if v is None else v for k, v in row.items()} for row in rows]
+    with path.open(newline="") as handle:
+        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+_INTEGER = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _parse(text: str) -> Any:
+    # Only numerals become numbers: a domain named "nan" or "inf" stays a string.
+    if text == "":
+        return float("nan")
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    return text
+
+
+def mean_confidence_interval(
+    values: Iterable[float], confidence: float = 0.95
+) -> tuple[float, float]:
+    """Mean and half-width of the Student-t confidence interval of the mean.
+
+    The half-width is NaN for a single value.
+
+    Examples
+    --------
+    >>> mean, half = mean_confidence_interval([1.0, 2.0, 3.0])
+    >>> float(mean), round(float(half), 3)
+    (2.0, 2.484)
+    """
+    values = np.asarray(list(values), dtype=float)
+    mean = float(values.mean())
+    if values.size < 2:
+        return mean, float("nan")
+    sem = values.std(ddof=1) / math.sqrt(values.size)
+    return mean, float(stats.t.ppf(0.5 + confidence / 2, values.size - 1) * sem)
+
+
+def method_label(method: str, tuning: str | None = None) -> str:
+    """Display name of a method; oracle-tuned results are marked as such.
+
+    Examples
+    --------
+    >>> method_label("icm_zero_shot", "target-oracle")
+    'CLIP-ICM zero-shot (oracle)'
+    """
+    label = METHODS.get(method, method)
+    return f"{label} (oracle)" if tuning == "target-oracle" else label
+
+
+def _format(mean: float, half_width: float) -> str:
+    if math.isnan(mean):
+        return "n/a"
+    if math.isnan(half_width):
+        return f"{100 * mean:.1f}"
+    return f"{100 * mean:.1f} ± {100 * half_width:.1f}"
+
+
+def summarize(
+    rows: Sequence[dict[str, Any]], value: str = "accuracy"
+) -> dict[tuple[str, str], tuple[float, float, int]]:
+    """Mean, 95% CI half-width and seed count of ``value`` per (method label, target).
+
+    The target ``"Avg"`` holds, per method, the statistics over seeds of the mean over targets
+    (seeds missing a target are left out of it).
+    """
+    per_seed: dict[tuple[str, str], dict[Any, float]] = {}
+    targets: list[str] = []
+    for row in rows:
+        label = method_label(row["method"], row.get("tuning"))
+        target = str(row["target"])
+        if target not in targets:
+            targets.append(target)
+        per_seed.setdefault((label, target), {})[row["seed"]] = float(row[value])
+    summary = {}
+    for label in dict.fromkeys(label for label, _ in per_seed):
+        for target in targets:
+            seeds = per_seed.get((label, target))
+            if seeds:
+                summary[(label, target)] = (*mean_confidence_interval(seeds.values()), len(seeds))
+        common = set.intersection(*(set(per_seed.get((label, t), {})) for t in targets))
+        if common:
+            averages = [np.mean([per_seed[(label, t)][s] for t in targets]) for s in sorted(common)]
+            summary[(label, "Avg")] = (*mean_confidence_interval(averages), len(common))
+    return summary
+
+
+def markdown_table(
+    rows: Sequence[dict[str, Any]], value: str = "accuracy", *, title: str | None = None
+) -> str:
+    """A Markdown table of ``value`` in percent: methods as rows, targets and "Avg" as columns.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Results rows of one dataset and protocol.
+    value : str, default="accuracy"
+        The column to tabulate (``"base_accuracy"``, ``"novel_accuracy"``...).
+    title : str, default=None
+        A line printed above the table.
+
+    Returns
+    -------
+    table : str
+
+    Examples
+    --------
+    >>> rows = [{"method": "clip_zero_shot", "target": t, "seed": 0, "accuracy": a}
+    ...         for t, a in [("art", 0.5), ("sketch", 0.7)]]
+    >>> print(markdown_table(rows))
+    | Method | art | sketch | Avg |
+    |---|---|---|---|
+    | CLIP zero-shot | 50.0 | 70.0 | 60.0 |
+    """
+    if not rows:
+        raise ValueError("No results rows to tabulate.")
+    summary = summarize(rows, value)
+    targets = list(dict.fromkeys(str(row["target"]) for row in rows)) + ["Avg"]
+    labels = list(dict.fromkeys(label for label, _ in summary))
+    lines = [] if title is None else [title, ""]
+    lines.append("| Method | " + " | ".join(targets) + " |")
+    lines.append("|" + "---|" * (len(targets) + 1))
+    for label in labels:
+        cells = [
+            _format(*summary[(label, t)][:2]) if (label, t) in summary else "n/a" for t in targets
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    n_seeds = max(count for _, _, count in summary.values())
+    if n_seeds > 1:
+        lines.extend(["", f"Mean ± 95% t-interval over {n_seeds} seeds."])
+    return "\n".join(lines)

@@ -1,0 +1,201 @@
+"""Choosing CLIP-ICM's ``lam`` and ``n_components`` without looking at the target domain.
+
+The search runs in embedding space: images are encoded once, and every candidate is an
+:class:`~skcicm.InvariantCausalMechanism` fitted on the embeddings, so a grid costs eigen
+decompositions and classifier fits, never a CLIP forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import sklearn
+from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
+from sklearn.utils import Bunch
+
+from skcicm.estimator import InvariantCausalMechanism
+
+
+def check_grid(
+    lam: float | Iterable[float], n_components: int | Iterable[int] | None, n_features: int
+) -> tuple[list[float], list[int | None]]:
+    """Validate a grid of ``lam`` and ``n_components`` values.
+
+    Parameters
+    ----------
+    lam : float or iterable of float
+        Non-negative penalty weights.
+    n_components : int, None or iterable of int
+        Subspace dimensions in ``1..n_features``; None means ``n_features``.
+    n_features : int
+        Embedding dimension.
+
+    Returns
+    -------
+    lams, ks : list
+        Sorted unique values.
+
+    Raises
+    ------
+    ValueError
+        For an empty grid, a negative or non-finite ``lam``, or an ``n_components`` outside
+        ``1..n_features``, naming the offending value.
+
+    Examples
+    --------
+    >>> check_grid([1.0, 0.1, 1.0], 8, n_features=16)
+    ([0.1, 1.0], [8])
+    """
+    lams = [lam] if isinstance(lam, Real) else list(lam)
+    ks = (
+        [n_components]
+        if n_components is None or isinstance(n_components, Integral)
+        else list(n_components)
+    )
+    if not lams or not ks:
+        raise ValueError("The lam and n_components grids must each hold at least one value.")
+    for value in lams:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, Real)
+            or not np.isfinite(value)
+            or value < 0
+        ):
+            raise ValueError(f"lam values must be finite numbers >= 0; got {value!r}.")
+    for value in ks:
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, Integral)
+            or not 1 <= value <= n_features
+        ):
+            raise ValueError(
+                f"n_components values must be integers in 1..{n_features} (the embedding "
+                f"dimension); got {value!r}."
+            )
+    ks = [n_features if k is None else int(k) for k in ks]
+    return sorted({float(v) for v in lams}), sorted(set(ks))
+
+
+def lodo_grid_search(
+    embeddings: np.ndarray,
+    y: np.ndarray,
+    domains: np.ndarray,
+    *,
+    lam: Sequence[float],
+    n_components: Sequence[int],
+    head: str = "linear_probe",
+    interventions: np.ndarray | None = None,
+    intervention_pairs: tuple[np.ndarray, np.ndarray] | None = None,
+    domain_interventions: bool = False,
+    class_embeddings: np.ndarray | None = None,
+    class_labels: np.ndarray | None = None,
+    estimator_params: dict[str, Any] | None = None,
+    n_jobs: int | None = None,
+) -> Bunch:
+    """Tune ``lam`` x ``n_components`` by leave-one-domain-out cross-validation.
+
+    Each source domain in turn is held out; candidates are fitted on the others and scored by
+    accuracy on it. The candidate with the best mean accuracy wins (the first in grid order on
+    ties). Pass only source-domain data: the target must play no part.
+
+    Parameters
+    ----------
+    embeddings : ndarray of shape (n_samples, n_features)
+        Source-domain embeddings.
+    y : ndarray of shape (n_samples,)
+        Class labels.
+    domains : ndarray of shape (n_samples,)
+        Source domain of each sample; at least two domains.
+    lam, n_components : sequence
+        The grid (see :func:`check_grid`).
+    head : {"linear_probe", "zero_shot"}, default="linear_probe"
+        Classification head of the candidates.
+    interventions : ndarray of shape (n_samples, n_views, n_features), default=None
+        Interventional embeddings, sample-major so that the folds can split them.
+    intervention_pairs : tuple of two ndarrays, default=None
+        Prompt-pair embeddings, shared by all folds.
+    domain_interventions : bool, default=False
+        Also build Deltas from class-conditional contrasts between the training folds'
+        domains.
+    class_embeddings, class_labels : ndarray, default=None
+        Class prompt embeddings and their labels, for ``head="zero_shot"``.
+    estimator_params : dict, default=None
+        Other :class:`~skcicm.InvariantCausalMechanism` parameters.
+    n_jobs : int, default=None
+        Parallel candidate fits (joblib).
+
+    Returns
+    -------
+    result : Bunch
+        ``best_params`` (dict with ``lam`` and ``n_components``), ``best_score`` (mean
+        held-out-domain accuracy) and ``cv_results``: a list of tidy rows, one per candidate
+        and held-out domain, with ``lam``, ``n_components``, ``held_out_domain``,
+        ``accuracy``, ``mean_accuracy`` and ``rank``.
+
+    Raises
+    ------
+    ValueError
+        With fewer than two source domains, or a bad grid.
+    """
+    embeddings = np.asarray(embeddings)
+    domains = np.asarray(domains)
+    domain_names = np.unique(domains)
+    if domain_names.size < 2:
+        raise ValueError(
+            "Leave-one-domain-out tuning needs at least two source domains; got "
+            f"{domain_names.tolist()}. Give single lam and n_components values, or tune on the "
+            "target's holdout (oracle)."
+        )
+    lams, ks = check_grid(lam, n_components, embeddings.shape[1])
+    fit_params: dict[str, Any] = {
+        "interventions": interventions,
+        "intervention_pairs": intervention_pairs,
+        "domains": domains if domain_interventions else None,
+        "class_embeddings": class_embeddings,
+        "class_labels": class_labels,
+    }
+    fit_params = {key: value for key, value in fit_params.items() if value is not None}
+    for key in ("class_embeddings", "class_labels"):
+        # GridSearchCV splits every fit parameter as long as the samples; these are per class.
+        if key in fit_params and len(fit_params[key]) == embeddings.shape[0]:
+            raise ValueError(
+                f"{key} has one row per sample ({embeddings.shape[0]}), so cross-validation "
+                "would split it like the samples; tuning needs more samples than classes."
+            )
+    with sklearn.config_context(enable_metadata_routing=True):
+        estimator = InvariantCausalMechanism(head=head, **(estimator_params or {}))
+        estimator.set_fit_request(**dict.fromkeys(fit_params, True))
+        search = GridSearchCV(
+            estimator,
+            {"lam": lams, "n_components": ks},
+            cv=LeaveOneGroupOut(),
+            refit=False,
+            n_jobs=n_jobs,
+            error_score="raise",
+        )
+        search.fit(embeddings, y, groups=domains, **fit_params)
+    results = search.cv_results_
+    rows = []
+    for i, params in enumerate(results["params"]):
+        for fold, held_out in enumerate(domain_names):
+            rows.append(
+                {
+                    "lam": params["lam"],
+                    "n_components": params["n_components"],
+                    "held_out_domain": str(held_out),
+                    "accuracy": float(results[f"split{fold}_test_score"][i]),
+                    "mean_accuracy": float(results["mean_test_score"][i]),
+                    "rank": int(results["rank_test_score"][i]),
+                }
+            )
+    best = int(np.argmin(results["rank_test_score"]))
+    return Bunch(
+        best_params=dict(results["params"][best]),
+        best_score=float(results["mean_test_score"][best]),
+        cv_results=rows,
+    )

@@ -1,0 +1,238 @@
+"""The ``skcicm`` command line, in a subprocess and in process."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _protocol_fixtures import write_image_folder
+
+from skcicm.cli import build_parser, main
+from skcicm.models import registered_models, resolve_model_name
+
+PACS_DOMAINS = "art_painting,photo,sketch"
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_image_folder(root / "PACS", domains=PACS_DOMAINS.split(","), n_per_cell=4)
+    return root
+
+
+def _run(*args, cwd):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "skcicm", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
+
+
+def _read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_both_protocols_in_a_subprocess(tmp_path, data_root, tiny_clip_name):
+    common = [
+        "--model",
+        tiny_clip_name,
+        "--lam",
+        "0.1,1",
+        "--n-components",
+        "4,8",
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--progress",
+        "off",
+    ]
+    shift = _run(
+        "evaluate",
+        "--dataset",
+        "PACS",
+        "--root",
+        str(data_root),
+        "--domains",
+        PACS_DOMAINS,
+        "--seeds",
+        "0,1",
+        *common,
+        cwd=tmp_path,
+    )
+    assert shift.returncode == 0, shift.stderr
+    assert "| Method | art_painting | photo | sketch | Avg |" in shift.stdout
+    assert "| CLIP-ICM linear probe |" in shift.stdout and " ± " in shift.stdout
+    run_dir = tmp_path / "out" / "PACS-domain-shift"
+    rows = _read_csv(run_dir / "results.csv")
+    assert len(rows) == 2 * 3 * 4
+    icm = [r for r in rows if r["method"] == "icm_zero_shot"]
+    assert {r["tuning"] for r in icm} == {"source-lodo"}
+    assert all(r["lam"] in ("0.1", "1.0") and r["n_components"] in ("4", "8") for r in icm)
+    assert (run_dir / "table.md").read_text().strip() in shift.stdout
+    plots = sorted(p.name for p in (run_dir / "plots").iterdir())
+    assert plots == [
+        "accuracy_vs_lam.png",
+        "accuracy_vs_n_components.png",
+        "heatmap_art_painting.png",
+        "heatmap_photo.png",
+        "heatmap_sketch.png",
+    ]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["settings"]["lam"] == [0.1, 1.0]
+
+    # The same images as a custom folder, open-class protocol, oracle tuning: cache reused.
+    wild = _run(
+        "evaluate",
+        "--dataset",
+        str(data_root / "PACS"),
+        "--protocol",
+        "open-class",
+        "--tuning",
+        "oracle",
+        "--seeds",
+        "0",
+        "--results-format",
+        "jsonl",
+        *common,
+        cwd=tmp_path,
+    )
+    assert wild.returncode == 0, wild.stderr
+    assert "CLIP-ICM zero-shot (oracle)" in wild.stdout
+    assert "harmonic mean" in wild.stdout and "novel accuracy" in wild.stdout
+    lines = (tmp_path / "out" / "PACS-open-class" / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 3 * 2
+    assert {"base_accuracy", "novel_accuracy"} <= set(json.loads(lines[0]))
+
+
+def test_toyworld_dataset_with_a_given_model(tmp_path, tiny_clip_name, capsys):
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            tiny_clip_name,
+            "--n-per-cell",
+            "2",
+            "--domains",
+            "photo,sketch,painting",
+            "--lam",
+            "1",
+            "--n-components",
+            "8",
+            "--output-dir",
+            str(tmp_path),
+            "--progress",
+            "off",
+            "--no-plots",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| Method | photo | sketch | painting | Avg |" in out
+    rows = _read_csv(tmp_path / "toyworld-domain-shift" / "results.csv")
+    assert {r["tuning"] for r in rows} == {"none", "given"}
+    assert not (tmp_path / "toyworld-domain-shift" / "plots").exists()
+
+
+def _toyclip_available():
+    try:
+        resolve_model_name("toyclip", None)
+    except OSError:
+        return False
+    return "toyclip" in registered_models()
+
+
+@pytest.mark.skipif(not _toyclip_available(), reason="ToyCLIP weights are not shipped yet")
+def test_default_command_is_toyworld_with_toyclip(tmp_path, capsys):
+    # The defaults with a smaller world: what bare `skcicm` runs, in less time.
+    code = main(
+        [
+            "--n-per-cell",
+            "3",
+            "--domains",
+            "photo,sketch,painting",
+            "--output-dir",
+            str(tmp_path),
+            "--progress",
+            "off",
+            "--no-plots",
+        ]
+    )
+    assert code == 0
+    assert "toyclip" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "nosuch"], "Unknown dataset 'nosuch'"),
+        (["--dataset", "PACS"], "needs --root"),
+        (["--dataset", "PACS", "--root", "/nonexistent/data"], "/nonexistent/data"),
+        (["--model", "local-dir:/nonexistent/model"], "open_clip_config.json"),
+        (["--model", "ViT-B-32", "--pretrained", "/nonexistent.pt"], "checkpoint file"),
+        (["--lam", "0.1,x"], "--lam: 'x' is not a number"),
+        (["--n-components", "0"], "n_components values must be integers"),
+        (["--lam", "-1"], "lam values must be finite numbers >= 0"),
+        (["--protocol", "open-class", "--methods", "clip_linear_probe"], "do not apply"),
+        (["--interventions", "image,audio"], "unknown ['audio']"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(
+    tmp_path, tiny_clip_name, capsys, args, message
+):
+    model = [] if "--model" in args else ["--model", tiny_clip_name]
+    code = main(
+        [
+            "evaluate",
+            *model,
+            "--n-per-cell",
+            "1",
+            "--domains",
+            "photo,sketch",
+            "--output-dir",
+            str(tmp_path),
+            "--progress",
+            "off",
+            *args,
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("skcicm: error: ") and message in last
+    assert "Traceback" not in err
+
+
+def test_unknown_option_exits_with_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--bogus"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "skcicm: error: unrecognized arguments: --bogus (see --help)"
+    ]
+
+
+def test_help_explains_every_option():
+    parser = build_parser()
+    evaluate = parser._subparsers._group_actions[0].choices["evaluate"]
+    options = [a for a in evaluate._actions if a.option_strings]
+    assert len(options) > 20
+    for action in options:
+        assert action.help and len(action.help) > 10, action.option_strings
+    assert "--lam" in evaluate.format_help()
+
+
+def test_console_script_and_module_help(tmp_path):
+    script = Path(sys.executable).with_name("skcicm")
+    if not script.exists():
+        pytest.skip("the skcicm console script is not installed in this environment")
+    result = subprocess.run(
+        [str(script), "evaluate", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and "--n-components" in result.stdout
