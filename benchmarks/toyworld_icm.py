@@ -60,6 +60,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils import Bunch
 from threadpoolctl import threadpool_limits
@@ -117,12 +118,29 @@ class Variant:
 
 
 def default_variants() -> list[Variant]:
-    """The variants of the full run: the paper's estimator first, then the alternatives."""
+    """The variants of the full run: the paper's estimator first, then the alternatives.
+
+    The alternatives have smaller grids or fewer sources to fit the run in 25 minutes on two
+    CPU cores; the ratio objective is the costliest (its whitened coordinates are large, so
+    the probe takes hundreds of L-BFGS iterations).
+    """
     return [
         Variant("largest", (0.0, 0.3, 1.0, 3.0), (0.25, 0.5, 0.75, 1.0)),
-        Variant("largest, absolute lam", (0.0, 1.0, 10.0), (0.25, 0.5, 1.0), lam_scale="absolute"),
-        Variant("smallest", (0.0, 1.0, 3.0), (0.5, 0.75, 1.0), selection="smallest"),
-        Variant("ratio", (0.0,), (0.25, 0.5, 0.75, 1.0), objective="ratio"),
+        Variant("smallest", (0.0, 1.0, 3.0), (0.5, 1.0), selection="smallest"),
+        Variant(
+            "largest, absolute lam",
+            (0.0, 1.0, 10.0),
+            (0.5, 1.0),
+            lam_scale="absolute",
+            sources=("augment", "counterfactual"),
+        ),
+        Variant(
+            "ratio",
+            (0.0,),
+            (0.25, 0.5, 1.0),
+            objective="ratio",
+            sources=("augment", "counterfactual"),
+        ),
     ]
 
 
@@ -194,8 +212,10 @@ def source_view(embedded: Bunch, source: str, target: str) -> Bunch:
     elif source == "counterfactual":
         names = np.asarray(embedded.domain_names)
         columns = np.array(
-            [np.flatnonzero((names != own) & (names != target))[: len(names) - 2] for own in
-             embedded.domains]
+            [
+                np.flatnonzero((names != own) & (names != target))[: len(names) - 2]
+                for own in embedded.domains
+            ]
         )
         view.interventions = np.take_along_axis(
             embedded.counterfactuals, columns[:, :, None], axis=1
@@ -217,15 +237,15 @@ def source_view(embedded: Bunch, source: str, target: str) -> Bunch:
 
 
 def _fit_subspace(
-    view: Bunch, train: np.ndarray, lam: float, k: int, params: dict[str, Any]
+    view: Bunch, train: np.ndarray, lam: float, k: int | None, params: dict[str, Any]
 ) -> InvariantCausalMechanism:
     """Fit only the subspace (the zero-shot head costs nothing), as domain_shift fits it."""
     kwargs: dict[str, Any] = {"class_embeddings": view.class_embeddings}
-    if view.interventions is not None:
+    if view.get("interventions") is not None:
         kwargs["interventions"] = view.interventions[train]
-    if view.intervention_pairs is not None:
+    if view.get("intervention_pairs") is not None:
         kwargs["intervention_pairs"] = view.intervention_pairs
-    if view.domain_interventions:
+    if view.get("domain_interventions"):
         kwargs["domains"] = view.domains[train]
     estimator = InvariantCausalMechanism(n_components=k, lam=lam, head="zero_shot", **params)
     with warnings.catch_warnings():
@@ -233,16 +253,22 @@ def _fit_subspace(
         return estimator.fit(view.embeddings[train], view.labels[train], **kwargs)
 
 
-def energy_fractions(components: np.ndarray, deltas: np.ndarray, class_means: np.ndarray):
-    """Fraction of the Delta energy removed and of the class-mean energy kept by a subspace.
+def energy_fractions(
+    components: np.ndarray, deltas: np.ndarray, class_means: np.ndarray
+) -> tuple[float, float, float]:
+    """How a subspace treats the variant (Delta) and the class-mean energy.
 
-    The subspace is the row span of ``components`` (orthonormalised, since the ratio
-    objective's rows are not orthonormal).
+    Returns the fraction of the Delta energy the row span of ``components`` removes, the
+    fraction of the class-mean energy it keeps (the span is orthonormalised first, since the
+    ratio objective's rows are not orthonormal), and the ratio of Delta to class-mean energy
+    after the map ``components`` itself relative to before: below 1 when the map suppresses
+    style more than class, which also captures the rescaling of whitened coordinates.
     """
     basis = np.linalg.qr(components.T)[0].T
     removed = 1.0 - np.sum((deltas @ basis.T) ** 2) / np.sum(deltas**2)
     kept = np.sum((class_means @ basis.T) ** 2) / np.sum(class_means**2)
-    return float(removed), float(kept)
+    mapped = np.sum((deltas @ components.T) ** 2) / np.sum((class_means @ components.T) ** 2)
+    return float(removed), float(kept), float(mapped / (np.sum(deltas**2) / np.sum(class_means**2)))
 
 
 def target_directions(embedded: Bunch, target: str) -> tuple[np.ndarray, np.ndarray]:
@@ -314,109 +340,199 @@ def _row_key(row: dict[str, Any]) -> tuple[float, int]:
     return float(row["lam"]), int(row["n_components"])
 
 
+@dataclass
+class SplitContext:
+    """What every variant of one (seed, target) split shares."""
+
+    seed: int
+    target: str
+    split: dict[str, np.ndarray]
+    clip: dict[str, dict[str, float]]
+    deltas: np.ndarray
+    class_means: np.ndarray
+    pca_components: np.ndarray
+
+
+def _candidate_kind(variant: Variant, lam: float, k: int, n_features: int) -> str:
+    """``"clip"`` (a rotation of CLIP's space), ``"pca"`` (lam=0: no intervention) or ``"icm"``."""
+    if variant.objective == "ratio":
+        return "icm"
+    if k == n_features:
+        return "clip"
+    return "pca" if lam == 0 else "icm"
+
+
 def _run_variant(
-    view: Bunch,
-    variant: Variant,
-    seed: int,
-    target: str,
-    split: dict[str, np.ndarray],
-    clip: dict[str, dict[str, float]],
-    directions: tuple[np.ndarray, np.ndarray],
-    base: dict[str, Any],
+    view: Bunch, variant: Variant, context: SplitContext, base: dict[str, Any]
 ) -> tuple[list[dict], list[dict]]:
     """Source-chosen and oracle rows of one variant, and its sweep, for one split."""
     n_features = view.embeddings.shape[1]
     ks = variant.ks(n_features)
-    result = domain_shift(
-        view,
-        targets=[target],
-        methods=("icm_zero_shot", "icm_linear_probe"),
-        lam=variant.lams,
-        n_components=ks,
-        tuning="source",
-        seeds=[seed],
-        estimator_params=variant.params,
-        progress=False,
-    )
+    train = context.split["train"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        result = domain_shift(
+            view,
+            targets=[context.target],
+            methods=("icm_zero_shot", "icm_linear_probe"),
+            lam=variant.lams,
+            n_components=ks,
+            tuning="source",
+            seeds=[context.seed],
+            estimator_params=variant.params,
+            progress=False,
+        )
+    n_unconverged = 0
+    for warning in caught:
+        if issubclass(warning.category, ConvergenceWarning):
+            n_unconverged += 1
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     fits: dict[tuple[float, int], InvariantCausalMechanism] = {}
 
     def subspace(lam: float, k: int) -> InvariantCausalMechanism:
         if (lam, k) not in fits:
-            fits[(lam, k)] = _fit_subspace(view, split["train"], lam, k, variant.params)
+            fits[(lam, k)] = _fit_subspace(view, train, lam, k, variant.params)
         return fits[(lam, k)]
 
-    def measured(lam: float, k: int, *, no_icm: bool) -> dict[str, Any]:
-        if no_icm:
-            return {"variant_removed": 0.0, "class_kept": 1.0, "effective_lam": 0.0}
-        estimator = subspace(lam, k)
-        removed, kept = energy_fractions(estimator.components_, *directions)
+    def measured(lam: float, k: int, kind: str) -> dict[str, Any]:
+        directions = (context.deltas, context.class_means)
+        pca_removed, pca_kept, _ = energy_fractions(context.pca_components[:k], *directions)
+        if kind == "clip":
+            removed, kept, style_to_class, effective_lam = 0.0, 1.0, 1.0, 0.0
+        else:
+            estimator = subspace(lam, k)
+            removed, kept, style_to_class = energy_fractions(estimator.components_, *directions)
+            effective_lam = estimator.effective_lam_
         return {
             "variant_removed": removed,
             "class_kept": kept,
-            "effective_lam": estimator.effective_lam_,
+            "style_to_class": style_to_class,
+            "random_removed": 1.0 - k / n_features,
+            "pca_removed": pca_removed,
+            "pca_class_kept": pca_kept,
+            "effective_lam": effective_lam,
         }
-
-    def is_rotation(k: int) -> bool:
-        return variant.objective == "difference" and k == n_features
 
     rows, sweep = [], []
     for chosen in result.results:
-        head = chosen["method"].removeprefix("icm_")
+        clip = context.clip[chosen["method"].removeprefix("icm_")]
         candidates = [r for r in result.sweep if r["method"] == chosen["method"]]
-        sweep.extend(
-            {**base, "method": chosen["method"], "lam": r["lam"], "n_components": r["n_components"],
-             "accuracy": r["accuracy"], "validation": r["validation"]}
-            for r in candidates
+        for r in candidates:
+            lam, k = _row_key(r)
+            kind = _candidate_kind(variant, lam, k, n_features)
+            sweep.append(
+                {
+                    **base,
+                    "method": chosen["method"],
+                    "lam": lam,
+                    "n_components": k,
+                    "kind": kind,
+                    "accuracy": r["accuracy"],
+                    "gain": r["accuracy"] - clip["accuracy"],
+                    "validation": r["validation"],
+                    **measured(lam, k, kind),
+                }
+            )
+        source_pick = next(r for r in candidates if _row_key(r) == _row_key(chosen))
+        # Grids that cannot express plain CLIP get it as one more candidate; ties go to it.
+        source_is_clip = (
+            not variant.has_no_icm() and clip["selection_score"] >= chosen["selection_score"]
         )
-        by_key = {_row_key(r): r for r in candidates}
-        source_pick = by_key[_row_key(chosen)]
-        fallback = not variant.has_no_icm() and clip[head]["selection_score"] >= chosen[
-            "selection_score"
-        ]
         # The oracle takes the first best grid point on the target's "out" split, as
-        # protocols' tuning="oracle" does; plain CLIP joins grids that cannot express it.
+        # protocols' tuning="oracle" does.
         oracle_pick = max(candidates, key=lambda r: r["validation"])
-        oracle_is_clip = not variant.has_no_icm() and clip[head]["validation"] > oracle_pick[
-            "validation"
-        ]
-        for tuning, pick, selection_score, to_clip in (
-            (SOURCE_TUNING, source_pick, chosen["selection_score"], fallback),
+        oracle_is_clip = not variant.has_no_icm() and clip["validation"] > oracle_pick["validation"]
+        for tuning, pick, selection_score, is_clip in (
+            (SOURCE_TUNING, source_pick, chosen["selection_score"], source_is_clip),
             (ORACLE_TUNING, oracle_pick, oracle_pick["validation"], oracle_is_clip),
         ):
-            lam, k = _row_key(pick)
-            no_icm = to_clip or is_rotation(k)
-            if to_clip:
-                lam, k = 0.0, n_features
-                accuracy, validation = clip[head]["accuracy"], clip[head]["validation"]
-                if tuning == SOURCE_TUNING:
-                    selection_score = clip[head]["selection_score"]
-                else:
-                    selection_score = validation
+            if is_clip:
+                lam, k, kind = 0.0, n_features, "clip"
+                accuracy, validation = clip["accuracy"], clip["validation"]
+                selection_score = clip["selection_score"] if tuning == SOURCE_TUNING else validation
             else:
-                accuracy, validation = pick["accuracy"], pick["validation"]
+                (lam, k), accuracy, validation = (
+                    _row_key(pick),
+                    pick["accuracy"],
+                    pick["validation"],
+                )
+                kind = _candidate_kind(variant, lam, k, n_features)
             rows.append(
                 {
                     **base,
                     "method": chosen["method"],
                     "tuning": tuning,
                     "accuracy": accuracy,
-                    "gain": accuracy - clip[head]["accuracy"],
+                    "gain": accuracy - clip["accuracy"],
                     "lam": lam,
                     "n_components": k,
-                    "no_icm": no_icm,
+                    "kind": kind,
                     "selection_score": selection_score,
                     "target_validation": validation,
-                    "random_removed": 1.0 - k / n_features,
                     "n_train": chosen["n_train"],
                     "n_test": chosen["n_test"],
-                    **measured(lam, k, no_icm=no_icm),
+                    "unconverged_probe_fits": n_unconverged,
+                    **measured(lam, k, kind),
                 }
             )
-    reference = subspace(variant.lams[-1], ks[len(ks) // 2] if len(ks) > 1 else ks[0])
-    ratios = trace_ratios(reference, view.embeddings[split["train"]])
+    # Sigma_Delta does not depend on the grid point: any fit gives the trace ratios.
+    ratios = trace_ratios(subspace(variant.lams[-1], ks[0]), view.embeddings[train])
     for row in rows:
         row.update(ratios)
     return rows, sweep
+
+
+def _split_context(embedded: Bunch, seed: int, target: str, holdout: np.ndarray) -> SplitContext:
+    is_target = embedded.domains == target
+    split = {
+        "train": np.flatnonzero(~is_target & ~holdout),
+        "test": np.flatnonzero(is_target & ~holdout),
+        "validation": np.flatnonzero(is_target & holdout),
+    }
+    # lam=0 keeps the top principal directions of the uncentred source embeddings, largest
+    # first: the reference for what dimension reduction alone removes.
+    pca = _fit_subspace(embedded, split["train"], 0.0, None, {})
+    return SplitContext(
+        seed=seed,
+        target=target,
+        split=split,
+        clip=clip_baseline(embedded, split["train"], split["test"], split["validation"]),
+        **dict(zip(("deltas", "class_means"), target_directions(embedded, target), strict=True)),
+        pca_components=pca.components_,
+    )
+
+
+def _clip_rows(embedded: Bunch, context: SplitContext) -> list[dict]:
+    n_features = embedded.embeddings.shape[1]
+    return [
+        {
+            "seed": context.seed,
+            "target": context.target,
+            "source": "none",
+            "variant": "CLIP",
+            "method": f"clip_{head}",
+            "tuning": "none",
+            "accuracy": scores["accuracy"],
+            "gain": 0.0,
+            "lam": 0.0,
+            "n_components": n_features,
+            "kind": "clip",
+            "selection_score": scores["selection_score"],
+            "target_validation": scores["validation"],
+            "variant_removed": 0.0,
+            "class_kept": 1.0,
+            "style_to_class": 1.0,
+            "random_removed": 0.0,
+            "pca_removed": 0.0,
+            "pca_class_kept": 1.0,
+            "n_train": int(context.split["train"].size),
+            "n_test": int(context.split["test"].size),
+        }
+        for head, scores in context.clip.items()
+    ]
 
 
 def run_benchmark(
@@ -475,56 +591,24 @@ def run_benchmark(
             holdout = domainbed_holdout_mask(
                 embedded.domains, embedded.domain_names, trial_seed=seed
             )
-            n_features = embedded.embeddings.shape[1]
             for target in targets or embedded.domain_names:
-                is_target = embedded.domains == target
-                split = {
-                    "train": np.flatnonzero(~is_target & ~holdout),
-                    "test": np.flatnonzero(is_target & ~holdout),
-                    "validation": np.flatnonzero(is_target & holdout),
-                }
-                clip = clip_baseline(embedded, split["train"], split["test"], split["validation"])
-                base = {"seed": seed, "target": target}
-                for head, scores in clip.items():
-                    rows.append(
-                        {
-                            **base,
-                            "source": "none",
-                            "variant": "CLIP",
-                            "method": f"clip_{head}",
-                            "tuning": "none",
-                            "accuracy": scores["accuracy"],
-                            "gain": 0.0,
-                            "lam": 0.0,
-                            "n_components": n_features,
-                            "no_icm": True,
-                            "selection_score": scores["selection_score"],
-                            "target_validation": scores["validation"],
-                            "variant_removed": 0.0,
-                            "class_kept": 1.0,
-                            "random_removed": 0.0,
-                            "n_train": int(split["train"].size),
-                            "n_test": int(split["test"].size),
-                        }
-                    )
-                directions = target_directions(embedded, target)
+                context = _split_context(embedded, seed, target, holdout)
+                rows.extend(_clip_rows(embedded, context))
                 for source in sources:
                     view = source_view(embedded, source, target)
                     views[(target, source)] = view
                     for variant in variants:
-                        if source not in variant.sources:
-                            continue
-                        variant_base = {
-                            **base,
-                            "source": source,
-                            "variant": variant.name,
-                            **variant.params,
-                        }
-                        new_rows, new_sweep = _run_variant(
-                            view, variant, seed, target, split, clip, directions, variant_base
-                        )
-                        rows.extend(new_rows)
-                        sweep.extend(new_sweep)
+                        if source in variant.sources:
+                            base = {
+                                "seed": seed,
+                                "target": target,
+                                "source": source,
+                                "variant": variant.name,
+                                **variant.params,
+                            }
+                            new_rows, new_sweep = _run_variant(view, variant, context, base)
+                            rows.extend(new_rows)
+                            sweep.extend(new_sweep)
                 if progress:
                     print(
                         f"seed {seed} target {target:9s} done at "
@@ -550,11 +634,13 @@ def _table(rows: list[dict], value: str, title: str) -> str:
     return markdown_table(labelled, title=title)
 
 
-def _mean_ci(values: Sequence[float], scale: float = 100.0) -> str:
+def _mean_ci(values: Sequence[float], scale: float = 100.0, digits: int = 1) -> str:
     mean, half = mean_confidence_interval(values)
+    # Adding 0.0 turns a rounded -0.0 into 0.0.
+    mean = round(scale * mean, digits) + 0.0
     if np.isnan(half):
-        return f"{scale * mean:.1f}"
-    return f"{scale * mean:.1f} ± {scale * half:.1f}"
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {scale * half:.{digits}f}"
 
 
 def _per_seed_means(rows: list[dict], value: str) -> list[float]:
@@ -563,86 +649,122 @@ def _per_seed_means(rows: list[dict], value: str) -> list[float]:
     return [float(np.mean([r[value] for r in rows if r["seed"] == s])) for s in seeds]
 
 
+def _groups(rows: list[dict], keys: Sequence[str]) -> dict[tuple, list[dict]]:
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
+    return groups
+
+
+def _head(method: str) -> str:
+    return HEADS[method.split("_", 1)[1]]
+
+
 def _selection_summary(rows: list[dict]) -> str:
     lines = [
-        "| Variant | Source | Head | no-ICM chosen | chosen (lam, K): count |",
-        "|---|---|---|---|---|",
+        "| Variant | Source | Head | plain CLIP (K=d) | PCA only (lam=0) | ICM | "
+        "most chosen (lam, K) |",
+        "|---|---|---|---|---|---|---|",
     ]
     chosen = [r for r in rows if r["tuning"] == SOURCE_TUNING]
-    keys = dict.fromkeys((r["variant"], r["source"], r["method"]) for r in chosen)
-    for variant, source, method in keys:
-        group = [
-            r for r in chosen
-            if (r["variant"], r["source"], r["method"]) == (variant, source, method)
-        ]
-        counts: dict[tuple[float, int], int] = {}
-        for r in group:
-            counts[(r["lam"], r["n_components"])] = counts.get((r["lam"], r["n_components"]), 0) + 1
-        picks = ", ".join(
-            f"({lam:g}, {k}): {n}" for (lam, k), n in sorted(counts.items(), key=lambda kv: -kv[1])
-        )
-        n_no_icm = sum(bool(r["no_icm"]) for r in group)
+    for (variant, source, method), group in _groups(
+        chosen, ("variant", "source", "method")
+    ).items():
+        picks = _groups(group, ("lam", "n_components"))
+        top = sorted(picks.items(), key=lambda item: -len(item[1]))[:3]
+        kinds = [sum(r["kind"] == kind for r in group) for kind in ("clip", "pca", "icm")]
         lines.append(
-            f"| {variant} | {source} | {HEADS[method.split('_', 1)[1]]} | "
-            f"{n_no_icm}/{len(group)} | {picks} |"
-        )
-    return "\n".join(lines)
-
-
-def _energy_summary(rows: list[dict]) -> str:
-    lines = [
-        "| Variant | Source | Head | Tuning | K (mean) | variant energy removed | "
-        "random K-subspace removes | class-mean energy kept | "
-        "tr(Σ_Δ)/tr(Σ_Z) | tr(Σ_Δ)/tr(Cov Z) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    icm = [r for r in rows if r["source"] != "none"]
-    keys = dict.fromkeys((r["variant"], r["source"], r["method"], r["tuning"]) for r in icm)
-    for variant, source, method, tuning in keys:
-        group = [
-            r for r in icm if (r["variant"], r["source"], r["method"], r["tuning"]) == (
-                variant, source, method, tuning)
-        ]
-        cells = [
-            f"{np.mean([r['n_components'] for r in group]):.0f}",
-            *(
-                _mean_ci(_per_seed_means(group, value))
-                for value in ("variant_removed", "random_removed", "class_kept")
-            ),
-            *(
-                f"{np.mean([r[value] for r in group]):.2f}"
-                for value in ("trace_delta_over_second_moment", "trace_delta_over_cov")
-            ),
-        ]
-        lines.append(
-            f"| {variant} | {source} | {HEADS[method.split('_', 1)[1]]} | {tuning} | "
-            + " | ".join(cells)
+            f"| {variant} | {source} | {_head(method)} | "
+            + " | ".join(f"{n}/{len(group)}" for n in kinds)
+            + " | "
+            + ", ".join(f"({lam:g}, {k}): {len(g)}" for (lam, k), g in top)
             + " |"
         )
     return "\n".join(lines)
 
 
-def _sweep_summary(sweep: list[dict], clip_rows: list[dict], variant: str) -> str:
+# Column, display scale and digits of the energy tables.
+_ENERGY_COLUMNS = (
+    ("variant_removed", 100.0, 1),
+    ("pca_removed", 100.0, 1),
+    ("random_removed", 100.0, 1),
+    ("class_kept", 100.0, 1),
+    ("pca_class_kept", 100.0, 1),
+    ("style_to_class", 1.0, 2),
+)
+_ENERGY_HEADER = (
+    "variant energy removed (%) | top-K PCA removes | random K-subspace removes | "
+    "class-mean energy kept (%) | top-K PCA keeps | style:class energy vs CLIP"
+)
+
+
+def _energy_summary(rows: list[dict]) -> str:
+    lines = [
+        f"| Variant | Source | Head | Tuning | K (mean) | {_ENERGY_HEADER} |",
+        "|---|---|---|---|---|" + "---|" * len(_ENERGY_COLUMNS),
+    ]
+    icm = [r for r in rows if r["source"] != "none"]
+    for (variant, source, method, tuning), group in _groups(
+        icm, ("variant", "source", "method", "tuning")
+    ).items():
+        cells = [f"{np.mean([r['n_components'] for r in group]):.0f}"] + [
+            _mean_ci(_per_seed_means(group, value), scale, digits)
+            for value, scale, digits in _ENERGY_COLUMNS
+        ]
+        lines.append(
+            f"| {variant} | {source} | {_head(method)} | {tuning} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines)
+
+
+def _grid_energy_summary(sweep: list[dict], variant: str) -> str:
+    """Energy removed and kept at every grid point of a variant (the subspace, not the head)."""
+    rows = [
+        r
+        for r in sweep
+        if r["variant"] == variant and r["method"] == "icm_zero_shot" and r["kind"] != "clip"
+    ]
+    lines = [
+        f"| Source | lam | K | {_ENERGY_HEADER} |",
+        "|---|---|---|" + "---|" * len(_ENERGY_COLUMNS),
+    ]
+    for (source, lam, k), group in _groups(rows, ("source", "lam", "n_components")).items():
+        cells = [
+            _mean_ci(_per_seed_means(group, value), scale, digits)
+            for value, scale, digits in _ENERGY_COLUMNS
+        ]
+        lines.append(f"| {source} | {lam:g} | {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _trace_summary(rows: list[dict]) -> str:
+    lines = [
+        "| Source | tr(Σ_Δ)/tr(Σ_Z) | tr(Σ_Δ)/tr(Cov Z) |",
+        "|---|---|---|",
+    ]
+    icm = [r for r in rows if r["source"] != "none" and r["variant"] == rows[-1]["variant"]]
+    for (source,), group in _groups(icm, ("source",)).items():
+        cells = []
+        for value in ("trace_delta_over_second_moment", "trace_delta_over_cov"):
+            values = [r[value] for r in group]
+            cells.append(f"{np.mean(values):.2f} ({np.min(values):.2f} to {np.max(values):.2f})")
+        lines.append(f"| {source} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _sweep_summary(sweep: list[dict], variant: str) -> str:
     """Target accuracy minus plain CLIP, averaged over seeds and targets, per grid point."""
-    clip = {(r["seed"], r["target"], r["method"].removeprefix("clip_")): r["accuracy"]
-            for r in clip_rows}
     rows = [r for r in sweep if r["variant"] == variant]
     points = sorted({(r["lam"], r["n_components"]) for r in rows})
     header = "| Source | Head | " + " | ".join(f"λ={lam:g}, K={k}" for lam, k in points) + " |"
     lines = [header, "|---|---|" + "---|" * len(points)]
-    for source in dict.fromkeys(r["source"] for r in rows):
-        for method in ("icm_zero_shot", "icm_linear_probe"):
-            head = method.removeprefix("icm_")
-            cells = []
-            for lam, k in points:
-                group = [
-                    r["accuracy"] - clip[(r["seed"], r["target"], head)]
-                    for r in rows
-                    if r["source"] == source and r["method"] == method
-                    and (r["lam"], r["n_components"]) == (lam, k)
-                ]
-                cells.append(f"{100 * np.mean(group):+.1f}" if group else "")
-            lines.append(f"| {source} | {HEADS[head]} | " + " | ".join(cells) + " |")
+    for (source, method), group in _groups(rows, ("source", "method")).items():
+        by_point = _groups(group, ("lam", "n_components"))
+        cells = [
+            _mean_ci(_per_seed_means(by_point[point], "gain")) if point in by_point else ""
+            for point in points
+        ]
+        lines.append(f"| {source} | {_head(method)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -663,76 +785,109 @@ def weights_state() -> dict[str, Any]:
 
 
 def render_report(result: Bunch, meta: dict[str, Any]) -> str:
-    """The Markdown report of a run: every table of docs/results.md, from the rows."""
+    """The Markdown report of a run, from its rows."""
     rows = result.results
     clip_rows = [r for r in rows if r["source"] == "none"]
+    n_features = clip_rows[0]["n_components"]
     seeds = sorted({r["seed"] for r in rows})
     parts = [
         "# ToyWorld leave-one-domain-out benchmark of CLIP-ICM (ToyCLIP)",
         "",
         f"- command: `{meta['command']}`",
-        f"- seeds: {seeds}; images per (class, domain): {meta['n_per_cell']}",
+        f"- seeds: {seeds}; images per (class, domain): {meta['n_per_cell']}; "
+        f"embedding dimension d = {n_features}",
         f"- wall time: {result.seconds / 60:.1f} min on {meta['machine']}",
         f"- ToyCLIP weights: sha256 {meta['weights']['sha256']}, "
         f"modified {meta['weights']['mtime']}",
-        "- cells: accuracy (%) on the target's 80% \"in\" split, mean ± 95% t-interval over "
+        '- cells: accuracy (%) on the target\'s 80% "in" split, mean ± 95% t-interval over '
         "seeds; Avg is the mean over targets, its interval over seeds. Gains are paired "
-        "differences with plain CLIP of the same head, seed and target.",
+        "differences (points) with plain CLIP of the same head, seed and target.",
+        f'- {ORACLE_TUNING}: the grid point best on the target\'s 20% "out" split. It looks '
+        "at the target, so it is an upper bound, not a result.",
         "",
     ]
-    for variant in dict.fromkeys(r["variant"] for r in rows if r["source"] != "none"):
-        example = next(r for r in rows if r["variant"] == variant)
-        setting = (
-            f"selection={example['selection']!r}, objective={example['objective']!r}, "
-            f"lam_scale={example['lam_scale']!r}"
-        )
-        grid = sorted({(r["lam"], r["n_components"]) for r in result.sweep
-                       if r["variant"] == variant})
-        lams = sorted({lam for lam, _ in grid})
-        ks = sorted({k for _, k in grid})
+    for variant, variant_rows in _groups(
+        [r for r in rows if r["source"] != "none"], ("variant",)
+    ).items():
+        example = variant_rows[0]
+        grid = {(r["lam"], r["n_components"]) for r in result.sweep if r["variant"] == variant[0]}
+        lams, ks = sorted({lam for lam, _ in grid}), sorted({k for _, k in grid})
+        expressible = example["objective"] == "difference" and 0.0 in lams and n_features in ks
         parts += [
-            f"## Variant: {variant} ({setting})",
+            f"## Variant: {variant[0]}",
             "",
-            f"Grid: lam in {lams}, K in {ks}"
-            + ("" if len(ks) and ks[-1] == clip_rows[0]["n_components"] and 0.0 in lams
-               and example["objective"] == "difference"
-               else "; plain CLIP is added as a candidate")
+            f"selection={example['selection']!r}, objective={example['objective']!r}, "
+            f"lam_scale={example['lam_scale']!r}; grid lam in {lams}, K in {ks}"
+            + ("" if expressible else "; plain CLIP is added as a candidate")
             + ".",
             "",
         ]
         for tuning in (SOURCE_TUNING, ORACLE_TUNING):
-            selected = [r for r in rows if r["variant"] == variant and r["tuning"] == tuning]
+            selected = [r for r in variant_rows if r["tuning"] == tuning]
             parts += [
                 _table(clip_rows + selected, "accuracy", f"**Accuracy, {tuning}**"),
                 "",
-                _table(selected, "gain", f"**Gain over plain CLIP (points), {tuning}**"),
+                _table(selected, "gain", f"**Gain over plain CLIP, {tuning}**"),
                 "",
             ]
+    n_unconverged = sum(
+        max(r.get("unconverged_probe_fits", 0) for r in group)
+        for group in _groups(
+            [r for r in rows if r["source"] != "none"], ("seed", "target", "source", "variant")
+        ).values()
+    )
     parts += [
-        "## How often source selection kept plain CLIP",
+        "## What source selection chose",
         "",
-        "Count of (seed, target) splits; (lam, K) as given to the estimator.",
+        "Count of (seed, target) splits whose source-LODO choice was a rotation of CLIP's "
+        "space (K = d), a principal subspace without intervention penalty (lam = 0), or an "
+        "ICM subspace; (lam, K) as given to the estimator.",
         "",
         _selection_summary(rows),
         "",
+        f"Probe fits that hit LogisticRegression's max_iter (all variants): {n_unconverged}.",
+        "",
         "## Variant directions removed",
         "",
-        "For the chosen subspace A: the fraction of the energy of exact counterfactual style "
-        "Deltas of the target images (each target image re-rendered in every other style) "
-        "that the projection removes, 1 - ||Δ Aᵀ||² / ||Δ||², against 1 - K/d for a random "
-        "K-dimensional subspace, and the fraction of the target's between-class-mean energy "
-        "it keeps (K/d for a random subspace). Mean ± 95% t-interval over seeds of the mean "
-        "over targets. The trace ratios are measured on the source training data.",
+        "For a subspace A: the fraction of the energy of exact counterfactual style Deltas of "
+        "the target images (each target image re-rendered in every other style) that the "
+        "projection removes, 1 - ||Δ Aᵀ||² / ||Δ||²; the same for the top-K principal "
+        "subspace of the source embeddings (lam = 0) and for a random K-dimensional "
+        "subspace (1 - K/d); the fraction of the target's between-class-mean energy kept; "
+        "and the ratio of style to class-mean energy after the map A relative to plain CLIP "
+        "(below 1: style suppressed more than class; for the ratio objective this also "
+        "counts its rescaling, which the span-based fractions ignore). Mean ± 95% "
+        "t-interval over seeds of the mean over targets.",
+        "",
+        "**Chosen subspaces**",
         "",
         _energy_summary(rows),
         "",
     ]
     for variant in dict.fromkeys(r["variant"] for r in result.sweep):
         parts += [
-            f"## Sensitivity, variant {variant}: target accuracy minus plain CLIP (points), "
-            "mean over seeds and targets",
+            f"**Every grid point below K = d, variant {variant}**",
             "",
-            _sweep_summary(result.sweep, clip_rows, variant),
+            _grid_energy_summary(result.sweep, variant),
+            "",
+        ]
+    parts += [
+        "## Size of the Deltas",
+        "",
+        "tr(Σ_Δ) relative to the second moment (what lam_scale='trace' divides by) and to "
+        "the covariance of the source embeddings; mean (min to max) over seeds and targets.",
+        "",
+        _trace_summary(rows),
+        "",
+    ]
+    for variant in dict.fromkeys(r["variant"] for r in result.sweep):
+        parts += [
+            f"## Sensitivity, variant {variant}",
+            "",
+            "Target accuracy minus plain CLIP (points) at every grid point: mean ± 95% "
+            "t-interval over seeds of the mean over targets.",
+            "",
+            _sweep_summary(result.sweep, variant),
             "",
         ]
     return "\n".join(parts)
@@ -744,20 +899,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Leave-one-domain-out benchmark of CLIP-ICM on ToyWorld with ToyCLIP.",
         epilog="Writes results.csv, sweep.csv and report.md to --output-dir.",
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                        help="ToyWorld sample / intervention / split seeds (default: 0 1 2)")
-    parser.add_argument("--n-per-cell", type=int, default=None,
-                        help="images per (class, domain) (default: 40, or 8 with --quick)")
-    parser.add_argument("--targets", nargs="+", default=None,
-                        help="target domains (default: every domain in turn)")
-    parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES,
-                        help="intervention sources (default: all)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: one seed, 8 images per cell, two targets, small grids")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads for encoding (default: 1; the machine is shared)")
-    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR,
-                        help=f"where to write the results (default: {DEFAULT_OUTPUT_DIR})")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="ToyWorld sample / intervention / split seeds (default: 0 1 2)",
+    )
+    parser.add_argument(
+        "--n-per-cell",
+        type=int,
+        default=None,
+        help="images per (class, domain) (default: 40, or 8 with --quick)",
+    )
+    parser.add_argument(
+        "--targets", nargs="+", default=None, help="target domains (default: every domain in turn)"
+    )
+    parser.add_argument(
+        "--sources",
+        nargs="+",
+        default=list(SOURCES),
+        choices=SOURCES,
+        help="intervention sources (default: all)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: one seed, 8 images per cell, two targets, small grids",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for encoding (default: 1; the machine is shared)",
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=DEFAULT_OUTPUT_DIR,
+        help=f"where to write the results (default: {DEFAULT_OUTPUT_DIR})",
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)

@@ -56,6 +56,15 @@ def _numbers(text: str, kind: type, option: str) -> list:
     return values
 
 
+class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show each default once: not where the help text already explains it, nor when None."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``skcicm`` command."""
     parser = _Parser(
@@ -74,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         "once and cached under the output folder; an interrupted run resumes from the cache. "
         "Splits follow DomainBed: each domain is split 80/20 per seed; models are fitted on the "
         "source domains' 80% and scored on the target domain's 80%.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsHelpFormatter,
     )
     data = evaluate.add_argument_group("data")
     data.add_argument(

@@ -47,11 +47,19 @@ def register_model(name: str, local_dir: str | os.PathLike) -> None:
 
     Examples
     --------
-    >>> register_model("my-clip", "/models/my-clip")
-    >>> resolve_model_name("my-clip", None)
-    ('local-dir:/models/my-clip', None)
+    >>> from pathlib import Path
+    >>> import skcicm
+    >>> folder = Path(skcicm.__file__).parent / "weights" / "toyclip"
+    >>> register_model("my-clip", folder)
+    >>> resolve_model_name("my-clip", None) == (f"local-dir:{folder}", None)
+    True
     >>> unregister_model("my-clip")
     """
+    if not (Path(local_dir) / CONFIG_FILE).is_file():
+        raise WeightsUnavailableError(
+            f"Cannot register {name!r}: {local_dir} has no {CONFIG_FILE} (open_clip's local-dir "
+            "layout, as written by skcicm.models.save_local_dir)."
+        )
     _registry[name] = Path(local_dir)
 
 

@@ -12,7 +12,13 @@ from PIL import Image
 from skcicm import CLIPFeaturizer
 from skcicm.embedding_cache import clear_memory_cache
 from skcicm.images import ImageLoadError
-from skcicm.models import UnknownModelError, WeightsUnavailableError, load_clip
+from skcicm.models import (
+    UnknownModelError,
+    WeightsUnavailableError,
+    load_clip,
+    register_model,
+    unregister_model,
+)
 
 
 def _featurizer(name, **params):
@@ -199,6 +205,21 @@ def test_corrupt_and_missing_files_are_named_and_the_rest_is_kept(
 def test_bad_image_inputs(tiny_clip_name, bad, message):
     with pytest.raises((ValueError, TypeError), match=message):
         _featurizer(tiny_clip_name).transform(bad)
+
+
+def test_registered_names_resolve_to_their_folder(tiny_clip_dir, domain_images, tmp_path):
+    images, _, _ = domain_images
+    register_model("skcicm-test-registered", tiny_clip_dir)
+    try:
+        by_name = _featurizer("skcicm-test-registered", pretrained=None).transform(images[:2])
+    finally:
+        unregister_model("skcicm-test-registered")
+    by_dir = _featurizer(f"local-dir:{tiny_clip_dir}").transform(images[:2])
+    np.testing.assert_array_equal(by_name, by_dir)
+    with pytest.raises(WeightsUnavailableError, match="Cannot register 'empty'"):
+        register_model("empty", tmp_path)
+    with pytest.raises(UnknownModelError):
+        CLIPFeaturizer("skcicm-test-registered").fit([])
 
 
 def test_unknown_model_name_suggests_close_matches():

@@ -1,4 +1,4 @@
-"""Data sets: ToyWorld images with known factors and synthetic embedding-space SCMs."""
+"""Data sets: ToyWorld and synthetic SCMs made here, DomainBed and ImageNet-variant loaders."""
 
 from skcicm.datasets.domainbed import (
     DOMAINBED_DATASETS,
