@@ -344,12 +344,49 @@ def domain_shift(
     targets = _check_targets(embedded, targets)
     methods, seeds = _check_common(methods, tuning, seeds, tuple(METHODS))
     lams, ks = _resolve_grid(lam, n_components, embedded.embeddings.shape[1])
-    result = Bunch(
-        protocol="domain_shift", dataset=embedded.name, results=[], cv_results=[], sweep=[]
+
+    def split(is_target: np.ndarray, holdout: np.ndarray) -> dict[str, np.ndarray]:
+        return {
+            "train": np.flatnonzero(~is_target & ~holdout),
+            "test": np.flatnonzero(is_target & ~holdout),
+            "validation": np.flatnonzero(is_target & holdout),
+        }
+
+    return _leave_one_domain_out(
+        "domain_shift",
+        embedded,
+        targets,
+        seeds,
+        holdout_fraction,
+        split,
+        _domain_shift_scores,
+        progress,
+        methods=methods,
+        lams=lams,
+        ks=ks,
+        tuning=tuning,
+        estimator_params=estimator_params,
+        n_jobs=n_jobs,
     )
+
+
+def _leave_one_domain_out(
+    protocol: str,
+    embedded: Bunch,
+    targets: list[str],
+    seeds: list[int],
+    holdout_fraction: float,
+    make_split: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]],
+    score: Callable[[InvariantCausalMechanism, Bunch, dict], dict],
+    progress: bool | str,
+    **fit_settings: Any,
+) -> Bunch:
+    """Run every (seed, target) split of a protocol; ``make_split(is_target, holdout)``."""
+    result = Bunch(protocol=protocol, dataset=embedded.name, results=[], cv_results=[], sweep=[])
+    description = protocol.replace("_", " ").capitalize()
     with (
         _single_threaded_blas(),
-        _progress(len(seeds) * len(targets), "Domain shift", progress) as bar,
+        _progress(len(seeds) * len(targets), description, progress) as bar,
     ):
         for seed in seeds:
             holdout = domainbed_holdout_mask(
@@ -359,30 +396,19 @@ def domain_shift(
                 trial_seed=seed,
             )
             for target in targets:
-                is_target = embedded.domains == target
-                split = {
-                    "train": np.flatnonzero(~is_target & ~holdout),
-                    "test": np.flatnonzero(is_target & ~holdout),
-                    "validation": np.flatnonzero(is_target & holdout),
-                }
                 base = {
                     "dataset": embedded.name,
-                    "protocol": "domain_shift",
+                    "protocol": protocol,
                     "target": target,
                     "seed": seed,
                 }
                 _run_split(
                     embedded,
-                    split,
-                    methods,
-                    lams,
-                    ks,
-                    tuning,
-                    estimator_params,
-                    n_jobs,
-                    base,
-                    result,
-                    _domain_shift_scores,
+                    make_split(embedded.domains == target, holdout),
+                    base=base,
+                    result=result,
+                    score=score,
+                    **fit_settings,
                 )
                 bar.update()
     return result
@@ -526,47 +552,30 @@ progress
     methods, seeds = _check_common(methods, tuning, seeds, ZERO_SHOT_METHODS)
     lams, ks = _resolve_grid(lam, n_components, embedded.embeddings.shape[1])
     is_base = np.isin(embedded.labels, base_classes(embedded.class_names))
-    result = Bunch(
-        protocol="open_class", dataset=embedded.name, results=[], cv_results=[], sweep=[]
+
+    def split(is_target: np.ndarray, holdout: np.ndarray) -> dict[str, np.ndarray]:
+        parts = {"train": np.flatnonzero(~is_target & ~holdout & is_base)}
+        for part, mask in (("test", ~holdout), ("validation", holdout)):
+            parts[part + "_base"] = np.flatnonzero(is_target & mask & is_base)
+            parts[part + "_novel"] = np.flatnonzero(is_target & mask & ~is_base)
+        return parts
+
+    return _leave_one_domain_out(
+        "open_class",
+        embedded,
+        targets,
+        seeds,
+        holdout_fraction,
+        split,
+        _open_class_scores,
+        progress,
+        methods=methods,
+        lams=lams,
+        ks=ks,
+        tuning=tuning,
+        estimator_params=estimator_params,
+        n_jobs=n_jobs,
     )
-    with (
-        _single_threaded_blas(),
-        _progress(len(seeds) * len(targets), "Open class", progress) as bar,
-    ):
-        for seed in seeds:
-            holdout = domainbed_holdout_mask(
-                embedded.domains,
-                embedded.domain_names,
-                holdout_fraction=holdout_fraction,
-                trial_seed=seed,
-            )
-            for target in targets:
-                is_target = embedded.domains == target
-                split = {"train": np.flatnonzero(~is_target & ~holdout & is_base)}
-                for part, mask in (("test", ~holdout), ("validation", holdout)):
-                    split[part + "_base"] = np.flatnonzero(is_target & mask & is_base)
-                    split[part + "_novel"] = np.flatnonzero(is_target & mask & ~is_base)
-                base = {
-                    "dataset": embedded.name,
-                    "protocol": "open_class",
-                    "target": target,
-                    "seed": seed,
-                }
-                _run_split(
-                    embedded,
-                    split,
-                    methods,
-                    lams,
-                    ks,
-                    tuning,
-                    estimator_params,
-                    n_jobs,
-                    base,
-                    result,
-                    _open_class_scores,
-                )
-                bar.update()
-    return result
 
 
 def base_classes(class_names: Sequence[str]) -> np.ndarray:
