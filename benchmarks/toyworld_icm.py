@@ -53,7 +53,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,16 +100,18 @@ class Variant:
     objective: str = "difference"
     lam_scale: str = "trace"
     sources: tuple[str, ...] = SOURCES
-    params: dict[str, Any] = field(init=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(
-            self,
-            "params",
-            {"selection": self.selection, "objective": self.objective, "lam_scale": self.lam_scale},
-        )
+    @property
+    def params(self) -> dict[str, str]:
+        """The :class:`~skcicm.InvariantCausalMechanism` parameters of the variant."""
+        return {
+            "selection": self.selection,
+            "objective": self.objective,
+            "lam_scale": self.lam_scale,
+        }
 
     def ks(self, n_features: int) -> list[int]:
+        """The ``n_components`` grid for embeddings of dimension ``n_features``."""
         return sorted({max(1, round(f * n_features)) for f in self.k_fractions})
 
     def has_no_icm(self) -> bool:
@@ -167,7 +169,7 @@ def embed_world(
     Returns :func:`~skcicm.evaluation.protocols.embed_dataset`'s Bunch plus
     ``augmentations`` (n, 1, d), ``counterfactuals`` (n, n_domains, d) (column ``j``: the
     sample rendered in style ``domain_names[j]``; its own style's column is the clean
-    embedding), ``text_template`` and ``prompt_names``.
+    embedding), ``text_template``, ``prompt_names`` and the seeded ``featurizer``.
     """
     dataset = load_toyworld_benchmark(
         n_per_cell, domains=domains, random_state=TOYWORLD_SEED + seed

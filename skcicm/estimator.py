@@ -96,7 +96,8 @@ class InvariantCausalMechanism(
     objective : {"difference", "ratio"}, default="difference"
         ``"difference"`` is the paper's ``M``. ``"ratio"`` solves the scale-free generalized
         eigenproblem ``Sigma_Z v = mu (Sigma_Delta + eps I) v`` and keeps its whitened
-        coordinates; ``lam`` and ``lam_scale`` have no effect then.
+        coordinates; ``lam`` and ``lam_scale`` have no effect then. Experimental: it did not
+        help on ToyWorld (docs/results.md).
     temperature : float, default=100.0
         Logit scale of the zero-shot head's softmax (CLIP's trained value is 100).
 

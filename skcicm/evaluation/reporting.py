@@ -148,6 +148,8 @@ def method_label(method: str, tuning: str | None = None) -> str:
 def _format(mean: float, half_width: float) -> str:
     if math.isnan(mean):
         return "n/a"
+    # A gain that rounds to zero prints as 0.0, not -0.0.
+    mean = mean + 0.0 if round(100 * mean, 1) != 0 else 0.0
     if math.isnan(half_width):
         return f"{100 * mean:.1f}"
     return f"{100 * mean:.1f} ± {100 * half_width:.1f}"
