@@ -31,8 +31,10 @@ from sklearn.linear_model import LogisticRegression
 from skcicm.datasets import TOYWORLD_DOMAINS, make_toyworld
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "skcicm" / "weights" / "toyclip"
-PROMPTS = {"zero_shot_domain_prompt": "a {domain} of a {shape}",
-           "zero_shot_photo_prompt": "a photo of a {shape}"}
+PROMPTS = {
+    "zero_shot_domain_prompt": "a {domain} of a {shape}",
+    "zero_shot_photo_prompt": "a photo of a {shape}",
+}
 
 
 def embed_images(model, preprocess, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
@@ -40,14 +42,16 @@ def embed_images(model, preprocess, images: np.ndarray, batch_size: int = 500) -
     out = []
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
-            batch = torch.stack([preprocess(Image.fromarray(im))
-                                 for im in images[start:start + batch_size]])
+            batch = torch.stack(
+                [preprocess(Image.fromarray(im)) for im in images[start : start + batch_size]]
+            )
             out.append(model.encode_image(batch, normalize=True).numpy())
     return np.concatenate(out)
 
 
-def zero_shot(model, tokenizer, feats: np.ndarray, template: str, domain: str,
-              class_names: list[str]) -> np.ndarray:
+def zero_shot(
+    model, tokenizer, feats: np.ndarray, template: str, domain: str, class_names: list[str]
+) -> np.ndarray:
     """Predicted class indices by cosine similarity to the prompts of ``template``."""
     prompts = [template.format(domain=domain, shape=c) for c in class_names]
     with torch.no_grad():
@@ -89,14 +93,20 @@ def evaluate(model_dir: Path, n_per_cell: int, seed: int, train_domains: list[st
 def describe_architecture(model_cfg: dict) -> str:
     vision, text = model_cfg["vision_cfg"], model_cfg["text_cfg"]
     if "patch_size" in vision:
-        tower = (f"ViT ({vision['layers']} layers, width {vision['width']}, "
-                 f"patch {vision['patch_size']})")
+        tower = (
+            f"ViT ({vision['layers']} layers, width {vision['width']}, "
+            f"patch {vision['patch_size']})"
+        )
     else:
-        tower = (f"open_clip ModifiedResNet (blocks per stage {vision['layers']}, "
-                 f"base width {vision['width']})")
-    return (f"{tower} at {vision['image_size']} px; text transformer ({text['layers']} layers, "
-            f"width {text['width']}, context {text['context_length']}); "
-            f"joint embedding {model_cfg['embed_dim']}")
+        tower = (
+            f"open_clip ModifiedResNet (blocks per stage {vision['layers']}, "
+            f"base width {vision['width']})"
+        )
+    return (
+        f"{tower} at {vision['image_size']} px; text transformer ({text['layers']} layers, "
+        f"width {text['width']}, context {text['context_length']}); "
+        f"joint embedding {model_cfg['embed_dim']}"
+    )
 
 
 def render_markdown(record: dict) -> str:
@@ -106,8 +116,8 @@ def render_markdown(record: dict) -> str:
         "",
         "A small open_clip CLIP trained from "
         "scratch on ToyWorld image-caption pairs (`skcicm.datasets.make_toyworld`). "
-        "Load it with `open_clip.create_model_and_transforms(\"local-dir:skcicm/weights/toyclip\")`"
-        " and `open_clip.get_tokenizer(\"local-dir:skcicm/weights/toyclip\")`.",
+        'Load it with `open_clip.create_model_and_transforms("local-dir:skcicm/weights/toyclip")`'
+        ' and `open_clip.get_tokenizer("local-dir:skcicm/weights/toyclip")`.',
         "",
         "## How it was trained",
         "",
@@ -125,7 +135,8 @@ def render_markdown(record: dict) -> str:
         f"{record['hyperparameters']['steps']} steps of batch "
         f"{record['hyperparameters']['batch_size']}, AdamW lr "
         f"{record['hyperparameters']['lr']} (warm-up + cosine)",
-        "- captions: " + ", ".join(f"`{k}` ({v:.0%})" for k, v in record["caption_mix"].items())
+        "- captions: "
+        + ", ".join(f"`{k}` ({v:.0%})" for k, v in record["caption_mix"].items())
         + "; loss: symmetric InfoNCE with identical captions in a batch counted as positives",
         f"- parameters: {record['n_parameters']:,}; weights stored as "
         f"{record['weights_dtype']} ({record['weights_bytes'] / 2**20:.1f} MiB)",
@@ -163,15 +174,27 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--model-dir", type=Path, default=DEFAULT_DIR,
-                   help="open_clip local-dir folder; default: %(default)s")
-    p.add_argument("--n-per-cell", type=int, default=200,
-                   help="evaluation images per (shape, domain) cell")
-    p.add_argument("--seed", type=int, default=12345,
-                   help="seed of the evaluation world (distinct from training seeds)")
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        default=DEFAULT_DIR,
+        help="open_clip local-dir folder; default: %(default)s",
+    )
+    p.add_argument(
+        "--n-per-cell", type=int, default=200, help="evaluation images per (shape, domain) cell"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=12345,
+        help="seed of the evaluation world (distinct from training seeds)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--write-report", action="store_true",
-                   help="add the metrics to training_record.json and write TRAINING.md")
+    p.add_argument(
+        "--write-report",
+        action="store_true",
+        help="add the metrics to training_record.json and write TRAINING.md",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -181,19 +204,22 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     metrics = evaluate(args.model_dir, args.n_per_cell, args.seed, train_domains)
     print(f"evaluated in {time.perf_counter() - t0:.0f}s")
-    print(f"{'domain':<10}{'held out':>9}{'zs domain':>11}{'zs photo':>10}{'probe':>8}"
-          f"{'pooled':>8}")
+    print(
+        f"{'domain':<10}{'held out':>9}{'zs domain':>11}{'zs photo':>10}{'probe':>8}{'pooled':>8}"
+    )
     for domain, m in metrics.items():
-        print(f"{domain:<10}{str(m['held_out']):>9}{m['zero_shot_domain_prompt']:>11.1%}"
-              f"{m['zero_shot_photo_prompt']:>10.1%}{m['linear_probe_same_domain']:>8.1%}"
-              f"{m['linear_probe_pooled_train_domains']:>8.1%}")
+        print(
+            f"{domain:<10}{str(m['held_out']):>9}{m['zero_shot_domain_prompt']:>11.1%}"
+            f"{m['zero_shot_photo_prompt']:>10.1%}{m['linear_probe_same_domain']:>8.1%}"
+            f"{m['linear_probe_pooled_train_domains']:>8.1%}"
+        )
     if args.write_report:
         if not record:
             raise SystemExit(f"--write-report needs {record_path} (written by train_toyclip.py)")
         record["metrics"] = metrics
         record["evaluation"] = {
             "command": "python scripts/evaluate_toyclip.py "
-                       f"--n-per-cell {args.n_per_cell} --seed {args.seed}",
+            f"--n-per-cell {args.n_per_cell} --seed {args.seed}",
             "seed": args.seed,
             "n_per_cell": args.n_per_cell,
             "prompts": PROMPTS,

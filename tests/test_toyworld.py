@@ -45,8 +45,9 @@ def test_shapes_dtypes_and_layout(world):
     assert all(len(v) == n for v in world.factors.values())
     cells = {(d, c) for d, c in zip(world.domains, world.labels, strict=True)}
     assert len(cells) == len(TOYWORLD_DOMAINS) * len(TOYWORLD_CLASSES)
-    for cap, dom, lab, col in zip(world.captions, world.domains, world.labels,
-                                  world.factors["color"], strict=True):
+    for cap, dom, lab, col in zip(
+        world.captions, world.domains, world.labels, world.factors["color"], strict=True
+    ):
         assert cap.startswith(f"a {dom} of a") and cap.endswith(f"{col} {world.class_names[lab]}")
     # Images are not blank and differ across samples.
     assert world.images.std(axis=(1, 2, 3)).min() > 5
@@ -80,8 +81,7 @@ def test_factors_reproduce_images_exactly(world):
 
 
 def test_style_intervention(world):
-    twins, f = render_counterfactuals(world, change=("style",), random_state=1,
-                                      return_factors=True)
+    twins, f = render_counterfactuals(world, change=("style",), random_state=1, return_factors=True)
     assert changed_fields(world.factors, f) == {"style"}
     assert np.all(f["style"] != world.factors["style"])
     assert set(f["style"]) == set(TOYWORLD_DOMAINS)
@@ -120,8 +120,7 @@ def test_color_intervention_keeps_silhouette():
 @pytest.mark.parametrize("style", ["cartoon", "photo"])
 def test_background_intervention_leaves_object_pixels(style):
     w = make_toyworld(4, domains=[style], classes=BULKY, random_state=6)
-    twins, f = render_counterfactuals(w, change="background", random_state=4,
-                                      return_factors=True)
+    twins, f = render_counterfactuals(w, change="background", random_state=4, return_factors=True)
     assert changed_fields(w.factors, f) == set(TOYWORLD_FACTOR_GROUPS["background"])
     assert np.all(f["background"] != w.factors["background"])
     _, masks = render_toyworld(w.factors, return_masks=True)
@@ -134,8 +133,9 @@ def test_background_intervention_leaves_object_pixels(style):
 
 def test_combined_and_texture_interventions(world):
     groups = ("style", "colors", "background", "texture")
-    _, f = render_counterfactuals(world, change=groups, indices=range(0, 240, 7),
-                                  return_factors=True)
+    _, f = render_counterfactuals(
+        world, change=groups, indices=range(0, 240, 7), return_factors=True
+    )
     sub = {k: v[0:240:7] for k, v in world.factors.items()}
     assert changed_fields(sub, f) == {x for g in groups for x in TOYWORLD_FACTOR_GROUPS[g]}
     _, f = render_counterfactuals(world, change="texture", return_factors=True)

@@ -101,8 +101,20 @@ def _shape_rings(shape: str) -> tuple[np.ndarray, ...]:
         a, w = 0.95, 0.3
         return (
             np.array(
-                [[-w, -a], [w, -a], [w, -w], [a, -w], [a, w], [w, w],
-                 [w, a], [-w, a], [-w, w], [-a, w], [-a, -w], [-w, -w]]
+                [
+                    [-w, -a],
+                    [w, -a],
+                    [w, -w],
+                    [a, -w],
+                    [a, w],
+                    [w, w],
+                    [w, a],
+                    [-w, a],
+                    [-w, w],
+                    [-a, w],
+                    [-a, -w],
+                    [-w, -w],
+                ]
             ),
         )
     if shape == "heart":
@@ -116,8 +128,15 @@ def _shape_rings(shape: str) -> tuple[np.ndarray, ...]:
     if shape == "arrow":
         return (
             np.array(
-                [[-0.95, -0.22], [0.1, -0.22], [0.1, -0.6], [0.95, 0.0],
-                 [0.1, 0.6], [0.1, 0.22], [-0.95, 0.22]]
+                [
+                    [-0.95, -0.22],
+                    [0.1, -0.22],
+                    [0.1, -0.6],
+                    [0.95, 0.0],
+                    [0.1, 0.6],
+                    [0.1, 0.22],
+                    [-0.95, 0.22],
+                ]
             ),
         )
     if shape == "ring":
@@ -242,8 +261,8 @@ def _style_image(row: Mapping[str, Any], size: int, ss: int) -> tuple[np.ndarray
         img = _blend(0.6 * bg + 0.4 * grey, fill, 0.7 * obj + 0.3 * grey)
         # Brush texture: noise smeared along one random stroke direction.
         strokes = ndimage.gaussian_filter(
-            rng.standard_normal((size, size)), sigma=(0.4 * px, 2.5 * px) if rng.uniform() < 0.5
-            else (2.5 * px, 0.4 * px)
+            rng.standard_normal((size, size)),
+            sigma=(0.4 * px, 2.5 * px) if rng.uniform() < 0.5 else (2.5 * px, 0.4 * px),
         )
         img = img * (1.0 + 0.25 * strokes[..., None]).astype(np.float32)
         img = ndimage.gaussian_filter(img, sigma=(0.6 * px, 0.6 * px, 0))
@@ -258,7 +277,7 @@ def _style_image(row: Mapping[str, Any], size: int, ss: int) -> tuple[np.ndarray
         img = img.copy()
         img[: n * tile, : n * tile] = np.repeat(np.repeat(cropped, tile, 0), tile, 1)
         if tile >= 4:
-            grout = ((np.arange(size) % tile) == 0)
+            grout = (np.arange(size) % tile) == 0
             img[grout, :] *= 0.6
             img[:, grout] *= 0.6
     elif style == "neon":
