@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="image",
         help=f"comma-separated sources of interventional data among "
         f"{', '.join(INTERVENTION_SOURCES)}: augmented image copies; style prompt pairs over "
-        "the names of all loaded domains (the target's name included, never its images); "
+        "the names of the loaded domains (for each target, pairs naming it are left out); "
         "class-conditional contrasts between source domains",
     )
     protocol.add_argument(

@@ -313,3 +313,22 @@ def test_text_interventions_need_prompt_pairs(tiny_pacs, tiny_clip_name):
         evaluate_domain_shift(featurizer, tiny_pacs, interventions=["text"], progress=False)
     with pytest.raises(ValueError, match="Unknown interventions"):
         evaluate_domain_shift(featurizer, tiny_pacs, interventions=["audio"], progress=False)
+
+
+def test_text_pairs_naming_the_target_never_reach_its_fit():
+    embedded = _synthetic()
+    rng = np.random.default_rng(4)
+    # Domains are named "a", "b", "c": the prompts avoid the article "a".
+    texts = (["photo of bee", "c of bee", "photo of cat"], ["b of bee"] * 3)
+    first, second = rng.normal(size=(3, 12)), rng.normal(size=(3, 12))
+    # The pair naming domain "c" is poisoned: fitting on it would raise on the NaN.
+    first[1] = np.nan
+    embedded.intervention_pairs, embedded.intervention_pair_texts = (first, second), texts
+    grid = {"lam": [0.5, 1.0], "n_components": [4, 8], "progress": False}
+    result = domain_shift(embedded, targets=["c"], methods=["icm_zero_shot"], **grid)
+    assert len(result.results) == 1
+    with pytest.raises(ValueError, match="contains NaN"):
+        domain_shift(embedded, targets=["a"], methods=["icm_zero_shot"], **grid)
+    # A target named in every pair leaves no text interventions at all.
+    only_b = domain_shift(embedded, targets=["b"], methods=["icm_zero_shot"], **grid)
+    assert len(only_b.results) == 1

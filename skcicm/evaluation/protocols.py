@@ -22,6 +22,7 @@ how the hyperparameters matter; it never feeds the source-tuned results.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -33,6 +34,7 @@ from tqdm.auto import tqdm
 
 from skcicm.datasets.domainbed import DOMAINBED_HOLDOUT_FRACTION, domainbed_holdout_mask
 from skcicm.estimator import InvariantCausalMechanism, NoInterventionWarning
+from skcicm.interventions import expand_prompt_pairs
 from skcicm.model_selection import check_grid, lodo_grid_search
 
 METHODS: dict[str, str] = {
@@ -110,7 +112,9 @@ def embed_dataset(
     -------
     embedded : Bunch
         ``embeddings`` (n, d), ``interventions`` (n, n_views, d) or None,
-        ``intervention_pairs`` (tuple) or None, ``domain_interventions`` (bool), ``labels``,
+        ``intervention_pairs`` (tuple) or None and their prompts ``intervention_pair_texts``
+        (pairs naming a target domain are left out when fitting for that target),
+        ``domain_interventions`` (bool), ``labels``,
         ``domains``, ``class_names``, ``domain_names``, ``class_embeddings`` (C, d) or None,
         ``name`` and, for ImageNet datasets, ``imagenet_indices``.
     """
@@ -122,6 +126,7 @@ def embed_dataset(
         embeddings=featurizer.transform(images),
         interventions=None,
         intervention_pairs=None,
+        intervention_pair_texts=None,
         domain_interventions="domain" in interventions,
         labels=np.asarray(dataset["labels"]),
         domains=np.asarray(dataset["domains"]).astype(str),
@@ -144,6 +149,7 @@ def embed_dataset(
             )
         names = prompt_names if text_classes is None else [prompt_names[i] for i in text_classes]
         embedded.intervention_pairs = featurizer.text_intervention_pairs(names)
+        embedded.intervention_pair_texts = expand_prompt_pairs(featurizer.text_interventions, names)
     if class_embeddings:
         embedded.class_embeddings = featurizer.class_embeddings(prompt_names, templates)
     return embedded
@@ -163,6 +169,7 @@ def _fit(
     embedded: Bunch,
     index: np.ndarray,
     estimator_params: dict[str, Any] | None,
+    target: str | None = None,
 ) -> InvariantCausalMechanism:
     head = _head(method)
     baseline = method.startswith("clip_")
@@ -177,8 +184,9 @@ def _fit(
     if not baseline:
         if embedded.interventions is not None:
             kwargs["interventions"] = embedded.interventions[index]
-        if embedded.intervention_pairs is not None:
-            kwargs["intervention_pairs"] = embedded.intervention_pairs
+        pairs = pairs_without_target(embedded, target)
+        if pairs is not None:
+            kwargs["intervention_pairs"] = pairs
         if embedded.domain_interventions:
             kwargs["domains"] = embedded.domains[index]
     if head == "zero_shot":
@@ -187,6 +195,32 @@ def _fit(
         if baseline:
             warnings.simplefilter("ignore", NoInterventionWarning)
         return estimator.fit(embedded.embeddings[index], embedded.labels[index], **kwargs)
+
+
+def pairs_without_target(embedded: Bunch, target: str | None) -> tuple | None:
+    """The text intervention pairs, less those whose prompts name the target domain.
+
+    A prompt such as "a painting of a dog" carries the target's style into the fit; source-only
+    evaluation must not see it, even as a word.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> embedded = Bunch(
+    ...     intervention_pairs=(np.zeros((2, 3)), np.ones((2, 3))),
+    ...     intervention_pair_texts=(["a photo of a dog", "a photo of a dog"],
+    ...                              ["a sketch of a dog", "a clip art of a dog"]),
+    ... )
+    >>> pairs_without_target(embedded, "clip_art")[0].shape
+    (1, 3)
+    """
+    pairs = embedded.get("intervention_pairs")
+    texts = embedded.get("intervention_pair_texts")
+    if pairs is None or target is None or texts is None:
+        return pairs
+    word = re.compile(rf"\b{re.escape(target.replace('_', ' '))}\b", re.IGNORECASE)
+    keep = np.array([not (word.search(a) or word.search(b)) for a, b in zip(*texts, strict=True)])
+    return (pairs[0][keep], pairs[1][keep]) if keep.any() else None
 
 
 def _accuracy(
@@ -479,7 +513,7 @@ def _run_split(
         sweep = []
         for lam in lams:
             for k in ks:
-                estimator = _fit(method, lam, k, embedded, train, estimator_params)
+                estimator = _fit(method, lam, k, embedded, train, estimator_params, base["target"])
                 sweep.append(
                     {**row, "lam": lam, "n_components": k, **score(estimator, embedded, split)}
                 )
@@ -496,7 +530,7 @@ def _run_split(
                 interventions=None
                 if embedded.interventions is None
                 else embedded.interventions[train],
-                intervention_pairs=embedded.intervention_pairs,
+                intervention_pairs=pairs_without_target(embedded, base["target"]),
                 domain_interventions=embedded.domain_interventions,
                 class_embeddings=embedded.class_embeddings
                 if _head(method) == "zero_shot"
