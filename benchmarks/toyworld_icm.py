@@ -72,9 +72,9 @@ from skcicm.estimator import DEFAULT_PROBE_C, NoInterventionWarning
 from skcicm.evaluation.benchmarks import TOYWORLD_SEED, load_toyworld_benchmark
 from skcicm.evaluation.protocols import domain_shift, embed_dataset
 from skcicm.evaluation.reporting import markdown_table, mean_confidence_interval, write_rows
-from skcicm.interventions import expand_prompt_pairs, style_prompt_pairs
 from skcicm.model_selection import lodo_grid_search
 from skcicm.models import resolve_model_name
+from skcicm.prompts import expand_prompt_pairs, style_prompt_pairs
 from skcicm.subspace import unit_rows
 
 SOURCES: tuple[str, ...] = ("augment", "text", "counterfactual", "domain")

@@ -296,7 +296,7 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _text_interventions(dataset: Any) -> list[tuple[str, str]]:
-    from skcicm.interventions import style_prompt_pairs
+    from skcicm.prompts import style_prompt_pairs
 
     styles = [d.replace("_", " ") for d in dataset.get("domain_names", [])]
     if len(styles) < 2:

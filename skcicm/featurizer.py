@@ -26,8 +26,9 @@ from tqdm.auto import tqdm
 from skcicm.embedding_cache import EmbeddingCache
 from skcicm.fit_context import EmbeddingsWithContext
 from skcicm.images import ImageLoadError, ImageSource, as_image_list, image_source
-from skcicm.interventions import ImageInterventions, expand_prompt_pairs, paper_interventions
+from skcicm.interventions import ImageInterventions, paper_interventions
 from skcicm.models import LoadedCLIP, load_clip
+from skcicm.prompts import expand_prompt_pairs
 from skcicm.subspace import unit_rows
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
@@ -63,7 +64,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     text_interventions : list of (str, str) or None, default=None
         Prompt pairs that differ only in style or domain words, e.g.
         ``("a photo of a {}.", "a sketch of a {}.")``; ``{}`` is filled with each class name.
-        See :func:`skcicm.interventions.style_prompt_pairs`.
+        See :func:`skcicm.prompts.style_prompt_pairs`.
     class_names : list of str, dict, or None, default=None
         Class names for zero-shot prompts: a list (label ``i`` is ``class_names[i]``) or a
         dict from label to name. When set, ``fit`` hands the estimator the class embeddings.

@@ -1,8 +1,8 @@
-"""Interventions on variant factors: image augmentations and text prompt pairs.
+"""Image interventions on variant factors: augmentations drawn per image and view.
 
 An image intervention changes style (colour, texture, contrast) while keeping the object, so
 the embedding difference of an image and its intervened copy spans variant directions only.
-A text intervention is a pair of prompts that differ only in a style or domain word.
+Text interventions, prompt pairs, live in :mod:`skcicm.prompts`.
 """
 
 from __future__ import annotations
@@ -98,52 +98,3 @@ class ImageInterventions:
                 "PIL image or an image tensor."
             )
         return result.convert("RGB")
-
-
-def expand_prompt_pairs(
-    pairs: Sequence[tuple[str, str]], class_names: Sequence[str] | None
-) -> tuple[list[str], list[str]]:
-    """Expand template pairs such as ``("a photo of a {}.", "a sketch of a {}.")`` per class.
-
-    Pairs without ``{}`` are literal captions and are used once.
-
-    Examples
-    --------
-    >>> expand_prompt_pairs([("a photo of a {}.", "a sketch of a {}.")], ["dog", "cat"])
-    (['a photo of a dog.', 'a photo of a cat.'], ['a sketch of a dog.', 'a sketch of a cat.'])
-    """
-    first: list[str] = []
-    second: list[str] = []
-    for pair in pairs:
-        if len(pair) != 2 or not all(isinstance(text, str) for text in pair):
-            raise ValueError(f"Each text intervention must be a pair of strings; got {pair!r}.")
-        template_a, template_b = pair
-        if "{}" in template_a or "{}" in template_b:
-            if not class_names:
-                raise ValueError(
-                    f"Text intervention {pair!r} has a '{{}}' placeholder for the class name, "
-                    "but no class_names were given."
-                )
-            first.extend(template_a.format(name) for name in class_names)
-            second.extend(template_b.format(name) for name in class_names)
-        else:
-            first.append(template_a)
-            second.append(template_b)
-    return first, second
-
-
-def style_prompt_pairs(
-    styles: Sequence[str], template: str = "a {style} of a {{}}."
-) -> list[tuple[str, str]]:
-    """All pairs of prompts that differ only in the style word, for :class:`CLIPFeaturizer`.
-
-    Examples
-    --------
-    >>> style_prompt_pairs(["photo", "sketch", "cartoon"])
-    [('a photo of a {}.', 'a sketch of a {}.'), ('a photo of a {}.', 'a cartoon of a {}.'), \
-('a sketch of a {}.', 'a cartoon of a {}.')]
-    """
-    prompts = [template.format(style=style) for style in styles]
-    return [
-        (prompts[i], prompts[j]) for i in range(len(prompts)) for j in range(i + 1, len(prompts))
-    ]

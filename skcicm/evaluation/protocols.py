@@ -34,8 +34,8 @@ from tqdm.auto import tqdm
 
 from skcicm.datasets.domainbed import DOMAINBED_HOLDOUT_FRACTION, domainbed_holdout_mask
 from skcicm.estimator import InvariantCausalMechanism, NoInterventionWarning
-from skcicm.interventions import expand_prompt_pairs
 from skcicm.model_selection import check_grid, lodo_grid_search
+from skcicm.prompts import expand_prompt_pairs
 
 METHODS: dict[str, str] = {
     "clip_zero_shot": "CLIP zero-shot",
@@ -145,7 +145,7 @@ def embed_dataset(
             raise ValueError(
                 "interventions include 'text' but the featurizer has no text_interventions; "
                 "set CLIPFeaturizer(text_interventions=...), e.g. "
-                "skcicm.interventions.style_prompt_pairs(['photo', 'sketch'])."
+                "skcicm.prompts.style_prompt_pairs(['photo', 'sketch'])."
             )
         names = prompt_names if text_classes is None else [prompt_names[i] for i in text_classes]
         embedded.intervention_pairs = featurizer.text_intervention_pairs(names)
