@@ -6,9 +6,20 @@ Accepted names, in the spirit of :func:`open_clip.create_model`:
 - ``"local-dir:/path"``: a folder with ``open_clip_config.json`` and a checkpoint;
 - ``"hf-hub:org/repo"``: a Hugging Face Hub repository (or its local cache when offline);
 - an open_clip architecture (``open_clip.list_models()``) with ``pretrained`` set to one of its
-  tags (``open_clip.list_pretrained_tags_by_model``) or to a checkpoint file.
+  tags (``open_clip.list_pretrained_tags_by_model``), to a checkpoint file, or to ``"random"``.
 
-Loaded models are kept per process, so clones of a featurizer share one copy of the weights.
+``pretrained="random"`` gives the architecture's random initialisation, seeded so that every
+process builds the same weights. Random weights are for benchmarks and tests (speed, memory,
+plumbing): their embeddings mean nothing, and no result about CLIP-ICM should rest on them.
+
+Loaded models are kept per process, so clones of a featurizer, and the tasks a worker process
+runs, share one copy of the weights; a checkpoint that changes on disk is loaded again. The
+fingerprint that keys cached embeddings names the weights by content (see
+:mod:`skcicm.weight_digests`), so a moved folder keeps its cache and changed weights never
+reuse it, and each checkpoint is hashed once per machine rather than once per process.
+
+Checkpoints are read as open_clip reads them: safetensors, or ``torch.load`` with
+``weights_only=True``, which refuses pickles that would run code.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +38,15 @@ from typing import Any
 import open_clip
 import torch
 
+from skcicm.weight_digests import Stamp, file_digest, file_stamp
+
 LOCAL_DIR_PREFIX = "local-dir:"
 HF_HUB_PREFIX = "hf-hub:"
 CONFIG_FILE = "open_clip_config.json"
 WEIGHTS_FILE = "open_clip_model.safetensors"
+RANDOM_WEIGHTS = "random"
+# Random weights are drawn from this seed, so that every process builds the same model.
+RANDOM_WEIGHTS_SEED = 0
 
 _registry: dict[str, Path] = {"toyclip": Path(__file__).parent / "weights" / "toyclip"}
 
@@ -40,6 +57,10 @@ class UnknownModelError(ValueError):
 
 class WeightsUnavailableError(OSError):
     """The weights exist in principle but cannot be found on this machine."""
+
+
+class WeightsFileError(WeightsUnavailableError):
+    """A checkpoint file exists but is damaged, not plain weights, or for another model."""
 
 
 def register_model(name: str, local_dir: str | os.PathLike) -> None:
@@ -77,7 +98,14 @@ def resolve_model_name(model_name: str, pretrained: str | None) -> tuple[str, st
     """Return the ``(model_name, pretrained)`` pair to hand to open_clip, or raise a clear error.
 
     ``pretrained`` is ignored for registered names and for the ``local-dir:`` and ``hf-hub:``
-    schemas, whose weights are part of the name (as in open_clip).
+    schemas, whose weights are part of the name (as in open_clip). For an architecture,
+    ``"random"`` (reserved: a checkpoint file of that name is ``"./random"``) asks for seeded
+    random weights, for benchmarks and tests only.
+
+    Examples
+    --------
+    >>> resolve_model_name("ViT-B-32", "random")
+    ('ViT-B-32', 'random')
     """
     if model_name in _registry:
         model_name = LOCAL_DIR_PREFIX + str(_registry[model_name])
@@ -104,12 +132,13 @@ def resolve_model_name(model_name: str, pretrained: str | None) -> tuple[str, st
     if pretrained is None:
         raise ValueError(
             f"model_name={model_name!r} needs pretrained: one of its tags {tags} or a checkpoint "
-            "file. Randomly initialised weights make no featurizer."
+            f"file ({RANDOM_WEIGHTS!r} gives seeded random weights, for benchmarks and tests "
+            "only: they make no useful featurizer)."
         )
-    if pretrained not in tags and not os.path.isfile(pretrained):
+    if pretrained != RANDOM_WEIGHTS and pretrained not in tags and not os.path.isfile(pretrained):
         raise WeightsUnavailableError(
-            f"pretrained={pretrained!r} is neither a tag of {model_name} ({tags}) nor an existing "
-            "checkpoint file."
+            f"pretrained={pretrained!r} is neither a tag of {model_name} ({tags}), nor an "
+            f"existing checkpoint file, nor {RANDOM_WEIGHTS!r}."
         )
     return model_name, pretrained
 
@@ -125,29 +154,51 @@ class LoadedCLIP:
 
 
 def load_clip(model_name: str, pretrained: str | None, device: str) -> LoadedCLIP:
-    """Load (once per process, model and device) an open_clip model ready for inference."""
+    """Load (once per process, model, device and weights version) an open_clip model."""
     name, tag = resolve_model_name(model_name, pretrained)
-    return _load_resolved(name, tag, device)
+    stamps = tuple((str(path), file_stamp(path)) for path in _weight_files(name, tag))
+    return _load_resolved(name, tag, device, stamps)
+
+
+def model_fingerprint(model_name: str, pretrained: str | None) -> str:
+    """Identify a model and the content of its weights, without loading it.
+
+    Cheap after the first call on a machine (digests are remembered by file stamp), so a
+    fitted estimator can check that the weights it was fitted with are still the ones on disk.
+
+    Examples
+    --------
+    >>> model_fingerprint("toyclip", None) == model_fingerprint("toyclip", "ignored")
+    True
+    """
+    name, tag = resolve_model_name(model_name, pretrained)
+    return _fingerprint(name, tag, _weight_files(name, tag))
 
 
 @functools.lru_cache(maxsize=4)
-def _load_resolved(name: str, tag: str | None, device: str) -> LoadedCLIP:
+def _load_resolved(
+    name: str, tag: str | None, device: str, stamps: tuple[tuple[str, Stamp], ...]
+) -> LoadedCLIP:
+    # `stamps` is part of the cache key only: a checkpoint rewritten on disk is loaded again.
+    files = [Path(path) for path, _ in stamps]
     # open_clip logs its own failure at ERROR level before raising; the error raised below says
     # it once, with what to do about it.
     previously_disabled = logging.root.manager.disable
     logging.disable(logging.ERROR)
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=tag, device=device
-        )
-    except (RuntimeError, FileNotFoundError) as error:
-        raise WeightsUnavailableError(
-            f"Could not load the weights of {name!r} (pretrained={tag!r}): {error}\n"
-            "Without internet, supply them from disk: download once where there is a network "
-            "(open_clip caches them under ~/.cache/huggingface; copy that cache here), or pass "
-            "pretrained='/path/to/checkpoint.pt', or model_name='local-dir:/path/to/folder' "
-            f"holding {CONFIG_FILE} and {WEIGHTS_FILE}."
-        ) from error
+        if tag == RANDOM_WEIGHTS:
+            # open_clip initialises on the CPU before moving the model, so the seed fixes it.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(RANDOM_WEIGHTS_SEED)
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    name, pretrained=None, device=device
+                )
+        else:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=tag, device=device
+            )
+    except Exception as error:  # noqa: BLE001 - each cause becomes one clear error below
+        raise _load_error(name, tag, files, error) from error
     finally:
         logging.disable(previously_disabled)
     model.eval().requires_grad_(False)
@@ -155,27 +206,75 @@ def _load_resolved(name: str, tag: str | None, device: str) -> LoadedCLIP:
         model=model,
         preprocess=preprocess,
         tokenizer=open_clip.get_tokenizer(name),
-        fingerprint=_fingerprint(name, tag),
+        fingerprint=_fingerprint(name, tag, files),
     )
 
 
-def _fingerprint(name: str, tag: str | None) -> str:
-    """Identify model and weights, so that re-trained weights never hit stale cached embeddings."""
-    digest = hashlib.sha1(f"{name}|{tag}".encode())
-    weight_files: list[Path] = []
+def _load_error(name: str, tag: str | None, files: list[Path], error: Exception) -> OSError:
+    checkpoints = [path for path in files if path.name != CONFIG_FILE]
+    cause = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    if checkpoints and not isinstance(error, FileNotFoundError):
+        shown = ", ".join(str(path) for path in checkpoints)
+        if isinstance(error, pickle.UnpicklingError):
+            return WeightsFileError(
+                f"Checkpoint {shown} is not a plain weights file: it holds Python objects that "
+                "would run code when loaded, so it was refused (torch.load weights_only=True). "
+                "Save the model's state_dict, or convert it to safetensors."
+            )
+        return WeightsFileError(
+            f"Checkpoint {shown} is damaged (truncated or not a checkpoint file) or holds "
+            f"weights of another architecture than {name!r}; replace it. ({cause})"
+        )
+    if isinstance(error, RuntimeError | FileNotFoundError):
+        return WeightsUnavailableError(
+            f"Could not load the weights of {name!r} (pretrained={tag!r}): {cause}. "
+            "Without internet, supply them from disk: download once where there is a network "
+            "(open_clip caches them under ~/.cache/huggingface; copy that cache here), or pass "
+            "pretrained='/path/to/checkpoint.pt', or model_name='local-dir:/path/to/folder' "
+            f"holding {CONFIG_FILE} and {WEIGHTS_FILE}."
+        )
+    return WeightsFileError(f"Could not build {name!r} (pretrained={tag!r}): {cause}")
+
+
+def _weight_files(name: str, tag: str | None) -> list[Path]:
+    """The files whose content the model's weights come from (the chosen checkpoint, config)."""
     if name.startswith(LOCAL_DIR_PREFIX):
         folder = Path(name[len(LOCAL_DIR_PREFIX) :])
-        weight_files = sorted(
-            path
-            for pattern in ("*.safetensors", "*.bin", "*.pt", "*.pth")
-            for path in folder.glob(pattern)
-        ) + [folder / CONFIG_FILE]
-    elif tag is not None and os.path.isfile(tag):
-        weight_files = [Path(tag)]
-    for path in weight_files:
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        # open_clip's own choice among several checkpoints in the folder.
+        chosen = open_clip.factory._find_checkpoint_in_dir(folder)
+        if chosen is None:
+            # open_clip would go on with random weights; a featurizer must not.
+            raise WeightsUnavailableError(
+                f"Model folder {folder} holds no checkpoint (*.safetensors, *.bin or *.pth), "
+                f"such as {WEIGHTS_FILE}."
+            )
+        return [Path(chosen), folder / CONFIG_FILE]
+    if tag is not None and tag != RANDOM_WEIGHTS and os.path.isfile(tag):
+        return [Path(tag)]
+    return []
+
+
+def _fingerprint(name: str, tag: str | None, files: list[Path]) -> str:
+    """Identify model and weights, so that re-trained weights never hit stale cached embeddings.
+
+    Weights on disk are named by content only, so the same checkpoint in another folder (or
+    on another node of a cluster) shares its cached embeddings.
+    """
+    if name.startswith(LOCAL_DIR_PREFIX):
+        identity = "local-dir"
+    elif files:
+        identity = f"{name}|file"
+    elif tag == RANDOM_WEIGHTS:
+        # The initialisation code may change between versions, and with it the weights.
+        identity = (
+            f"{name}|random-seed{RANDOM_WEIGHTS_SEED}|open_clip-{open_clip.__version__}"
+            f"|torch-{torch.__version__}"
+        )
+    else:
+        identity = f"{name}|{tag}"
+    digest = hashlib.sha1(identity.encode())
+    for path in files:
+        digest.update(f"|{path.name}:{file_digest(path)}".encode())
     return digest.hexdigest()[:20]
 
 
