@@ -1,0 +1,285 @@
+"""Model loading: seeded random weights, weight digests hashed once, clear errors for bad files."""
+
+import json
+import multiprocessing
+import os
+import pickle
+import shutil
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+from conftest import TINY_MODEL_CFG, TINY_PREPROCESS_CFG
+
+from skcicm import CLIPFeaturizer, models, weight_digests
+from skcicm.embedding_cache import clear_memory_cache
+from skcicm.models import (
+    WeightsFileError,
+    WeightsUnavailableError,
+    load_clip,
+    model_fingerprint,
+    save_local_dir,
+)
+
+TINY_ARCHITECTURE = "skcicm-tiny-models-test"
+
+
+@pytest.fixture(scope="module")
+def tiny_architecture(tmp_path_factory):
+    """The tiny CLIP registered with open_clip as an architecture name."""
+    config = tmp_path_factory.mktemp("arch") / f"{TINY_ARCHITECTURE}.json"
+    config.write_text(json.dumps(TINY_MODEL_CFG))
+    open_clip.add_model_config(config)
+    return TINY_ARCHITECTURE
+
+
+@pytest.fixture(autouse=True)
+def fresh_digest_store(tmp_path, monkeypatch):
+    """Each test starts as a new process would: no loaded models, no remembered digests."""
+    monkeypatch.setenv(weight_digests.CACHE_DIR_ENV, str(tmp_path / "user-cache"))
+    monkeypatch.setattr(weight_digests, "_memo", {})
+    models._load_resolved.cache_clear()
+    yield
+    models._load_resolved.cache_clear()
+
+
+@pytest.fixture
+def hash_calls(monkeypatch):
+    calls = []
+    original = weight_digests._hash_file
+
+    def counting(path):
+        calls.append(path)
+        return original(path)
+
+    monkeypatch.setattr(weight_digests, "_hash_file", counting)
+    return calls
+
+
+def _as_new_process(monkeypatch):
+    monkeypatch.setattr(weight_digests, "_memo", {})
+    models._load_resolved.cache_clear()
+    clear_memory_cache()
+
+
+def _copy_of(tiny_clip_dir, tmp_path, name="model"):
+    return shutil.copytree(tiny_clip_dir, tmp_path / name)
+
+
+def _state(model):
+    return {key: value.clone() for key, value in model.state_dict().items()}
+
+
+# Random weights ----------------------------------------------------------------------------
+
+
+def test_random_weights_are_seeded_and_leave_the_global_rng_alone(tiny_architecture):
+    torch.manual_seed(123)
+    first = load_clip(tiny_architecture, "random", "cpu")
+    after_load = torch.rand(3)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.testing.assert_close(after_load, expected)
+    first_state = _state(first.model)
+    models._load_resolved.cache_clear()
+    torch.manual_seed(999)
+    second = load_clip(tiny_architecture, "random", "cpu")
+    assert second.model is not first.model
+    for key, value in first_state.items():
+        torch.testing.assert_close(second.model.state_dict()[key], value, rtol=0, atol=0)
+    assert first.fingerprint == second.fingerprint
+    assert first.fingerprint == model_fingerprint(tiny_architecture, "random")
+
+
+def test_featurizer_accepts_random_weights_for_an_architecture(tiny_architecture, domain_images):
+    images, _, _ = domain_images
+    featurizer = CLIPFeaturizer(
+        tiny_architecture, pretrained="random", interventions=None, progress=False
+    )
+    embeddings = featurizer.transform(images[:4])
+    assert embeddings.shape == (4, TINY_MODEL_CFG["embed_dim"])
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+
+
+def test_random_weights_have_their_own_fingerprint(tiny_architecture, tiny_clip_dir):
+    checkpoint = str(tiny_clip_dir / "open_clip_model.safetensors")
+    from_file = model_fingerprint(tiny_architecture, checkpoint)
+    assert model_fingerprint(tiny_architecture, "random") != from_file
+    assert model_fingerprint("ViT-B-32", "random") != model_fingerprint("ViT-B-16", "random")
+
+
+def test_random_weights_for_a_real_architecture_name():
+    featurizer = CLIPFeaturizer("ViT-B-32", pretrained="random", interventions=None, progress=False)
+    embeddings = featurizer.transform([np.zeros((224, 224, 3), np.uint8)])
+    assert embeddings.shape == (1, 512)
+
+
+def test_none_still_needs_an_explicit_choice():
+    with pytest.raises(ValueError, match="'random' gives seeded random weights"):
+        load_clip("ViT-B-32", None, "cpu")
+
+
+# Weight digests ----------------------------------------------------------------------------
+
+
+def test_unchanged_weights_are_hashed_once_across_processes(
+    tiny_clip_dir, tmp_path, hash_calls, monkeypatch
+):
+    name = f"local-dir:{_copy_of(tiny_clip_dir, tmp_path)}"
+    first = load_clip(name, None, "cpu").fingerprint
+    assert len(hash_calls) == 2  # the checkpoint and the config
+    assert load_clip(name, None, "cpu").fingerprint == first
+    assert model_fingerprint(name, None) == first
+    _as_new_process(monkeypatch)
+    assert load_clip(name, None, "cpu").fingerprint == first
+    assert len(hash_calls) == 2
+
+
+def test_changed_weights_give_a_new_fingerprint_and_model(
+    tiny_clip_dir, tmp_path, hash_calls, domain_images
+):
+    images, _, _ = domain_images
+    folder = _copy_of(tiny_clip_dir, tmp_path)
+    name = f"local-dir:{folder}"
+    before = load_clip(name, None, "cpu")
+    embeddings_before = CLIPFeaturizer(name, interventions=None, progress=False).transform(
+        images[:3]
+    )
+    torch.manual_seed(1)
+    save_local_dir(open_clip.CLIP(**TINY_MODEL_CFG), folder, TINY_MODEL_CFG, TINY_PREPROCESS_CFG)
+    after = load_clip(name, None, "cpu")
+    assert after.fingerprint != before.fingerprint
+    assert after.model is not before.model
+    embeddings_after = CLIPFeaturizer(name, interventions=None, progress=False).transform(
+        images[:3]
+    )
+    assert np.abs(embeddings_after - embeddings_before).max() > 1e-2
+
+
+def test_same_size_and_mtime_rewrite_is_still_noticed(tmp_path, hash_calls, monkeypatch):
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"a" * 64)
+    first = weight_digests.file_digest(weights)
+    status = os.stat(weights)
+    with open(weights, "r+b") as handle:
+        handle.write(b"b")
+    os.utime(weights, ns=(status.st_atime_ns, status.st_mtime_ns))
+    _as_new_process(monkeypatch)
+    assert weight_digests.file_digest(weights) != first
+    assert len(hash_calls) == 2
+
+
+def test_moved_weights_keep_their_fingerprint(tiny_clip_dir, tmp_path):
+    here = model_fingerprint(f"local-dir:{_copy_of(tiny_clip_dir, tmp_path, 'a')}", None)
+    there = model_fingerprint(f"local-dir:{_copy_of(tiny_clip_dir, tmp_path, 'b')}", None)
+    assert here == there
+
+
+def test_damaged_or_unwritable_digest_store_only_costs_hashing(tmp_path, hash_calls, monkeypatch):
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"weights")
+    expected = weight_digests.file_digest(weights)
+    for record in weight_digests.cache_folder().glob("*.json"):
+        record.write_text('{"path": 1, "stamp"')
+    _as_new_process(monkeypatch)
+    assert weight_digests.file_digest(weights) == expected
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv(weight_digests.CACHE_DIR_ENV, str(blocker))
+    _as_new_process(monkeypatch)
+    assert weight_digests.file_digest(weights) == expected
+    assert len(hash_calls) == 3
+
+
+def _digest_in_child(path):
+    weight_digests._memo.clear()
+    return weight_digests.file_digest(path)
+
+
+def test_concurrent_processes_agree_and_leave_a_whole_record(tmp_path):
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(os.urandom(1 << 20))
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        digests = pool.map(_digest_in_child, [str(weights)] * 8)
+    assert len(set(digests)) == 1
+    records = list(weight_digests.cache_folder().glob("*"))
+    assert len(records) == 1 and records[0].suffix == ".json"
+    assert json.loads(records[0].read_text())["sha256"] == digests[0]
+
+
+# Clear errors for bad weight files -----------------------------------------------------------
+
+
+def _one_line_error(excinfo):
+    assert isinstance(excinfo.value, OSError | ValueError)
+    assert "\n" not in str(excinfo.value)
+    return str(excinfo.value)
+
+
+def test_truncated_safetensors_in_local_dir_is_named(tiny_clip_dir, tmp_path):
+    folder = _copy_of(tiny_clip_dir, tmp_path)
+    checkpoint = folder / "open_clip_model.safetensors"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    with pytest.raises(WeightsFileError) as excinfo:
+        load_clip(f"local-dir:{folder}", None, "cpu")
+    message = _one_line_error(excinfo)
+    assert str(checkpoint) in message and "damaged" in message
+
+
+def test_code_carrying_pickle_is_refused_with_a_clear_error(tiny_architecture, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    checkpoint = tmp_path / "evil.pt"
+    torch.save({"visual.conv1.weight": Payload()}, checkpoint)
+    with pytest.raises(WeightsFileError) as excinfo:
+        load_clip(tiny_architecture, str(checkpoint), "cpu")
+    message = _one_line_error(excinfo)
+    assert str(checkpoint) in message and "not a plain weights file" in message
+    assert not marker.exists()
+    checkpoint.write_bytes(pickle.dumps(Payload(), protocol=2))
+    with pytest.raises(WeightsFileError, match="not a plain weights file"):
+        load_clip(tiny_architecture, str(checkpoint), "cpu")
+    assert not marker.exists()
+
+
+def test_checkpoint_of_another_architecture_is_named(tiny_architecture, tmp_path):
+    other = dict(TINY_MODEL_CFG, embed_dim=16)
+    checkpoint = tmp_path / "other.pt"
+    torch.save(open_clip.CLIP(**other).state_dict(), checkpoint)
+    with pytest.raises(WeightsFileError) as excinfo:
+        load_clip(tiny_architecture, str(checkpoint), "cpu")
+    assert str(checkpoint) in _one_line_error(excinfo)
+
+
+def test_local_dir_without_checkpoint_is_refused(tiny_clip_dir, tmp_path):
+    folder = _copy_of(tiny_clip_dir, tmp_path)
+    (folder / "open_clip_model.safetensors").unlink()
+    with pytest.raises(WeightsUnavailableError, match="holds no checkpoint"):
+        load_clip(f"local-dir:{folder}", None, "cpu")
+
+
+def test_command_line_reports_bad_weight_files_in_one_line(
+    tiny_clip_dir, tiny_architecture, tmp_path, capsys
+):
+    from skcicm.cli import main
+
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps(print, protocol=2))
+    truncated = _copy_of(tiny_clip_dir, tmp_path)
+    checkpoint = truncated / "open_clip_model.safetensors"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    common = ["--n-per-cell", "1", "--domains", "photo,sketch", "--progress", "off"]
+    for model, named in (
+        (["--model", tiny_architecture, "--pretrained", str(evil)], evil),
+        (["--model", f"local-dir:{truncated}"], checkpoint),
+    ):
+        code = main(["evaluate", *model, *common, "--output-dir", str(tmp_path / "out")])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert code == 1
+        assert lines[-1].startswith("skcicm: error: ") and str(named) in lines[-1], lines
+        assert not any("Traceback" in line for line in lines)
