@@ -5,6 +5,11 @@ leaves it (Gulrajani & Lopez-Paz, 2021). Samples are ordered as DomainBed orders
 sorted by folder name, then within each domain as ``torchvision.datasets.ImageFolder`` lists
 them (classes sorted, files sorted, sub-folders walked recursively). That order, together with
 :func:`domainbed_holdout_mask`, reproduces DomainBed's train/validation splits exactly.
+
+Folders are walked defensively: linked folders are followed, but never back into an ancestor
+or twice, and a file reached by several links counts once, so link loops add no images. An
+entry with an image name that is not a regular file (a FIFO would block the run for ever) is
+refused before any work starts. Folder names are returned exactly as they are on disk.
 """
 
 from __future__ import annotations
@@ -50,12 +55,64 @@ def _canonical_name(name: str) -> str:
 
 
 def _list_images(class_dir: Path) -> list[str]:
-    # Same walk as torchvision's make_dataset: sorted os.walk, sorted file names.
-    paths = []
-    for dirpath, _, filenames in sorted(os.walk(class_dir, followlinks=True)):
-        for filename in sorted(filenames):
-            if filename.lower().endswith(IMAGE_EXTENSIONS):
-                paths.append(os.path.join(dirpath, filename))
+    """Image files under ``class_dir`` in torchvision ImageFolder's order, each file once.
+
+    The order is ``make_dataset``'s (sorted ``os.walk`` with ``followlinks=True``, sorted file
+    names). Unlike that walk, a linked folder is never entered when it is one of its own
+    ancestors or was already walked, and a file reached by several links is listed once, at
+    its first path: a link loop such as ``ln -s . loop`` adds no images. Dangling links stay
+    listed, so that the featurizer names them among the unreadable images.
+
+    Raises
+    ------
+    ValueError
+        If image-named entries are not regular files (FIFOs, sockets, devices): reading a
+        FIFO blocks for ever, so they are refused before any work starts.
+    """
+    folders: list[tuple[str, str, list[os.DirEntry]]] = []
+    walked: set[str] = set()
+
+    def walk(path: str, real: str, ancestors: frozenset[str]) -> None:
+        if real in ancestors or real in walked:
+            return
+        walked.add(real)
+        with os.scandir(path) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+        folders.append((path, real, [entry for entry in entries if not entry.is_dir()]))
+        inner = ancestors | {real}
+        for entry in entries:
+            if entry.is_dir():
+                real_child = (
+                    os.path.realpath(entry.path)
+                    if entry.is_symlink()
+                    else os.path.join(real, entry.name)
+                )
+                walk(entry.path, real_child, inner)
+
+    top = os.path.realpath(class_dir)
+    walk(str(class_dir), top, frozenset(str(parent) for parent in Path(top).parents))
+    paths: list[str] = []
+    listed: set[str] = set()
+    not_regular: list[str] = []
+    for _, real_folder, files in sorted(folders, key=lambda folder: folder[0]):
+        for entry in files:
+            if not entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            linked = entry.is_symlink()
+            real = os.path.realpath(entry.path) if linked else os.path.join(real_folder, entry.name)
+            if real in listed:
+                continue
+            listed.add(real)
+            if not entry.is_file() and not (linked and not os.path.exists(entry.path)):
+                not_regular.append(entry.path)
+            paths.append(entry.path)
+    if not_regular:
+        more = f" and {len(not_regular) - 10} more" if len(not_regular) > 10 else ""
+        raise ValueError(
+            f"{len(not_regular)} entries with image names under {str(class_dir)!r} are not "
+            f"regular files (FIFO, socket or device), which cannot be read as images: "
+            f"{not_regular[:10]}{more}. Remove them from the data set folder."
+        )
     return paths
 
 
@@ -139,8 +196,8 @@ def load_domainbed(
     FileNotFoundError
         If the dataset folder or a domain folder is missing.
     ValueError
-        For an unknown dataset or domain, a class folder with no images, or class folders
-        that differ between domains.
+        For an unknown dataset or domain, a class folder with no images, class folders that
+        differ between domains, or image-named entries that are not regular files (FIFOs).
     """
     canonical = _canonical_name(name)
     folders, known_domains = DOMAINBED_DATASETS[canonical]
@@ -191,8 +248,8 @@ def load_image_folder_domains(
     FileNotFoundError
         If ``root`` or a requested domain folder is missing.
     ValueError
-        If ``root`` has no domain folders, a class folder holds no images, or class folders
-        differ between domains.
+        If ``root`` has no domain folders, a class folder holds no images, class folders
+        differ between domains, or image-named entries are not regular files (FIFOs).
     """
     root = Path(root)
     name = name or root.name

@@ -132,7 +132,9 @@ def load_imagenet_variant(
     FileNotFoundError
         If ``root`` does not exist.
     ValueError
-        If a class folder is missing, unexpected or holds no images.
+        If a class folder is missing, unexpected or holds no images, or if image-named
+        entries are not regular files (FIFOs); see :mod:`skcicm.datasets.domainbed` for how
+        links are walked.
     """
     name = _check_name(name)
     root = Path(root)
