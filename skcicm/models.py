@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import pickle
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ RANDOM_WEIGHTS = "random"
 # Random weights are drawn from this seed, so that every process builds the same model.
 RANDOM_WEIGHTS_SEED = 0
 
+_load_lock = threading.Lock()
 _registry: dict[str, Path] = {"toyclip": Path(__file__).parent / "weights" / "toyclip"}
 
 
@@ -157,7 +159,9 @@ def load_clip(model_name: str, pretrained: str | None, device: str) -> LoadedCLI
     """Load (once per process, model, device and weights version) an open_clip model."""
     name, tag = resolve_model_name(model_name, pretrained)
     stamps = tuple((str(path), file_stamp(path)) for path in _weight_files(name, tag))
-    return _load_resolved(name, tag, device, stamps)
+    # Threads of one process (a Dask worker's, a thread pool's) wait for one load, not race.
+    with _load_lock:
+        return _load_resolved(name, tag, device, stamps)
 
 
 def model_fingerprint(model_name: str, pretrained: str | None) -> str:
