@@ -183,7 +183,8 @@ def model_fingerprint(model_name: str, pretrained: str | None) -> str:
 def _load_resolved(
     name: str, tag: str | None, device: str, stamps: tuple[tuple[str, Stamp], ...]
 ) -> LoadedCLIP:
-    # `stamps` is part of the cache key only: a checkpoint rewritten on disk is loaded again.
+    # `stamps` (the weight files and their size, mtime...) keys the cache: a checkpoint
+    # rewritten on disk is loaded again.
     files = [Path(path) for path, _ in stamps]
     # open_clip logs its own failure at ERROR level before raising; the error raised below says
     # it once, with what to do about it.
