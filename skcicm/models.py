@@ -102,13 +102,23 @@ def resolve_model_name(model_name: str, pretrained: str | None) -> tuple[str, st
     ``pretrained`` is ignored for registered names and for the ``local-dir:`` and ``hf-hub:``
     schemas, whose weights are part of the name (as in open_clip). For an architecture,
     ``"random"`` (reserved: a checkpoint file of that name is ``"./random"``) asks for seeded
-    random weights, for benchmarks and tests only.
+    random weights, for benchmarks and tests only; it is refused for the names that fix
+    their weights.
 
     Examples
     --------
     >>> resolve_model_name("ViT-B-32", "random")
     ('ViT-B-32', 'random')
     """
+    fixed_weights = model_name in _registry or model_name.startswith(
+        (LOCAL_DIR_PREFIX, HF_HUB_PREFIX)
+    )
+    if fixed_weights and pretrained == RANDOM_WEIGHTS:
+        # Asked for explicitly, never by default: say so rather than load trained weights.
+        raise ValueError(
+            f"pretrained={RANDOM_WEIGHTS!r} applies to open_clip architecture names only; "
+            f"{model_name!r} comes with its own weights."
+        )
     if model_name in _registry:
         model_name = LOCAL_DIR_PREFIX + str(_registry[model_name])
     if model_name.startswith(LOCAL_DIR_PREFIX):

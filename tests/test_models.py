@@ -121,6 +121,12 @@ def test_none_still_needs_an_explicit_choice():
         load_clip("ViT-B-32", None, "cpu")
 
 
+@pytest.mark.parametrize("name", ["toyclip", "local-dir:/some/folder", "hf-hub:org/repo"])
+def test_random_weights_are_refused_for_names_that_fix_their_weights(name):
+    with pytest.raises(ValueError, match="architecture names only"):
+        load_clip(name, "random", "cpu")
+
+
 # Weight digests ----------------------------------------------------------------------------
 
 
