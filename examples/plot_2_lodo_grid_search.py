@@ -63,8 +63,8 @@ for params, mean, std in zip(
     i, j = lams.index(params["icm__lam"]), ks.index(params["icm__n_components"])
     scores[i, j], spread[i, j] = mean, std
 
-fig, ax = plt.subplots(figsize=(5.6, 4))
-image = ax.imshow(scores, cmap="viridis", origin="lower")
+fig, ax = plt.subplots(figsize=(6.4, 4.8))
+image = ax.imshow(scores, cmap="viridis", origin="lower", aspect="auto")
 fig.colorbar(image, ax=ax, label="mean accuracy on the left-out source domain")
 for i in range(len(lams)):
     for j in range(len(ks)):
@@ -90,7 +90,7 @@ ax.add_patch(
         label="chosen by the search",
     )
 )
-ax.set_xticks(range(len(ks)), [str(k) if k else "None (d=128)" for k in ks])
+ax.set_xticks(range(len(ks)), [str(k) if k else "None\n(all 128)" for k in ks])
 ax.set_yticks(range(len(lams)), [f"{lam:g}" for lam in lams])
 ax.set_xlabel("n_components (K)")
 ax.set_ylabel("lam (trace-scaled)")

@@ -82,7 +82,7 @@ def accuracies(seed):
 
 runs = [accuracies(seed) for seed in (2, 3, 4)]
 
-fig, ax = plt.subplots(figsize=(6, 3.8))
+fig, ax = plt.subplots(figsize=(8.5, 3.8))
 positions = np.arange(len(lams))
 for (head, label), color in zip(heads.items(), ["tab:orange", "tab:blue"], strict=True):
     scores = np.array([run[head] for run in runs])
@@ -101,7 +101,7 @@ ax.set_xticks(positions, [f"{lam:g}" for lam in lams])
 ax.set_xlabel("lam (trace-scaled), text prompt pairs only")
 ax.set_ylabel(f"accuracy on {target} (held out)")
 ax.set_title("Mean ± std over 3 ToyWorld seeds")
-ax.legend(fontsize=8, loc="lower left")
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
 fig.tight_layout()
 plt.show()
 

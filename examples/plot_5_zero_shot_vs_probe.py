@@ -72,10 +72,11 @@ fig.tight_layout()
 plt.show()
 
 # %%
-# The zero-shot head loses accuracy faster as K shrinks: the text embeddings of the classes
-# must keep their meaning after projection, and a subspace estimated from image data alone
-# can drop directions that the text needs. The linear probe re-learns its weights in the
-# subspace, so it needs only the class information to survive.
+# Down to K = 8 both heads stay within a few points of their accuracy with every direction.
+# At K = 4 the zero-shot head falls much further than the probe: the text embeddings of the
+# classes must keep their meaning after projection, and a subspace estimated from image data
+# alone can drop directions that the text needs. The linear probe re-learns its weights in
+# the subspace, so it only needs the class information of the images to survive.
 for head, label in heads.items():
     means = np.array([r[head] for r in runs]).mean(0)
     print(label, " ".join(f"K={k}: {m:.3f}" for k, m in zip(ks, means, strict=True)))

@@ -74,7 +74,7 @@ for lam in (0.3, 1.0, 3.0):
         icm.fit(Z_fit, world.labels[fit_mask])
     )
 
-fig, ax = plt.subplots(figsize=(7.5, 3.8))
+fig, ax = plt.subplots(figsize=(9, 3.8))
 metrics = ["base", "novel", "harmonic mean"]
 width = 0.8 / len(results)
 for offset, (name, scores) in enumerate(results.items()):
@@ -84,7 +84,7 @@ ax.set_xticks(np.arange(3) + width * (len(results) - 1) / 2, metrics)
 ax.set_ylim(0, 1.1)
 ax.set_ylabel(f"zero-shot accuracy on {target}")
 ax.set_title("Fitted on base-class images of five source styles (one seed)")
-ax.legend(fontsize=7, ncols=2, loc="lower center")
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
 fig.tight_layout()
 plt.show()
 
