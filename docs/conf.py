@@ -29,6 +29,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.g
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+from sphinx.errors import PycodeError  # noqa: E402
+from sphinx.pycode import ModuleAnalyzer  # noqa: E402
+
 import skcicm  # noqa: E402
 
 project = "skcicm"
@@ -153,12 +156,32 @@ def _escape_attribute_names(app, what, name, obj, options, lines) -> None:
         lines[index] = "".join(parts)
 
 
+def _constant_docstring(app, what, name, obj, options, lines) -> None:
+    # A constant re-exported by a package has its "#:" comment in the submodule that defines
+    # it; without one, autodoc would show the docstring of its type ("Built-in immutable...").
+    if what != "data":
+        return
+    package, _, attribute = name.rpartition(".")
+    for module_name, module in list(sys.modules.items()):
+        if module_name.startswith(package) and getattr(module, attribute, None) is obj:
+            try:
+                comments = ModuleAnalyzer.for_module(module_name).find_attr_docs()
+            except PycodeError:
+                continue
+            if ("", attribute) in comments:
+                lines[:] = list(comments["", attribute])
+                return
+    if inspect.getdoc(obj) == inspect.getdoc(type(obj)):
+        lines.clear()
+
+
 def _skip_routing_methods(app, what, name, obj, skip, options):
     # scikit-learn adds set_fit_request and friends to every estimator class; it documents them.
     return True if re.fullmatch(r"set_\w+_request", name) else None
 
 
 def setup(app) -> None:
+    app.connect("autodoc-process-docstring", _constant_docstring, priority=400)
     app.connect("autodoc-process-docstring", _escape_attribute_names, priority=900)
     app.connect("autodoc-skip-member", _skip_routing_methods)
 
@@ -187,6 +210,7 @@ sphinx_gallery_conf = {
 html_theme = "pydata_sphinx_theme"
 html_title = f"skcicm {release}"
 html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 html_theme_options = {
     "navbar_end": ["theme-switcher", "navbar-icon-links"],
     "secondary_sidebar_items": ["page-toc"],
@@ -196,3 +220,5 @@ html_theme_options = {
 }
 html_show_sourcelink = False
 myst_heading_anchors = 3
+# Option names such as --root must not become en dashes.
+smartquotes = False
