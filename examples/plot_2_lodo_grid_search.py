@@ -50,6 +50,9 @@ print(f"mean held-out-source accuracy: {search.best_score_:.3f}")
 # The cross-validation scores
 # ---------------------------
 # Each cell is the accuracy on the left-out source domain, averaged over the four folds.
+# Where several cells tie, as many do here, GridSearchCV keeps the first in its candidate
+# order. Only ``lam=3`` with K < d loses accuracy: the penalty then dominates ``M``, and
+# the K directions kept are ones with little variance of any kind, class included.
 # ``cv_results_`` lists the parameters in the order of the grid's sorted keys, so we read the
 # scores back by parameter value rather than by position.
 scores = np.full((len(lams), len(ks)), np.nan)
