@@ -4,12 +4,16 @@
 open_clip when first used, so that the estimator stays light.
 """
 
+from importlib import metadata as _metadata
 from typing import Any
 
 from skcicm.estimator import InvariantCausalMechanism, NoInterventionWarning
 
 __all__ = ["CLIPFeaturizer", "InvariantCausalMechanism", "NoInterventionWarning"]
-__version__ = "0.1.0"
+try:  # written once, in pyproject.toml
+    __version__ = _metadata.version("skcicm")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,224 @@
+"""Sphinx configuration of the skcicm documentation.
+
+Build offline, with warnings as errors, from the repository root::
+
+    python -m sphinx -W -b html docs docs/_build/html
+
+The API pages are generated here from each public package's ``__all__`` and the CLI page from
+``skcicm.cli.build_parser()``, so that neither can fall behind the code. The example gallery
+runs every ``examples/plot_*.py``; set ``SKCICM_DOCS_GALLERY`` to a regular expression to run
+only the matching examples (the others are rendered without output), or to ``off`` to skip
+running them all.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import re
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+# Document (and run the gallery with) the skcicm of this checkout, not another installed copy.
+sys.path.insert(0, str(ROOT))
+# ...also in the subprocesses that examples start (``python -m skcicm``).
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from sphinx.errors import PycodeError  # noqa: E402
+from sphinx.pycode import ModuleAnalyzer  # noqa: E402
+
+import skcicm  # noqa: E402
+
+project = "skcicm"
+author = "skcicm developers"
+copyright = "2026, skcicm developers"  # noqa: A001
+release = skcicm.__version__
+version = release
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "numpydoc",
+    "myst_parser",
+    "sphinxarg.ext",
+    "sphinx_gallery.gen_gallery",
+]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+root_doc = "index"
+templates_path = ["_templates"]
+exclude_patterns = [
+    "_build",
+    "auto_examples/*.ipynb",
+    "auto_examples/*.py",
+    "auto_examples/*.zip",
+    "**/sg_execution_times.rst",
+]
+nitpicky = False
+
+# -- API reference ---------------------------------------------------------------------------
+# One page per public package, listing every name of its __all__ (for a package without
+# __all__, the public functions and classes defined in it).
+PUBLIC_MODULES = (
+    "skcicm",
+    "skcicm.datasets",
+    "skcicm.evaluation",
+    "skcicm.model_selection",
+    "skcicm.prompts",
+)
+
+
+def _public_names(module) -> list[str]:
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [
+            name
+            for name, obj in vars(module).items()
+            if not name.startswith("_")
+            and (inspect.isfunction(obj) or inspect.isclass(obj))
+            and obj.__module__ == module.__name__
+        ]
+    return sorted(names, key=str.lower)
+
+
+def _kind(obj) -> str:
+    if inspect.isclass(obj):
+        return "Exceptions and warnings" if issubclass(obj, BaseException) else "Classes"
+    if callable(obj):
+        return "Functions"
+    return "Constants"
+
+
+def _api_page(module_name: str) -> str:
+    module = importlib.import_module(module_name)
+    summary = (inspect.getdoc(module) or "").split("\n\n")[0]
+    groups: dict[str, list[str]] = {}
+    for name in _public_names(module):
+        groups.setdefault(_kind(getattr(module, name)), []).append(name)
+    lines = [
+        f"``{module_name}``",
+        "=" * (len(module_name) + 4),
+        "",
+        f".. automodule:: {module_name}",
+        "   :no-members:",
+        "   :no-index:",
+        "",
+        f".. currentmodule:: {module_name}",
+        "",
+    ]
+    if not summary:
+        lines[3:7] = []
+    for kind in ("Classes", "Functions", "Exceptions and warnings", "Constants"):
+        if kind not in groups:
+            continue
+        lines += [kind, "-" * len(kind), "", ".. autosummary::", "   :toctree: generated/"]
+        template = "   :template: data.rst" if kind == "Constants" else None
+        if template:
+            lines.append(template)
+        lines += ["", *(f"   {name}" for name in groups[kind]), ""]
+    return "\n".join(lines)
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+for _name in PUBLIC_MODULES:
+    _write_if_changed(DOCS / "api" / f"{_name}.rst", _api_page(_name))
+
+autosummary_generate = True
+# Methods inherited from scikit-learn (get_params, set_output, set_fit_request...) are
+# documented by scikit-learn; their docstrings cross-reference its own pages.
+autodoc_default_options = {"members": True}
+autodoc_typehints = "none"
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_attributes_as_param_list = True
+numpydoc_xref_param_type = False
+
+# In reStructuredText, a word ending in "_" is a link: fitted attributes such as
+# ``n_components_`` written without backticks in a docstring's shape or prose would be
+# broken links. Escape them once numpydoc has turned the docstring into reStructuredText.
+_TRAILING_UNDERSCORE = re.compile(r"(?<![`*\w\\])([A-Za-z]\w*)_(?=[\s,.;:)\]]|$)")
+_INLINE_LITERAL = re.compile(r"(``.+?``|`[^`]+`_?)")
+
+
+def _escape_attribute_names(app, what, name, obj, options, lines) -> None:
+    for index, line in enumerate(lines):
+        parts = _INLINE_LITERAL.split(line)
+        parts[::2] = [_TRAILING_UNDERSCORE.sub(r"\1\\_", part) for part in parts[::2]]
+        lines[index] = "".join(parts)
+
+
+def _constant_docstring(app, what, name, obj, options, lines) -> None:
+    # A constant re-exported by a package has its "#:" comment in the submodule that defines
+    # it; without one, autodoc would show the docstring of its type ("Built-in immutable...").
+    if what != "data":
+        return
+    package, _, attribute = name.rpartition(".")
+    for module_name, module in list(sys.modules.items()):
+        if module_name.startswith(package) and getattr(module, attribute, None) is obj:
+            try:
+                comments = ModuleAnalyzer.for_module(module_name).find_attr_docs()
+            except PycodeError:
+                continue
+            if ("", attribute) in comments:
+                lines[:] = list(comments["", attribute])
+                return
+    if inspect.getdoc(obj) == inspect.getdoc(type(obj)):
+        lines.clear()
+
+
+def _skip_routing_methods(app, what, name, obj, skip, options):
+    # scikit-learn adds set_fit_request and friends to every estimator class; it documents them.
+    return True if re.fullmatch(r"set_\w+_request", name) else None
+
+
+def setup(app) -> None:
+    app.connect("autodoc-process-docstring", _constant_docstring, priority=400)
+    app.connect("autodoc-process-docstring", _escape_attribute_names, priority=900)
+    app.connect("autodoc-skip-member", _skip_routing_methods)
+
+
+# -- Example gallery ---------------------------------------------------------------------------
+_gallery = os.environ.get("SKCICM_DOCS_GALLERY", "")
+sphinx_gallery_conf = {
+    "examples_dirs": str(ROOT / "examples"),
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": _gallery or "/plot_",
+    "plot_gallery": "False" if _gallery == "off" else "True",
+    "within_subsection_order": "FileNameSortKey",
+    "abort_on_example_error": True,
+    "doc_module": ("skcicm",),
+    "backreferences_dir": "api/generated/backreferences",
+    "reference_url": {"skcicm": None},
+    "min_reported_time": 0,
+    "show_memory": False,
+    "remove_config_comments": True,
+    "download_all_examples": False,
+    "image_srcset": [],
+    "matplotlib_animations": False,
+}
+
+# -- HTML ----------------------------------------------------------------------------------------
+html_theme = "pydata_sphinx_theme"
+html_title = f"skcicm {release}"
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
+html_theme_options = {
+    "navbar_end": ["theme-switcher", "navbar-icon-links"],
+    "secondary_sidebar_items": ["page-toc"],
+    "show_toc_level": 2,
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version"],
+}
+html_show_sourcelink = False
+myst_heading_anchors = 3
+# Option names such as --root must not become en dashes.
+smartquotes = False
