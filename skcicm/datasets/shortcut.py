@@ -138,8 +138,8 @@ def make_toyworld_shortcut(
     chooses which of these the class's samples carry. Several classes can own the same value of
     a group (ten classes share five backgrounds), so the shortcut values are the distinct
     combinations the classes own. In every (domain, class) cell of the sources exactly
-    ``floor(rho * n_per_cell + 1/2)`` samples carry their class's own value and the others a uniformly
-    drawn different one. In the target, class ``k`` carries the value of the next class
+    ``floor(rho * n_per_cell + 1/2)`` samples carry their class's own value and the others a
+    uniformly drawn different one. In the target, class ``k`` carries the value of the next class
     (``k + 1``, cyclically) whose value differs from its own in every shortcut group
     (``"reassigned"``), or all values equally often (``"uncorrelated"``). Every other factor is
     drawn as in :func:`make_toyworld`, so :func:`render_counterfactuals` re-renders any sample
