@@ -28,9 +28,8 @@ from skcicm.datasets.toyworld import (
     _check_image_size,
     _check_names,
     _draw_colors,
+    _render_world,
     _sample_factors,
-    render_toyworld,
-    toyworld_caption,
 )
 
 __all__ = ["SHORTCUT_RELATIONS", "make_toyworld_shortcut", "worst_group_accuracy"]
@@ -273,30 +272,22 @@ def make_toyworld_shortcut(
         else:
             factors["style"] = value
 
-    images = render_toyworld(factors, image_size=image_size)
-    captions = [
-        toyworld_caption(s, c, col)
-        for s, c, col in zip(factors["style"], factors["shape"], factors["color"], strict=True)
-    ]
-    return Bunch(
-        images=images,
-        labels=labels,
-        domains=factors["style"].copy(),
+    return _render_world(
+        factors,
+        labels,
+        class_names,
+        sources,
+        image_size,
         is_target=is_target,
         groups=labels * len(values) + shortcut_labels,
         shortcut_labels=shortcut_labels,
         shortcut_names=["+".join(str(part) for part in value) for value in values],
         class_shortcuts=owner,
         aligned=shortcut_labels == owner[labels],
-        class_names=class_names,
-        domain_names=sources,
         target_domain=target_domain,
         shortcut=groups,
         rho=float(rho),
         target=target,
-        captions=captions,
-        factors=factors,
-        image_size=image_size,
     )
 
 

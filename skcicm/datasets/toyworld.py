@@ -473,6 +473,32 @@ def _sample_factors(rng: np.random.Generator, shapes: np.ndarray, styles: np.nda
     }
 
 
+def _render_world(
+    factors: dict,
+    labels: np.ndarray,
+    class_names: list[str],
+    domain_names: list[str],
+    image_size: int,
+    **fields: Any,
+) -> Bunch:
+    """The world Bunch of :func:`make_toyworld` for sampled factors, with extra ``fields``."""
+    captions = [
+        toyworld_caption(s, c, col)
+        for s, c, col in zip(factors["style"], factors["shape"], factors["color"], strict=True)
+    ]
+    return Bunch(
+        images=render_toyworld(factors, image_size=image_size),
+        labels=labels,
+        domains=factors["style"].copy(),
+        class_names=class_names,
+        domain_names=domain_names,
+        captions=captions,
+        factors=factors,
+        image_size=image_size,
+        **fields,
+    )
+
+
 def make_toyworld(
     n_per_cell: int = 20,
     *,
@@ -543,21 +569,7 @@ def make_toyworld(
         np.array(class_names, dtype=object)[labels],
         np.array(domain_names, dtype=object)[dom_idx],
     )
-    images = render_toyworld(factors, image_size=image_size)
-    captions = [
-        toyworld_caption(s, c, col)
-        for s, c, col in zip(factors["style"], factors["shape"], factors["color"], strict=True)
-    ]
-    return Bunch(
-        images=images,
-        labels=labels,
-        domains=factors["style"].copy(),
-        class_names=class_names,
-        domain_names=domain_names,
-        captions=captions,
-        factors=factors,
-        image_size=image_size,
-    )
+    return _render_world(factors, labels, class_names, domain_names, image_size)
 
 
 def render_counterfactuals(
