@@ -160,3 +160,14 @@ def test_worst_group_accuracy_by_hand():
     assert worst_group_accuracy(y_true[:5], y_pred[:5], groups[:5]) == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="one length"):
         worst_group_accuracy([0, 1], [0], [0, 0])
+
+
+def test_colour_shortcut_carries_the_background_colour_and_keeps_the_shape_visible():
+    world = make_toyworld_shortcut(10, shortcut="colors", **SMALL)
+    background = world.factors["background_rgb"].astype(float)
+    aligned = world.aligned & (world.labels == 1)
+    # The class's own background colour, jittered (sd 12 per channel), not drawn uniformly.
+    assert background[aligned].std(axis=0).max() < 25
+    assert background[~world.is_target].std(axis=0).min() > 40
+    contrast = np.linalg.norm(world.factors["object_rgb"].astype(float) - background, axis=1)
+    assert contrast.min() > 110

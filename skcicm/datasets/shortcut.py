@@ -21,6 +21,7 @@ import numpy as np
 from sklearn.utils import Bunch
 
 from skcicm.datasets.toyworld import (
+    _MIN_CONTRAST,
     TOYWORLD_BACKGROUNDS,
     TOYWORLD_CLASSES,
     TOYWORLD_COLORS,
@@ -35,6 +36,10 @@ from skcicm.datasets.toyworld import (
 __all__ = ["SHORTCUT_RELATIONS", "make_toyworld_shortcut", "worst_group_accuracy"]
 
 SHORTCUT_RELATIONS: tuple[str, ...] = ("reassigned", "uncorrelated")
+# Owned background colours keep this much more than the minimum contrast, so that the jitter
+# of object and background colours (sd _JITTER per channel) cannot hide the shape.
+_BACKGROUND_MARGIN = 80.0
+_JITTER = 12.0
 _SHORTCUT_GROUPS = ("colors", "background", "texture", "style")
 
 
@@ -70,6 +75,28 @@ def _class_values(
         "style": [sources[k % len(sources)] for k in range(n_classes)],
     }
     return [tuple(owned[g][k] for g in groups) for k in range(n_classes)]
+
+
+def _owned_backgrounds(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A background colour per object colour name, far enough from it to keep the shape visible
+    after both are jittered."""
+    owned = {}
+    for name, rgb in TOYWORLD_COLORS.items():
+        background = rng.uniform(0, 255, 3)
+        while np.linalg.norm(background - rgb) < _MIN_CONTRAST + _BACKGROUND_MARGIN:
+            background = rng.uniform(0, 255, 3)
+        owned[name] = background
+    return owned
+
+
+def _shortcut_colors(
+    rng: np.random.Generator, names: np.ndarray, owned: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Object colour ``names`` with the background colour each name owns, both jittered."""
+    names, object_rgb, _ = _draw_colors(rng, len(names), chosen=names)
+    base = np.array([owned[name] for name in names]).reshape(len(names), 3)
+    background = np.clip(base + rng.normal(0, _JITTER, base.shape), 0, 255)
+    return names, object_rgb, background.round().astype(np.uint8)
 
 
 def _reassignment(per_class: list[tuple]) -> list[int]:
@@ -131,10 +158,11 @@ def make_toyworld_shortcut(
 ) -> Bunch:
     """Generate a ToyWorld data set whose variant factors are a shortcut to the class.
 
-    Class ``k`` (in the order of ``classes``) owns the ``k``-th colour of
-    :data:`TOYWORLD_COLORS`, the background pattern ``TOYWORLD_BACKGROUNDS[k % 5]``, a texture
-    seed drawn per world and the source style ``domains[k % len(domains)]``; ``shortcut``
-    chooses which of these the class's samples carry. Several classes can own the same value of
+    Class ``k`` (in the order of ``classes``) owns the ``k``-th object colour of
+    :data:`TOYWORLD_COLORS` with a background colour drawn per world, the background pattern
+    ``TOYWORLD_BACKGROUNDS[k % 5]``, a texture seed drawn per world and the source style
+    ``domains[k % len(domains)]``; ``shortcut`` chooses which of these the class's samples
+    carry. Several classes can own the same value of
     a group (ten classes share five backgrounds), so the shortcut values are the distinct
     combinations the classes own. In every (domain, class) cell of the sources exactly
     ``floor(rho * n_per_cell + 1/2)`` samples carry their class's own value and the others a
@@ -156,8 +184,8 @@ def make_toyworld_shortcut(
         is a shortcut group, as the target's style then follows the relation.
     shortcut : str or sequence of str, default=("colors", "background")
         Factor groups that correlate with the class: any of ``"colors"`` (the object colour
-        name; the background colour stays random), ``"background"`` (pattern), ``"texture"``
-        and ``"style"``.
+        and the background colour that goes with it, both jittered per sample),
+        ``"background"`` (pattern), ``"texture"`` and ``"style"``.
     rho : float, default=0.95
         Fraction of each source cell that carries its class's own shortcut value, in [0, 1].
     target : {"reassigned", "uncorrelated"}, default="reassigned"
@@ -235,6 +263,7 @@ def make_toyworld_shortcut(
     rng = np.random.default_rng(random_state)
 
     per_class = _class_values(groups, len(class_names), sources, rng)
+    owned_backgrounds = _owned_backgrounds(rng)
     values = sorted(set(per_class), key=per_class.index)
     owner = np.array([values.index(v) for v in per_class], dtype=np.int64)
     if len(values) < 2:
@@ -262,8 +291,8 @@ def make_toyworld_shortcut(
     for position, group in enumerate(groups):
         value = np.array([c[position] for c in carried], dtype=object)
         if group == "colors":
-            factors["color"], factors["object_rgb"], factors["background_rgb"] = _draw_colors(
-                rng, len(value), chosen=value
+            factors["color"], factors["object_rgb"], factors["background_rgb"] = _shortcut_colors(
+                rng, value, owned_backgrounds
             )
         elif group == "background":
             factors["background"] = value
