@@ -25,6 +25,9 @@ the scorer sees are the candidate's own for ``augment`` and ``counterfactual`` a
 augmentations for ``domain`` and ``text``, which have no per-sample copies. They are routed to
 the scorer as metadata (``set_score_request(interventions="validation_views")``).
 
+A control row fits the CLIP probe on sources drawn with ``rho`` = 0.1 (one class in ten: no
+shortcut) and scores it on the same kind of target, to show what the shortcut itself costs.
+
 ``--domain-shift`` runs the same comparison on plain ToyWorld (no shortcut, target painting),
 with counterfactual *style* changes and style-word text pairs, to see whether the
 interventional rule hurts where there is no shortcut.
@@ -74,6 +77,7 @@ SOURCE_STYLES = ("photo", "sketch", "cartoon", "mosaic", "neon")
 TARGET_STYLE = "painting"
 SOURCES = ("domain", "augment", "counterfactual", "text")
 RULES = ("oracle", "clean", "intervened", "pooled")
+CONTROL = "CLIP probe, control: sources without the shortcut"
 GRID = {"lam": [0.0, 0.3, 1.0, 3.0, 10.0, 30.0], "n_components": [16, 32, 64, 128]}
 
 
@@ -82,7 +86,7 @@ def _encode_views(featurizer: CLIPFeaturizer, copies: list[np.ndarray]) -> np.nd
     return np.stack([featurizer.transform(images) for images in copies], axis=1)
 
 
-def embed_shortcut(seed: int, n_per_cell: int, rho: float) -> Bunch:
+def embed_shortcut(seed: int, n_per_cell: int, rho: float, with_views: bool = True) -> Bunch:
     """The shortcut world of one seed, encoded once: sources, views, text pairs, target."""
     world = make_toyworld_shortcut(
         n_per_cell,
@@ -95,6 +99,8 @@ def embed_shortcut(seed: int, n_per_cell: int, rho: float) -> Bunch:
     )
     source = np.flatnonzero(~world.is_target)
     pairs = attribute_prompt_pairs(list(TOYWORLD_COLORS), template="a photo of a {attribute} {}")
+    if not with_views:
+        return _embed(world, source, None, None, seed)
     twins = [
         render_counterfactuals(
             world, change=world.shortcut, indices=source, random_state=100 * seed + copy
@@ -127,12 +133,15 @@ def embed_domain_shift(seed: int, n_per_cell: int) -> Bunch:
     return _embed(world, source, twins, pairs, seed)
 
 
-def _embed(world: Bunch, source: np.ndarray, twins: list, pairs: list, seed: int) -> Bunch:
+def _embed(
+    world: Bunch, source: np.ndarray, twins: list | None, pairs: list | None, seed: int
+) -> Bunch:
+    """Encode the clean images, and the views and text pairs unless ``twins`` is None."""
     featurizer = CLIPFeaturizer(
         "toyclip",
         pretrained=None,
         n_interventions=2,
-        text_interventions=pairs_without_words(pairs, [TARGET_STYLE]),
+        text_interventions=None if pairs is None else pairs_without_words(pairs, [TARGET_STYLE]),
         class_names=list(world.class_names),
         random_state=seed,
         progress=False,
@@ -140,18 +149,20 @@ def _embed(world: Bunch, source: np.ndarray, twins: list, pairs: list, seed: int
     )
     target = np.flatnonzero(world.is_target)
     images = world.images[source]
-    return Bunch(
+    data = Bunch(
         Z=featurizer.transform(images),
         y=world.labels[source],
         domains=np.asarray(world.domains)[source],
-        # Views-major from the featurizer today; sample-major for GridSearchCV's splits.
-        augment=featurizer.intervention_embeddings(images).transpose(1, 0, 2),
-        counterfactual=_encode_views(featurizer, twins),
-        pairs=featurizer.text_intervention_pairs(),
         Z_target=featurizer.transform(world.images[target]),
         y_target=world.labels[target],
         groups_target=world.groups[target],
     )
+    if twins is not None:
+        # Views-major from the featurizer today; sample-major for GridSearchCV's splits.
+        data.augment = featurizer.intervention_embeddings(images).transpose(1, 0, 2)
+        data.counterfactual = _encode_views(featurizer, twins)
+        data.pairs = featurizer.text_intervention_pairs()
+    return data
 
 
 def _fit_params(data: Bunch, source: str) -> dict:
@@ -169,7 +180,9 @@ def run_source(data: Bunch, source: str) -> tuple[dict, list[dict]]:
     icm = InvariantCausalMechanism(lam_scale="trace")
     scoring = {
         "clean": "accuracy",
-        "intervened": InterventionalScorer().set_score_request(interventions="validation_views"),
+        "intervened": InterventionalScorer(include_clean=False).set_score_request(
+            interventions="validation_views"
+        ),
         "pooled": InterventionalScorer(include_clean=True).set_score_request(
             interventions="validation_views"
         ),
@@ -203,21 +216,24 @@ def run_source(data: Bunch, source: str) -> tuple[dict, list[dict]]:
     return chosen, sweep
 
 
-def run_seed(data: Bunch, scenario: str, seed: int) -> tuple[list[dict], list[dict]]:
+def clip_probe(data: Bunch, scenario: str, seed: int, source: str = "none (CLIP probe)") -> dict:
     probe = LogisticRegression(C=DEFAULT_PROBE_C, max_iter=1000).fit(data.Z, data.y)
     predicted = probe.predict(data.Z_target)
+    return {
+        "scenario": scenario,
+        "seed": seed,
+        "source": source,
+        "rule": "-",
+        "lam": 0.0,
+        "n_components": data.Z.shape[1],
+        "accuracy": float(np.mean(predicted == data.y_target)),
+        "worst_group": worst_group_accuracy(data.y_target, predicted, data.groups_target),
+    }
+
+
+def run_seed(data: Bunch, scenario: str, seed: int) -> tuple[list[dict], list[dict]]:
     base = {"scenario": scenario, "seed": seed}
-    rows = [
-        {
-            **base,
-            "source": "none (CLIP probe)",
-            "rule": "-",
-            "lam": 0.0,
-            "n_components": data.Z.shape[1],
-            "accuracy": float(np.mean(predicted == data.y_target)),
-            "worst_group": worst_group_accuracy(data.y_target, predicted, data.groups_target),
-        }
-    ]
+    rows = [clip_probe(data, scenario, seed)]
     sweep_rows = []
     for source in SOURCES:
         chosen, sweep = run_source(data, source)
@@ -239,7 +255,7 @@ def report(rows: list[dict], scenario: str) -> str:
         "| source | rule | accuracy | worst group | chosen (lam, K) |",
         "|---|---|---|---|---|",
     ]
-    keys = [("none (CLIP probe)", "-")] + [(s, r) for s in SOURCES for r in RULES]
+    keys = [("none (CLIP probe)", "-"), (CONTROL, "-")] + [(s, r) for s in SOURCES for r in RULES]
     for source, rule in keys:
         group = [
             r for r in rows if (r["scenario"], r["source"], r["rule"]) == (scenario, source, rule)
@@ -286,6 +302,10 @@ def main(argv: list[str] | None = None) -> None:
                 tick = time.perf_counter()
                 data = embed(seed)
                 seed_rows, seed_sweep = run_seed(data, scenario, seed)
+                if scenario == "shortcut":
+                    # Same world parameters, but rho = 1 / n_classes: what the shortcut costs.
+                    control = embed_shortcut(seed, args.n_per_cell, 0.1, with_views=False)
+                    seed_rows.append(clip_probe(control, scenario, seed, CONTROL))
                 rows += seed_rows
                 sweep_rows += seed_sweep
                 print(f"{scenario}, seed {seed}: {time.perf_counter() - tick:.0f} s", flush=True)

@@ -37,14 +37,12 @@ VIEWS = np.array(
 def test_score_equals_hand_computation():
     classifier = FirstFeatureSign().fit(X, Y)
     # Intervened copies: sample 0 gets 1 of 2 right, sample 1 none, sample 2 both -> 3 of 6.
-    assert InterventionalScorer()(classifier, X, Y, interventions=VIEWS) == pytest.approx(3 / 6)
-    # With the clean samples (predictions 1, 0, 1: two correct) -> 5 of 9.
-    pooled = InterventionalScorer(include_clean=True)(classifier, X, Y, interventions=VIEWS)
-    assert pooled == pytest.approx(5 / 9)
+    alone = InterventionalScorer(include_clean=False)
+    assert alone(classifier, X, Y, interventions=VIEWS) == pytest.approx(3 / 6)
+    # Pooled with the clean samples (predictions 1, 0, 1: two correct) -> 5 of 9, the default.
+    assert InterventionalScorer()(classifier, X, Y, interventions=VIEWS) == pytest.approx(5 / 9)
     # A single view may come as (n_samples, n_features).
-    assert InterventionalScorer()(classifier, X, Y, interventions=VIEWS[:, 0]) == pytest.approx(
-        2 / 3
-    )
+    assert alone(classifier, X, Y, interventions=VIEWS[:, 0]) == pytest.approx(2 / 3)
 
 
 def test_bad_input_fails_clearly():
@@ -95,8 +93,11 @@ def test_grid_search_on_embeddings_routes_interventions_and_sees_the_shortcut():
     fitted = InvariantCausalMechanism(lam=10.0, n_components=1, lam_scale="trace").fit(
         Z[~test], y[~test], interventions=views[~test]
     )
-    predicted = fitted.predict(views[test].reshape(-1, 4))
-    expected = np.mean(predicted == np.repeat(y[test], 2))
+    # The default pools the clean held-out samples with their two copies.
+    predicted = np.concatenate(
+        [fitted.predict(Z[test]), fitted.predict(views[test].reshape(-1, 4))]
+    )
+    expected = np.mean(predicted == np.concatenate([y[test], np.repeat(y[test], 2)]))
     assert search.cv_results_["split0_test_score"][1] == pytest.approx(expected)
 
 
@@ -112,7 +113,7 @@ def test_grid_search_on_images_uses_the_featurizers_copies(tiny_clip_name, domai
         pipe,
         {"icm__lam": [0.0, 3.0]},
         cv=LeaveOneGroupOut(),
-        scoring=InterventionalScorer(),
+        scoring=InterventionalScorer(include_clean=False),
         refit=False,
         error_score="raise",
     )

@@ -36,9 +36,10 @@ from skcicm.datasets.toyworld import (
 __all__ = ["SHORTCUT_RELATIONS", "make_toyworld_shortcut", "worst_group_accuracy"]
 
 SHORTCUT_RELATIONS: tuple[str, ...] = ("reassigned", "uncorrelated")
-# Owned background colours keep this much more than the minimum contrast, so that the jitter
-# of object and background colours (sd _JITTER per channel) cannot hide the shape.
-_BACKGROUND_MARGIN = 80.0
+# Owned background colours keep a little more than the minimum contrast, so that the jitter of
+# object and background colours (sd _JITTER per channel) rarely needs a redraw; a larger margin
+# would make shapes easier to see than in make_toyworld and confound the shortcut's effect.
+_BACKGROUND_MARGIN = 30.0
 _JITTER = 12.0
 _SHORTCUT_GROUPS = ("colors", "background", "texture", "style")
 
@@ -96,6 +97,11 @@ def _shortcut_colors(
     names, object_rgb, _ = _draw_colors(rng, len(names), chosen=names)
     base = np.array([owned[name] for name in names]).reshape(len(names), 3)
     background = np.clip(base + rng.normal(0, _JITTER, base.shape), 0, 255)
+    for _ in range(100):
+        bad = np.linalg.norm(background - object_rgb, axis=1) < _MIN_CONTRAST
+        if not bad.any():
+            break
+        background[bad] = np.clip(base[bad] + rng.normal(0, _JITTER, (bad.sum(), 3)), 0, 255)
     return names, object_rgb, background.round().astype(np.uint8)
 
 

@@ -65,9 +65,11 @@ class InterventionalScorer:
 
     Parameters
     ----------
-    include_clean : bool, default=False
-        Score clean and intervened copies together (pooled) instead of the intervened copies
-        alone.
+    include_clean : bool, default=True
+        Score clean and intervened copies together (pooled); False scores the intervened
+        copies alone. Pooled selected at least as well in every setting of
+        ``benchmarks/shortcut_study.py`` (shortcut and plain domain shift, four intervention
+        sources, three seeds), and better with augmentations.
     score_func : callable, default=sklearn.metrics.accuracy_score
         ``score_func(y_true, y_pred)``, greater is better.
 
@@ -79,16 +81,16 @@ class InterventionalScorer:
     >>> y = np.array([1, 0] * 5)
     >>> probe = LogisticRegression().fit(X, y)
     >>> views = np.stack([X, -X], axis=1)  # second copy flips the feature the probe reads
-    >>> InterventionalScorer()(probe, X, y, interventions=views)
+    >>> InterventionalScorer(include_clean=False)(probe, X, y, interventions=views)
     0.5
-    >>> InterventionalScorer(include_clean=True)(probe, X, y, interventions=views)
+    >>> InterventionalScorer()(probe, X, y, interventions=views)  # clean and intervened pooled
     0.6666666666666666
     """
 
     def __init__(
         self,
         *,
-        include_clean: bool = False,
+        include_clean: bool = True,
         score_func: Callable[[np.ndarray, np.ndarray], float] = accuracy_score,
     ) -> None:
         if not isinstance(include_clean, bool):
