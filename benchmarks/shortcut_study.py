@@ -249,12 +249,18 @@ def _interval(values: list[float]) -> str:
 
 def report(rows: list[dict], scenario: str) -> str:
     lines = [
-        f"### {scenario}: target accuracy / worst-group accuracy (%, mean ± 95% t-interval "
-        "over seeds); chosen (lam, K) per seed",
+        f"### {scenario}: target accuracy, its gain over the CLIP probe of the same seed "
+        "(paired) and worst-group accuracy (%, mean ± 95% t-interval over seeds); chosen "
+        "(lam, K) per seed",
         "",
-        "| source | rule | accuracy | worst group | chosen (lam, K) |",
-        "|---|---|---|---|---|",
+        "| source | rule | accuracy | gain | worst group | chosen (lam, K) |",
+        "|---|---|---|---|---|---|",
     ]
+    baseline = {
+        r["seed"]: r["accuracy"]
+        for r in rows
+        if (r["scenario"], r["source"]) == (scenario, "none (CLIP probe)")
+    }
     keys = [("none (CLIP probe)", "-"), (CONTROL, "-")] + [(s, r) for s in SOURCES for r in RULES]
     for source, rule in keys:
         group = [
@@ -266,6 +272,7 @@ def report(rows: list[dict], scenario: str) -> str:
         label = "oracle (target-chosen)" if rule == "oracle" else rule
         lines.append(
             f"| {source} | {label} | {_interval([r['accuracy'] for r in group])} | "
+            f"{_interval([r['accuracy'] - baseline[r['seed']] for r in group])} | "
             f"{_interval([r['worst_group'] for r in group])} | {chosen} |"
         )
     return "\n".join(lines)
