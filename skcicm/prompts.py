@@ -6,7 +6,9 @@ and filter prompt pairs without loading the deep-learning stack.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
+from string import Formatter
 
 
 def expand_prompt_pairs(
@@ -56,3 +58,140 @@ def style_prompt_pairs(
     return [
         (prompts[i], prompts[j]) for i in range(len(prompts)) for j in range(i + 1, len(prompts))
     ]
+
+
+_ATTRIBUTE_SLOT = "attribute"
+
+
+def _check_attribute_template(template: str) -> None:
+    """Fail unless ``template`` has one ``{attribute}``, at most one ``{}`` and no other brace."""
+    if not isinstance(template, str):
+        raise ValueError(f"template must be a string; got {template!r}.")
+    try:
+        fields = [
+            (name, spec, conversion)
+            for _, name, spec, conversion in Formatter().parse(template)
+            if name is not None
+        ]
+    except ValueError as error:
+        raise ValueError(
+            f"template {template!r} has a stray brace ({error}); it may hold only the slots "
+            "'{attribute}' and '{}'."
+        ) from None
+    names = [name for name, _, _ in fields]
+    if names.count(_ATTRIBUTE_SLOT) != 1:
+        raise ValueError(
+            f"template {template!r} must hold the slot '{{attribute}}' exactly once; it holds it "
+            f"{names.count(_ATTRIBUTE_SLOT)} times."
+        )
+    stray = [name for name in names if name not in (_ATTRIBUTE_SLOT, "")]
+    if stray or names.count("") > 1 or any(spec or conversion for _, spec, conversion in fields):
+        raise ValueError(
+            f"template {template!r} may hold only the slots '{{attribute}}' and one '{{}}' (for "
+            "the class name), without format specs."
+        )
+    if "{{" in template or "}}" in template:
+        raise ValueError(
+            f"template {template!r} has an escaped brace; it may hold only the slots "
+            "'{attribute}' and '{}'."
+        )
+
+
+def attribute_prompt_pairs(
+    attributes: Sequence[str], template: str = "a photo of a {attribute} {}."
+) -> list[tuple[str, str]]:
+    """All pairs of prompts that differ only in an attribute word, for :class:`CLIPFeaturizer`.
+
+    Any attribute vocabulary works: colours, backgrounds, weather, scanner makes. Each pair is a
+    template pair with ``{}`` left for the class name, as ``text_interventions`` expects, so
+    ``CLIPFeaturizer(text_interventions=attribute_prompt_pairs(...), class_names=...)`` hands
+    the estimator one Delta per attribute pair and class.
+
+    Parameters
+    ----------
+    attributes : sequence of str
+        At least two distinct, non-empty attribute values without braces.
+    template : str, default="a photo of a {attribute} {}."
+        Prompt with the slot ``{attribute}`` exactly once and at most one ``{}`` for the class
+        name; no other braces.
+
+    Returns
+    -------
+    list of (str, str)
+        One pair per unordered pair of attribute values, in the order of ``attributes``.
+
+    Raises
+    ------
+    ValueError
+        For a template without the attribute slot, with another slot or a stray brace, and for
+        fewer than two, duplicate, empty or braced attribute values.
+
+    Examples
+    --------
+    >>> attribute_prompt_pairs(["red", "blue", "green"])
+    [('a photo of a red {}.', 'a photo of a blue {}.'), ('a photo of a red {}.', \
+'a photo of a green {}.'), ('a photo of a blue {}.', 'a photo of a green {}.')]
+    >>> attribute_prompt_pairs(["stripes", "dots"], template="a {} on a {attribute} background")
+    [('a {} on a stripes background', 'a {} on a dots background')]
+    """
+    _check_attribute_template(template)
+    values = [attributes] if isinstance(attributes, str) else list(attributes)
+    for value in values:
+        if not isinstance(value, str) or not value.strip() or "{" in value or "}" in value:
+            raise ValueError(
+                f"attribute values must be non-empty strings without braces; got {value!r}."
+            )
+    if len(values) < 2 or len(set(values)) != len(values):
+        raise ValueError(
+            f"attributes must hold at least two distinct values to contrast; got {values!r}."
+        )
+    slot = "{" + _ATTRIBUTE_SLOT + "}"
+    prompts = [template.replace(slot, value) for value in values]
+    return [
+        (prompts[i], prompts[j]) for i in range(len(prompts)) for j in range(i + 1, len(prompts))
+    ]
+
+
+def pair_names_any(pair: tuple[str, str], words: Iterable[str]) -> bool:
+    """Whether either prompt of ``pair`` names one of ``words``, as a whole word.
+
+    Matching ignores case and reads underscores in ``words`` as spaces (``"clip_art"`` matches
+    "a clip art of a dog").
+
+    Examples
+    --------
+    >>> pair_names_any(("a photo of a red dog", "a photo of a blue dog"), ["Blue"])
+    True
+    >>> pair_names_any(("a photo of a reddish dog", "a photo of a blue dog"), ["red"])
+    False
+    """
+    patterns = [
+        re.compile(rf"\b{re.escape(word.replace('_', ' '))}\b", re.IGNORECASE) for word in words
+    ]
+    return any(pattern.search(text) for pattern in patterns for text in pair)
+
+
+def pairs_without_words(
+    pairs: Sequence[tuple[str, str]], words: Iterable[str]
+) -> list[tuple[str, str]]:
+    """The prompt pairs that name none of ``words``: what a fit for a target may see.
+
+    A prompt that names a target-domain value ("a painting of a dog", "a photo of a red dog"
+    when red is the target's colour) carries the target into the fit, even as a word; source-only
+    evaluation drops such pairs. Works on template pairs and on expanded prompts alike.
+
+    Parameters
+    ----------
+    pairs : sequence of (str, str)
+        Prompt pairs, e.g. from :func:`attribute_prompt_pairs` or :func:`style_prompt_pairs`.
+    words : iterable of str
+        Values to exclude, matched as in :func:`pair_names_any`.
+
+    Examples
+    --------
+    >>> pairs = style_prompt_pairs(["photo", "sketch", "painting"])
+    >>> pairs_without_words(pairs, ["painting"])
+    [('a photo of a {}.', 'a sketch of a {}.')]
+    """
+    words = [words] if isinstance(words, str) else list(words)
+    return [pair for pair in pairs if not pair_names_any(pair, words)]

@@ -12,6 +12,11 @@ from skcicm.datasets.imagenet_variants import (
     imagenet_templates,
     load_imagenet_variant,
 )
+from skcicm.datasets.shortcut import (
+    SHORTCUT_RELATIONS,
+    make_toyworld_shortcut,
+    worst_group_accuracy,
+)
 from skcicm.datasets.synthetic import make_scm_embeddings
 from skcicm.datasets.toyworld import (
     TOYWORLD_BACKGROUNDS,
@@ -28,6 +33,7 @@ from skcicm.datasets.toyworld import (
 __all__ = [
     "DOMAINBED_DATASETS",
     "IMAGENET_VARIANTS",
+    "SHORTCUT_RELATIONS",
     "TOYWORLD_BACKGROUNDS",
     "TOYWORLD_CLASSES",
     "TOYWORLD_COLORS",
@@ -41,7 +47,9 @@ __all__ = [
     "load_imagenet_variant",
     "make_scm_embeddings",
     "make_toyworld",
+    "make_toyworld_shortcut",
     "render_counterfactuals",
     "render_toyworld",
     "toyworld_caption",
+    "worst_group_accuracy",
 ]

@@ -377,10 +377,21 @@ def _check_names(values: Iterable[str] | None, known: tuple[str, ...], what: str
     return values
 
 
-def _draw_colors(rng: np.random.Generator, n: int, exclude: np.ndarray | None = None):
-    """Object colour names, jittered object RGB and a contrasting background RGB."""
+def _draw_colors(
+    rng: np.random.Generator,
+    n: int,
+    exclude: np.ndarray | None = None,
+    chosen: Sequence[str] | None = None,
+):
+    """Object colour names, jittered object RGB and a contrasting background RGB.
+
+    Names are drawn uniformly, or different from ``exclude``, or taken from ``chosen``.
+    """
     names = np.array(list(TOYWORLD_COLORS))
-    if exclude is None:
+    if chosen is not None:
+        lookup = {name: i for i, name in enumerate(names)}
+        idx = np.array([lookup[c] for c in chosen], dtype=np.int64)
+    elif exclude is None:
         idx = rng.integers(len(names), size=n)
     else:
         # Shift by 1..len-1 so the new colour name always differs from the old one.
@@ -435,6 +446,57 @@ def toyworld_caption(style: str, shape: str, color: str | None = None) -> str:
     noun = shape if color is None else f"{color} {shape}"
     article = "an" if noun[0] in "aeiou" else "a"
     return f"a {style} of {article} {noun}"
+
+
+def _sample_factors(rng: np.random.Generator, shapes: np.ndarray, styles: np.ndarray) -> dict:
+    """Factor records for the given shapes and styles; every other factor drawn at random."""
+    n = len(shapes)
+    size = rng.uniform(0.28, 0.4, n)
+    # Keep the whole object inside the frame: the shape extent is at most `size`.
+    slack = 0.5 - size - 0.03
+    color, object_rgb, background_rgb = _draw_colors(rng, n)
+    return {
+        "shape": shapes,
+        "size": size,
+        "x": 0.5 + slack * rng.uniform(-1, 1, n),
+        "y": 0.5 + slack * rng.uniform(-1, 1, n),
+        "rotation": rng.uniform(0, 360, n),
+        "style": styles,
+        "color": color,
+        "object_rgb": object_rgb,
+        "background_rgb": background_rgb,
+        "background": np.array(TOYWORLD_BACKGROUNDS, dtype=object)[
+            rng.integers(len(TOYWORLD_BACKGROUNDS), size=n)
+        ],
+        "background_seed": rng.integers(2**31, size=n, dtype=np.int64),
+        "texture_seed": rng.integers(2**31, size=n, dtype=np.int64),
+    }
+
+
+def _render_world(
+    factors: dict,
+    labels: np.ndarray,
+    class_names: list[str],
+    domain_names: list[str],
+    image_size: int,
+    **fields: Any,
+) -> Bunch:
+    """The world Bunch of :func:`make_toyworld` for sampled factors, with extra ``fields``."""
+    captions = [
+        toyworld_caption(s, c, col)
+        for s, c, col in zip(factors["style"], factors["shape"], factors["color"], strict=True)
+    ]
+    return Bunch(
+        images=render_toyworld(factors, image_size=image_size),
+        labels=labels,
+        domains=factors["style"].copy(),
+        class_names=class_names,
+        domain_names=domain_names,
+        captions=captions,
+        factors=factors,
+        image_size=image_size,
+        **fields,
+    )
 
 
 def make_toyworld(
@@ -499,45 +561,15 @@ def make_toyworld(
     rng = np.random.default_rng(random_state)
 
     n_dom, n_cls = len(domain_names), len(class_names)
-    n = n_dom * n_cls * int(n_per_cell)
     dom_idx = np.repeat(np.arange(n_dom), n_cls * n_per_cell)
     labels = np.tile(np.repeat(np.arange(n_cls), n_per_cell), n_dom).astype(np.int64)
 
-    size = rng.uniform(0.28, 0.4, n)
-    # Keep the whole object inside the frame: the shape extent is at most `size`.
-    slack = 0.5 - size - 0.03
-    color, object_rgb, background_rgb = _draw_colors(rng, n)
-    factors = {
-        "shape": np.array(class_names, dtype=object)[labels],
-        "size": size,
-        "x": 0.5 + slack * rng.uniform(-1, 1, n),
-        "y": 0.5 + slack * rng.uniform(-1, 1, n),
-        "rotation": rng.uniform(0, 360, n),
-        "style": np.array(domain_names, dtype=object)[dom_idx],
-        "color": color,
-        "object_rgb": object_rgb,
-        "background_rgb": background_rgb,
-        "background": np.array(TOYWORLD_BACKGROUNDS, dtype=object)[
-            rng.integers(len(TOYWORLD_BACKGROUNDS), size=n)
-        ],
-        "background_seed": rng.integers(2**31, size=n, dtype=np.int64),
-        "texture_seed": rng.integers(2**31, size=n, dtype=np.int64),
-    }
-    images = render_toyworld(factors, image_size=image_size)
-    captions = [
-        toyworld_caption(s, c, col)
-        for s, c, col in zip(factors["style"], factors["shape"], factors["color"], strict=True)
-    ]
-    return Bunch(
-        images=images,
-        labels=labels,
-        domains=factors["style"].copy(),
-        class_names=class_names,
-        domain_names=domain_names,
-        captions=captions,
-        factors=factors,
-        image_size=image_size,
+    factors = _sample_factors(
+        rng,
+        np.array(class_names, dtype=object)[labels],
+        np.array(domain_names, dtype=object)[dom_idx],
     )
+    return _render_world(factors, labels, class_names, domain_names, image_size)
 
 
 def render_counterfactuals(
