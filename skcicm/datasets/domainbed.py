@@ -38,7 +38,8 @@ DOMAINBED_DATASETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 DOMAINBED_HOLDOUT_FRACTION = 0.2
 
 
-def _canonical_name(name: str) -> str:
+def canonical_domainbed_name(name: str) -> str:
+    """The DomainBed spelling of a dataset name (``"pacs"`` -> ``"PACS"``), or a ValueError."""
     lowered = name.replace("_", "").replace("-", "").lower()
     for canonical, (folders, _) in DOMAINBED_DATASETS.items():
         if lowered in {canonical.lower(), *(f.replace("_", "").lower() for f in folders)}:
@@ -142,7 +143,7 @@ def load_domainbed(
         For an unknown dataset or domain, a class folder with no images, or class folders
         that differ between domains.
     """
-    canonical = _canonical_name(name)
+    canonical = canonical_domainbed_name(name)
     folders, known_domains = DOMAINBED_DATASETS[canonical]
     root = Path(root)
     if not root.is_dir():
