@@ -343,10 +343,11 @@ def _run_variant(
             **measured(lam, k, kind),
         }
 
-    sweep = [
-        described(r, _candidate_kind(variant, r["lam"], r["n_components"], n_features))
-        for r in result.sweep
-    ]
+    sweep = []
+    for r in result.sweep:
+        point = described(r, _candidate_kind(variant, r["lam"], r["n_components"], n_features))
+        point["validation"] = point.pop("target_validation")
+        sweep.append(point)
     rows = []
     for r in result.results:
         kind = (
