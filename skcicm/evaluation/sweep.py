@@ -281,6 +281,13 @@ def progress_bar(total: int, desc: str, progress: bool | str) -> tqdm:
     return tqdm(total=total, desc=desc, unit="task", disable=disable)
 
 
+def holdout_mask(data: EmbeddedDataset, seed: int, holdout_fraction: float) -> np.ndarray:
+    """DomainBed's "out" part of every domain for trial ``seed`` (True: held out)."""
+    return domainbed_holdout_mask(
+        data.domains, data.domain_names, holdout_fraction=holdout_fraction, trial_seed=seed
+    )
+
+
 def check_targets(data: EmbeddedDataset, targets: str | Sequence[str] | None) -> list[str]:
     """The target domains, all by default (raises ValueError for unknown ones)."""
     if len(data.domain_names) < 2:
@@ -321,12 +328,7 @@ def run_leave_one_domain_out(
         progress_bar(len(seeds) * len(targets), description, progress) as bar,
     ):
         for seed in seeds:
-            holdout = domainbed_holdout_mask(
-                data.domains,
-                data.domain_names,
-                holdout_fraction=holdout_fraction,
-                trial_seed=seed,
-            )
+            holdout = holdout_mask(data, seed, holdout_fraction)
             for target in targets:
                 is_target = data.domains == target
                 split = make_split(is_target, holdout)

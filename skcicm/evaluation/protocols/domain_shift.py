@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils import Bunch
 
-from skcicm.datasets.domainbed import DOMAINBED_HOLDOUT_FRACTION, domainbed_holdout_mask
+from skcicm.datasets.domainbed import DOMAINBED_HOLDOUT_FRACTION
 from skcicm.evaluation.embedded import EmbeddedDataset, embed_dataset
 from skcicm.evaluation.options import DEFAULT_LAM, METHODS
 from skcicm.evaluation.sweep import (
@@ -26,6 +26,7 @@ from skcicm.evaluation.sweep import (
     annotate,
     check_seeds,
     check_targets,
+    holdout_mask,
     run_leave_one_domain_out,
 )
 
@@ -137,13 +138,7 @@ def domain_shift_split(
     ``"train"``: the source domains' "in" parts; ``"test"``: the target's "in" part;
     ``"validation"``: the target's "out" part (the oracle's).
     """
-    holdout = domainbed_holdout_mask(
-        embedded.domains,
-        embedded.domain_names,
-        holdout_fraction=holdout_fraction,
-        trial_seed=seed,
-    )
-    return _split(embedded.domains == target, holdout)
+    return _split(embedded.domains == target, holdout_mask(embedded, seed, holdout_fraction))
 
 
 def _scores(estimator, embedded: EmbeddedDataset, split: dict[str, np.ndarray]) -> dict:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils import Bunch
 
-from skcicm.datasets.domainbed import DOMAINBED_HOLDOUT_FRACTION, domainbed_holdout_mask
+from skcicm.datasets.domainbed import DOMAINBED_HOLDOUT_FRACTION
 from skcicm.evaluation.embedded import EmbeddedDataset, embed_dataset
 from skcicm.evaluation.options import DEFAULT_LAM, METHODS
 from skcicm.evaluation.sweep import (
@@ -23,6 +23,7 @@ from skcicm.evaluation.sweep import (
     accuracy,
     annotate,
     check_seeds,
+    holdout_mask,
     new_result,
     progress_bar,
     run_split,
@@ -90,12 +91,7 @@ def imagenet_shift(
         progress_bar(len(seeds), "ImageNet variants", progress) as bar,
     ):
         for seed in seeds:
-            holdout = domainbed_holdout_mask(
-                source.domains,
-                source.domain_names,
-                holdout_fraction=holdout_fraction,
-                trial_seed=seed,
-            )
+            holdout = holdout_mask(source, seed, holdout_fraction)
             train, validation = np.flatnonzero(~holdout), np.flatnonzero(holdout)
             source_validation = (source.embeddings[validation], source.labels[validation])
 
