@@ -156,6 +156,24 @@ def new_result(protocol: str, dataset: str) -> Bunch:
     return Bunch(protocol=protocol, dataset=dataset, results=[], cv_results=[], sweep=[])
 
 
+def _fit_candidates(
+    method: str, data: EmbeddedDataset, train: np.ndarray, score: Scorer, settings: SweepSettings
+) -> list[Candidate]:
+    """Every grid point of ``method``, fitted and scored; plain CLIP last when asked for."""
+    params = settings.estimator_params
+    candidates = []
+    for lam in settings.lams:
+        for k in settings.ks:
+            fitted = fit_method(
+                method, data, train, lam=lam, n_components=k, estimator_params=params
+            )
+            candidates.append(Candidate(lam, k, score(fitted)))
+    if settings.baseline_candidate:
+        clip = fit_method(method.replace("icm_", "clip_", 1), data, train, estimator_params=params)
+        candidates.append(Candidate(0.0, data.n_features, score(clip), plain_clip=True))
+    return candidates
+
+
 def run_split(
     data: EmbeddedDataset,
     train: np.ndarray,
@@ -204,24 +222,7 @@ def run_split(
                     }
                 )
             continue
-        candidates = [
-            Candidate(
-                lam,
-                k,
-                score(
-                    fit_method(
-                        method, data, train, lam=lam, n_components=k, estimator_params=params
-                    )
-                ),
-            )
-            for lam in settings.lams
-            for k in settings.ks
-        ]
-        if settings.baseline_candidate:
-            clip = fit_method(
-                method.replace("icm_", "clip_", 1), data, train, estimator_params=params
-            )
-            candidates.append(Candidate(0.0, n_features, score(clip), plain_clip=True))
+        candidates = _fit_candidates(method, data, train, score, settings)
         context = SelectionContext(
             data=data,
             train=train,
@@ -235,7 +236,6 @@ def run_split(
             row=row,
             cv_results=result.cv_results,
         )
-        extra = {"plain_clip": False} if settings.baseline_candidate else {}
         for target in candidates[0].scores:
             result.sweep.extend(
                 {
@@ -251,8 +251,7 @@ def run_split(
             for rule in settings.tuning:
                 choice = select(rule, candidates, target, context)
                 chosen = choice.candidate
-                if settings.baseline_candidate:
-                    extra = {"plain_clip": chosen.plain_clip}
+                extra = {"plain_clip": chosen.plain_clip} if settings.baseline_candidate else {}
                 result.results.append(
                     {
                         **row,
