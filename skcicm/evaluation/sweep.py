@@ -307,8 +307,8 @@ SplitScorer = Callable[[InvariantCausalMechanism, EmbeddedDataset, dict[str, np.
 def run_leave_one_domain_out(
     protocol: str,
     data: EmbeddedDataset,
-    targets: list[str],
-    seeds: list[int],
+    targets: str | Sequence[str] | None,
+    seeds: int | Iterable[int],
     holdout_fraction: float,
     make_split: SplitMaker,
     score: SplitScorer,
@@ -319,7 +319,10 @@ def run_leave_one_domain_out(
 
     ``make_split(is_target, holdout)`` returns index arrays, ``"train"`` among them (it must
     hold no target sample); ``score(estimator, data, split)`` the metrics of the target.
+    ``targets`` (None: every domain) and ``seeds`` are validated before any fit.
     """
+    targets = check_targets(data, targets)
+    seeds = check_seeds(seeds)
     result = new_result(protocol, data.name)
     description = protocol.replace("_", " ").capitalize()
     with (

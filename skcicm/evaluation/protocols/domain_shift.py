@@ -24,8 +24,6 @@ from skcicm.evaluation.sweep import (
     SweepSettings,
     accuracy,
     annotate,
-    check_seeds,
-    check_targets,
     holdout_mask,
     run_leave_one_domain_out,
 )
@@ -92,8 +90,6 @@ def domain_shift(
         (``tuning``) and sample counts; ``cv_results``: the cross-validation rows; ``sweep``:
         every candidate's target score; ``protocol`` and ``dataset``.
     """
-    targets = check_targets(embedded, targets)
-    seeds = check_seeds(seeds)
     settings = SweepSettings.checked(
         methods,
         tuple(METHODS),

@@ -21,8 +21,6 @@ from skcicm.evaluation.sweep import (
     SweepSettings,
     accuracy,
     annotate,
-    check_seeds,
-    check_targets,
     run_leave_one_domain_out,
 )
 
@@ -66,8 +64,6 @@ progress
         As :func:`~skcicm.evaluation.domain_shift`; rows also hold ``base_accuracy`` and
         ``novel_accuracy``.
     """
-    targets = check_targets(embedded, targets)
-    seeds = check_seeds(seeds)
     settings = SweepSettings.checked(
         methods,
         ZERO_SHOT_METHODS,
