@@ -1,11 +1,11 @@
 """Leave-one-domain-out benchmark of CLIP-ICM on ToyWorld, with the shipped ToyCLIP.
 
-For every seed and every target domain, each method is fitted on the five other (source)
-domains and scored on the target, with DomainBed's 80/20 splits
-(:func:`skcicm.evaluation.protocols.domain_shift`): fitted on the sources' 80% "in" parts,
-scored on the target's "in" part. The methods are CLIP zero-shot and linear probe (plain
-CLIP, no ICM) and CLIP-ICM zero-shot and linear probe with interventional data from one
-source at a time:
+A thin script over the library's protocol: for every seed and target domain it runs
+:func:`skcicm.evaluation.domain_shift` (DomainBed's 80/20 splits: fitted on the sources' 80%
+"in" parts, scored on the target's "in" part) once per intervention source and estimator
+variant, and adds what only this benchmark measures. The methods are CLIP zero-shot and linear
+probe (plain CLIP, no ICM) and CLIP-ICM zero-shot and linear probe with interventional data
+from one source at a time (:func:`skcicm.evaluation.embed_dataset`):
 
 ``augment``
     the authors' image augmentations of the source images (one copy per image);
@@ -17,15 +17,16 @@ source at a time:
     class-conditional mean contrasts between the source domains.
 
 ``lam`` and ``n_components`` are chosen by leave-one-domain-out cross-validation inside the
-source domains (``GridSearchCV`` with ``LeaveOneGroupOut``); every grid holds the no-ICM
-setting (``lam=0``, ``K=d``), and grids that cannot express it (``objective="ratio"``) fall
-back to plain CLIP when its cross-validation score is at least as good. The best grid point on
-the target's 20% "out" part is reported separately, as "oracle (target-chosen)": it is an
-upper bound, not a result.
+source domains (``tuning="source"``); every grid holds the no-ICM setting (``lam=0``,
+``K=d``), and grids that cannot express it (``objective="ratio"``) get plain CLIP as one more
+candidate (``baseline_candidate=True``), chosen when its cross-validation score is at least as
+good. The best grid point on the target's 20% "out" part is reported separately
+(``tuning="oracle"``), as "oracle (target-chosen)": it is an upper bound, not a result.
 
-Nothing of the target domain reaches a source-chosen model: the target's own intervened
-copies are set to NaN (so that using them would fail), counterfactuals are rendered into
-source styles only and text pairs use source style words only.
+Nothing of the target domain reaches a source-chosen model
+(:meth:`skcicm.evaluation.EmbeddedDataset.source_only`): the target's own intervened copies
+are set to NaN (so that using them would fail), counterfactuals rendered in the target's
+style are dropped and text pairs naming the target are dropped.
 
 Besides accuracy, the run measures how much of the known variant directions the learned
 subspace removes: the fraction of the energy of exact counterfactual style Deltas of the
@@ -52,7 +53,7 @@ import platform
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,26 +62,32 @@ import numpy as np
 import torch
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
 from sklearn.utils import Bunch
 from threadpoolctl import threadpool_limits
 
 from skcicm import CLIPFeaturizer, InvariantCausalMechanism
-from skcicm.datasets.domainbed import domainbed_holdout_mask
-from skcicm.datasets.toyworld import render_counterfactuals
-from skcicm.estimator import DEFAULT_PROBE_C, NoInterventionWarning
-from skcicm.evaluation.benchmarks import TOYWORLD_SEED, load_toyworld_benchmark
-from skcicm.evaluation.protocols import domain_shift, embed_dataset
+from skcicm.datasets.registry import TOYWORLD_SEED, load_toyworld_dataset
+from skcicm.evaluation import EmbeddedDataset, domain_shift, domain_shift_split, embed_dataset
 from skcicm.evaluation.reporting import markdown_table, mean_confidence_interval, write_rows
-from skcicm.model_selection import lodo_grid_search
+from skcicm.evaluation.sweep import fit_method
 from skcicm.models import resolve_model_name
-from skcicm.prompts import expand_prompt_pairs, style_prompt_pairs
-from skcicm.subspace import unit_rows
+from skcicm.prompts import domain_prompt_pairs
 
 SOURCES: tuple[str, ...] = ("augment", "text", "counterfactual", "domain")
+# The library's name of each intervention source (skcicm.evaluation.embed_dataset).
+LIBRARY_SOURCES: dict[str, str] = {
+    "augment": "image",
+    "text": "text",
+    "counterfactual": "counterfactual",
+    "domain": "domain",
+}
 HEADS: dict[str, str] = {"zero_shot": "zero-shot", "linear_probe": "linear probe"}
+CLIP_METHODS = ("clip_zero_shot", "clip_linear_probe")
+ICM_METHODS = ("icm_zero_shot", "icm_linear_probe")
 SOURCE_TUNING = "source LODO"
 ORACLE_TUNING = "oracle (target-chosen)"
+# The report's names of the library's tuning labels.
+TUNING_LABELS = {"source-lodo": SOURCE_TUNING, "target-oracle": ORACLE_TUNING}
 MODEL = "toyclip"
 DEFAULT_OUTPUT_DIR = Path("results/toyworld_icm")
 
@@ -163,96 +170,26 @@ def embed_world(
     seed: int,
     n_per_cell: int,
     domains: Sequence[str] | None = None,
-) -> Bunch:
-    """Render one ToyWorld sample and encode it with every intervention source.
+    sources: Sequence[str] = SOURCES,
+) -> dict[str, EmbeddedDataset]:
+    """Render one ToyWorld sample and encode it once per intervention source.
 
-    Returns :func:`~skcicm.evaluation.protocols.embed_dataset`'s Bunch plus
-    ``augmentations`` (n, 1, d), ``counterfactuals`` (n, n_domains, d) (column ``j``: the
-    sample rendered in style ``domain_names[j]``; its own style's column is the clean
-    embedding), ``text_template``, ``prompt_names`` and the seeded ``featurizer``.
+    Returns :func:`~skcicm.evaluation.embed_dataset`'s data set for each of ``sources`` and
+    for ``"counterfactual"`` (the energy measurements need the exact style Deltas). The clean
+    images are encoded once: the featurizer's cache serves the other sources.
     """
-    dataset = load_toyworld_benchmark(
-        n_per_cell, domains=domains, random_state=TOYWORLD_SEED + seed
+    dataset = load_toyworld_dataset(n_per_cell, domains=domains, random_state=TOYWORLD_SEED + seed)
+    featurizer = clone(featurizer).set_params(
+        random_state=seed,
+        text_interventions=domain_prompt_pairs(dataset.domain_names, dataset.text_template),
     )
-    featurizer = clone(featurizer).set_params(random_state=seed)
-    embedded = embed_dataset(featurizer, dataset, interventions=("image",))
-    embedded.augmentations = embedded.pop("interventions")
-    n, d = embedded.embeddings.shape
-    counterfactuals = np.empty((n, len(embedded.domain_names), d), dtype=np.float32)
-    for j, style in enumerate(embedded.domain_names):
-        own = embedded.domains == style
-        counterfactuals[own, j] = embedded.embeddings[own]
-        # Forcing the style leaves nothing to draw, so the twins do not depend on the seed.
-        twins = render_counterfactuals(
-            dataset, change="style", domain=style, random_state=seed, indices=np.flatnonzero(~own)
-        )
-        counterfactuals[~own, j] = featurizer.transform(twins)
-    embedded.counterfactuals = counterfactuals
-    embedded.text_template = dataset.text_template
-    embedded.prompt_names = list(dataset.prompt_names)
-    embedded.featurizer = featurizer
-    return embedded
-
-
-def source_view(embedded: Bunch, source: str, target: str) -> Bunch:
-    """The data :func:`domain_shift` sees for one intervention source and target domain.
-
-    Only source-domain information enters: rows of target samples are NaN, counterfactual
-    styles and prompt style words exclude the target. ``intervention_styles`` records the
-    styles each sample's intervened copies are rendered in (counterfactuals), and
-    ``text_prompts`` the prompt pairs (text), for auditing.
-    """
-    view = Bunch(**embedded)
-    view.interventions, view.intervention_pairs = None, None
-    view.domain_interventions = source == "domain"
-    view.intervention_styles, view.text_prompts = None, None
-    is_target = embedded.domains == target
-    source_styles = [s for s in embedded.domain_names if s != target]
-    if source == "augment":
-        view.interventions = embedded.augmentations.copy()
-        view.interventions[is_target] = np.nan
-    elif source == "counterfactual":
-        names = np.asarray(embedded.domain_names)
-        columns = np.array(
-            [
-                np.flatnonzero((names != own) & (names != target))[: len(names) - 2]
-                for own in embedded.domains
-            ]
-        )
-        view.interventions = np.take_along_axis(
-            embedded.counterfactuals, columns[:, :, None], axis=1
-        )
-        view.interventions[is_target] = np.nan
-        view.intervention_styles = names[columns].astype(object)
-        view.intervention_styles[is_target] = ""
-    elif source == "text":
-        pairs = style_prompt_pairs(source_styles, template=embedded.text_template)
-        view.text_prompts = expand_prompt_pairs(pairs, embedded.prompt_names)
-        encode = embedded.featurizer.encode_text
-        view.intervention_pairs = tuple(encode(side) for side in view.text_prompts)
-    elif source != "domain":
-        raise ValueError(f"Unknown intervention source {source!r}; choose from {SOURCES}.")
-    return view
+    return {
+        source: embed_dataset(featurizer, dataset, interventions=(LIBRARY_SOURCES[source],))
+        for source in dict.fromkeys([*sources, "counterfactual"])
+    }
 
 
 # Measurements --------------------------------------------------------------------------------
-
-
-def _fit_subspace(
-    view: Bunch, train: np.ndarray, lam: float, k: int | None, params: dict[str, Any]
-) -> InvariantCausalMechanism:
-    """Fit only the subspace (the zero-shot head costs nothing), as domain_shift fits it."""
-    kwargs: dict[str, Any] = {"class_embeddings": view.class_embeddings}
-    if view.get("interventions") is not None:
-        kwargs["interventions"] = view.interventions[train]
-    if view.get("intervention_pairs") is not None:
-        kwargs["intervention_pairs"] = view.intervention_pairs
-    if view.get("domain_interventions"):
-        kwargs["domains"] = view.domains[train]
-    estimator = InvariantCausalMechanism(n_components=k, lam=lam, head="zero_shot", **params)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NoInterventionWarning)
-        return estimator.fit(view.embeddings[train], view.labels[train], **kwargs)
 
 
 def energy_fractions(
@@ -273,56 +210,17 @@ def energy_fractions(
     return float(removed), float(kept), float(mapped / (np.sum(deltas**2) / np.sum(class_means**2)))
 
 
-def target_directions(embedded: Bunch, target: str) -> tuple[np.ndarray, np.ndarray]:
-    """Exact style Deltas of the target images (to every other style) and its class means."""
+def target_directions(embedded: EmbeddedDataset, target: str) -> tuple[np.ndarray, np.ndarray]:
+    """Exact style Deltas of the target images (to every other style) and its class means.
+
+    ``embedded`` holds counterfactual interventions: each image in every other style.
+    """
     is_target = embedded.domains == target
-    own = embedded.domain_names.index(target)
-    others = [j for j in range(len(embedded.domain_names)) if j != own]
     clean = embedded.embeddings[is_target].astype(np.float64)
-    deltas = (clean[:, None] - embedded.counterfactuals[is_target][:, others]).reshape(
-        -1, clean.shape[1]
-    )
+    deltas = (clean[:, None] - embedded.interventions[is_target]).reshape(-1, clean.shape[1])
     labels = embedded.labels[is_target]
     means = np.stack([clean[labels == c].mean(axis=0) for c in np.unique(labels)])
     return deltas, means - means.mean(axis=0)
-
-
-def clip_baseline(
-    embedded: Bunch, train: np.ndarray, test: np.ndarray, validation: np.ndarray
-) -> dict[str, dict[str, float]]:
-    """Plain CLIP, without any projection, and its source-LODO score for the fallback.
-
-    Zero-shot is the cosine between the embeddings and the class prompt embeddings; the probe
-    is the estimator's default classifier on the raw embeddings.
-    """
-    Z, y = embedded.embeddings, embedded.labels
-    text = unit_rows(embedded.class_embeddings.astype(np.float64))
-    probe = LogisticRegression(C=DEFAULT_PROBE_C, max_iter=1000).fit(Z[train], y[train])
-    predict = {
-        "zero_shot": lambda index: (unit_rows(Z[index].astype(np.float64)) @ text.T).argmax(1),
-        "linear_probe": lambda index: probe.predict(Z[index]),
-    }
-    n_features = Z.shape[1]
-    out = {}
-    for head, predictor in predict.items():
-        # lam=0 and K=d is a rotation of CLIP's space: the no-ICM candidate of every grid.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NoInterventionWarning)
-            lodo = lodo_grid_search(
-                Z[train],
-                y[train],
-                embedded.domains[train],
-                lam=[0.0],
-                n_components=[n_features],
-                head=head,
-                class_embeddings=embedded.class_embeddings if head == "zero_shot" else None,
-            )
-        out[head] = {
-            "accuracy": float(np.mean(predictor(test) == y[test])),
-            "validation": float(np.mean(predictor(validation) == y[validation])),
-            "selection_score": lodo.best_score,
-        }
-    return out
 
 
 def trace_ratios(estimator: InvariantCausalMechanism, Z_train: np.ndarray) -> dict[str, float]:
@@ -338,18 +236,14 @@ def trace_ratios(estimator: InvariantCausalMechanism, Z_train: np.ndarray) -> di
 # The benchmark -------------------------------------------------------------------------------
 
 
-def _row_key(row: dict[str, Any]) -> tuple[float, int]:
-    return float(row["lam"]), int(row["n_components"])
-
-
 @dataclass
 class SplitContext:
     """What every variant of one (seed, target) split shares."""
 
     seed: int
     target: str
-    split: dict[str, np.ndarray]
-    clip: dict[str, dict[str, float]]
+    train: np.ndarray
+    clip: dict[str, float]
     deltas: np.ndarray
     class_means: np.ndarray
     pca_components: np.ndarray
@@ -364,26 +258,11 @@ def _candidate_kind(variant: Variant, lam: float, k: int, n_features: int) -> st
     return "pca" if lam == 0 else "icm"
 
 
-def _run_variant(
-    view: Bunch, variant: Variant, context: SplitContext, base: dict[str, Any]
-) -> tuple[list[dict], list[dict]]:
-    """Source-chosen and oracle rows of one variant, and its sweep, for one split."""
-    n_features = view.embeddings.shape[1]
-    ks = variant.ks(n_features)
-    train = context.split["train"]
+def _counting_convergence_warnings(run: Callable[[], Bunch]) -> tuple[Bunch, int]:
+    """Run ``run()``; count the probe fits that hit max_iter, re-raise other warnings."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        result = domain_shift(
-            view,
-            targets=[context.target],
-            methods=("icm_zero_shot", "icm_linear_probe"),
-            lam=variant.lams,
-            n_components=ks,
-            tuning="source",
-            seeds=[context.seed],
-            estimator_params=variant.params,
-            progress=False,
-        )
+        result = run()
     n_unconverged = 0
     for warning in caught:
         if issubclass(warning.category, ConvergenceWarning):
@@ -392,11 +271,43 @@ def _run_variant(
             warnings.warn_explicit(
                 warning.message, warning.category, warning.filename, warning.lineno
             )
+    return result, n_unconverged
+
+
+def _run_variant(
+    data: EmbeddedDataset, variant: Variant, context: SplitContext, base: dict[str, Any]
+) -> tuple[list[dict], list[dict]]:
+    """Source-chosen and oracle rows of one variant, and its sweep, for one split."""
+    n_features = data.n_features
+    ks = variant.ks(n_features)
+    result, n_unconverged = _counting_convergence_warnings(
+        lambda: domain_shift(
+            data,
+            targets=[context.target],
+            methods=ICM_METHODS,
+            lam=variant.lams,
+            n_components=ks,
+            tuning=("source", "oracle"),
+            seeds=[context.seed],
+            estimator_params=variant.params,
+            progress=False,
+            baseline_candidate=not variant.has_no_icm(),
+        )
+    )
+    view = data.source_only(context.target)
     fits: dict[tuple[float, int], InvariantCausalMechanism] = {}
 
     def subspace(lam: float, k: int) -> InvariantCausalMechanism:
+        # The zero-shot head costs nothing: the subspace is the same for both heads.
         if (lam, k) not in fits:
-            fits[(lam, k)] = _fit_subspace(view, train, lam, k, variant.params)
+            fits[(lam, k)] = fit_method(
+                "icm_zero_shot",
+                view,
+                context.train,
+                lam=lam,
+                n_components=k,
+                estimator_params=variant.params,
+            )
         return fits[(lam, k)]
 
     def measured(lam: float, k: int, kind: str) -> dict[str, Any]:
@@ -418,122 +329,93 @@ def _run_variant(
             "effective_lam": effective_lam,
         }
 
-    rows, sweep = [], []
-    for chosen in result.results:
-        clip = context.clip[chosen["method"].removeprefix("icm_")]
-        candidates = [r for r in result.sweep if r["method"] == chosen["method"]]
-        for r in candidates:
-            lam, k = _row_key(r)
-            kind = _candidate_kind(variant, lam, k, n_features)
-            sweep.append(
-                {
-                    **base,
-                    "method": chosen["method"],
-                    "lam": lam,
-                    "n_components": k,
-                    "kind": kind,
-                    "accuracy": r["accuracy"],
-                    "gain": r["accuracy"] - clip["accuracy"],
-                    "validation": r["validation"],
-                    **measured(lam, k, kind),
-                }
-            )
-        source_pick = next(r for r in candidates if _row_key(r) == _row_key(chosen))
-        # Grids that cannot express plain CLIP get it as one more candidate; ties go to it.
-        source_is_clip = (
-            not variant.has_no_icm() and clip["selection_score"] >= chosen["selection_score"]
+    def described(row: dict[str, Any], kind: str) -> dict[str, Any]:
+        lam, k = float(row["lam"]), int(row["n_components"])
+        return {
+            **base,
+            "method": row["method"],
+            "lam": lam,
+            "n_components": k,
+            "kind": kind,
+            "accuracy": row["accuracy"],
+            "gain": row["accuracy"] - context.clip[row["method"]],
+            "target_validation": row["validation"],
+            **measured(lam, k, kind),
+        }
+
+    sweep = []
+    for r in result.sweep:
+        point = described(r, _candidate_kind(variant, r["lam"], r["n_components"], n_features))
+        point["validation"] = point.pop("target_validation")
+        sweep.append(point)
+    rows = []
+    for r in result.results:
+        kind = (
+            "clip"
+            if r.get("plain_clip")
+            else _candidate_kind(variant, r["lam"], r["n_components"], n_features)
         )
-        # The oracle takes the first best grid point on the target's "out" split, as
-        # protocols' tuning="oracle" does.
-        oracle_pick = max(candidates, key=lambda r: r["validation"])
-        oracle_is_clip = not variant.has_no_icm() and clip["validation"] > oracle_pick["validation"]
-        for tuning, pick, selection_score, is_clip in (
-            (SOURCE_TUNING, source_pick, chosen["selection_score"], source_is_clip),
-            (ORACLE_TUNING, oracle_pick, oracle_pick["validation"], oracle_is_clip),
-        ):
-            if is_clip:
-                lam, k, kind = 0.0, n_features, "clip"
-                accuracy, validation = clip["accuracy"], clip["validation"]
-                selection_score = clip["selection_score"] if tuning == SOURCE_TUNING else validation
-            else:
-                (lam, k), accuracy, validation = (
-                    _row_key(pick),
-                    pick["accuracy"],
-                    pick["validation"],
-                )
-                kind = _candidate_kind(variant, lam, k, n_features)
-            rows.append(
-                {
-                    **base,
-                    "method": chosen["method"],
-                    "tuning": tuning,
-                    "accuracy": accuracy,
-                    "gain": accuracy - clip["accuracy"],
-                    "lam": lam,
-                    "n_components": k,
-                    "kind": kind,
-                    "selection_score": selection_score,
-                    "target_validation": validation,
-                    "n_train": chosen["n_train"],
-                    "n_test": chosen["n_test"],
-                    "unconverged_probe_fits": n_unconverged,
-                    **measured(lam, k, kind),
-                }
-            )
+        rows.append(
+            {
+                **described(r, kind),
+                "tuning": TUNING_LABELS[r["tuning"]],
+                "selection_score": r["selection_score"],
+                "n_train": r["n_train"],
+                "n_test": r["n_test"],
+                "unconverged_probe_fits": n_unconverged,
+            }
+        )
     # Sigma_Delta does not depend on the grid point: any fit gives the trace ratios.
-    ratios = trace_ratios(subspace(variant.lams[-1], ks[0]), view.embeddings[train])
+    ratios = trace_ratios(subspace(variant.lams[-1], ks[0]), view.embeddings[context.train])
     for row in rows:
         row.update(ratios)
     return rows, sweep
 
 
-def _split_context(embedded: Bunch, seed: int, target: str, holdout: np.ndarray) -> SplitContext:
-    is_target = embedded.domains == target
-    split = {
-        "train": np.flatnonzero(~is_target & ~holdout),
-        "test": np.flatnonzero(is_target & ~holdout),
-        "validation": np.flatnonzero(is_target & holdout),
-    }
-    # lam=0 keeps the top principal directions of the uncentred source embeddings, largest
+def _split_context(
+    embedded: dict[str, EmbeddedDataset], seed: int, target: str, clip: Bunch
+) -> SplitContext:
+    counterfactual = embedded["counterfactual"]
+    train = domain_shift_split(counterfactual, target, seed)["train"]
+    # Plain CLIP keeps every principal direction of the uncentred source embeddings, largest
     # first: the reference for what dimension reduction alone removes.
-    pca = _fit_subspace(embedded, split["train"], 0.0, None, {})
-    return SplitContext(
-        seed=seed,
-        target=target,
-        split=split,
-        clip=clip_baseline(embedded, split["train"], split["test"], split["validation"]),
-        **dict(zip(("deltas", "class_means"), target_directions(embedded, target), strict=True)),
-        pca_components=pca.components_,
-    )
+    pca = fit_method("clip_zero_shot", counterfactual, train)
+    deltas, class_means = target_directions(counterfactual, target)
+    accuracy = {
+        r["method"].replace("clip_", "icm_"): r["accuracy"]
+        for r in clip.results
+        if r["target"] == target and r["seed"] == seed
+    }
+    return SplitContext(seed, target, train, accuracy, deltas, class_means, pca.components_)
 
 
-def _clip_rows(embedded: Bunch, context: SplitContext) -> list[dict]:
-    n_features = embedded.embeddings.shape[1]
+def _clip_rows(clip: Bunch, target: str) -> list[dict]:
     return [
         {
-            "seed": context.seed,
-            "target": context.target,
+            "seed": r["seed"],
+            "target": target,
             "source": "none",
             "variant": "CLIP",
-            "method": f"clip_{head}",
+            "method": r["method"],
             "tuning": "none",
-            "accuracy": scores["accuracy"],
+            "accuracy": r["accuracy"],
             "gain": 0.0,
             "lam": 0.0,
-            "n_components": n_features,
+            "n_components": r["n_components"],
             "kind": "clip",
-            "selection_score": scores["selection_score"],
-            "target_validation": scores["validation"],
+            "selection_score": r["selection_score"],
+            "target_validation": r["validation"],
             "variant_removed": 0.0,
             "class_kept": 1.0,
             "style_to_class": 1.0,
             "random_removed": 0.0,
             "pca_removed": 0.0,
             "pca_class_kept": 1.0,
-            "n_train": int(context.split["train"].size),
-            "n_test": int(context.split["test"].size),
+            "n_train": r["n_train"],
+            "n_test": r["n_test"],
         }
-        for head, scores in context.clip.items()
+        for r in clip.results
+        if r["target"] == target
     ]
 
 
@@ -575,7 +457,8 @@ def run_benchmark(
     result : Bunch
         ``results`` (tidy rows: one per seed x target x source x variant x method x tuning,
         plus plain CLIP with source ``"none"``), ``sweep`` (the target accuracy of every grid
-        point), ``views`` (the last seed's :func:`source_view` per (target, source), for
+        point), ``views`` (the last seed's source-only data,
+        :meth:`~skcicm.evaluation.EmbeddedDataset.source_only`, per (target, source), for
         auditing) and ``seconds``.
     """
     variants = list(default_variants() if variants is None else variants)
@@ -585,20 +468,24 @@ def run_benchmark(
     start = time.perf_counter()
     rows: list[dict] = []
     sweep: list[dict] = []
-    views: dict[tuple[str, str], Bunch] = {}
+    views: dict[tuple[str, str], EmbeddedDataset] = {}
     # Every fit is small; threads inside each matrix product only contend on a shared machine.
     with threadpool_limits(limits=1, user_api="blas"):
         for seed in seeds:
-            embedded = embed_world(featurizer, seed, n_per_cell, domains)
-            holdout = domainbed_holdout_mask(
-                embedded.domains, embedded.domain_names, trial_seed=seed
+            embedded = embed_world(featurizer, seed, n_per_cell, domains, sources)
+            seed_targets = list(targets or embedded["counterfactual"].domain_names)
+            clip = domain_shift(
+                embedded["counterfactual"],
+                targets=seed_targets,
+                methods=CLIP_METHODS,
+                seeds=[seed],
+                progress=False,
             )
-            for target in targets or embedded.domain_names:
-                context = _split_context(embedded, seed, target, holdout)
-                rows.extend(_clip_rows(embedded, context))
+            for target in seed_targets:
+                context = _split_context(embedded, seed, target, clip)
+                rows.extend(_clip_rows(clip, target))
                 for source in sources:
-                    view = source_view(embedded, source, target)
-                    views[(target, source)] = view
+                    views[(target, source)] = embedded[source].source_only(target)
                     for variant in variants:
                         if source in variant.sources:
                             base = {
@@ -608,7 +495,9 @@ def run_benchmark(
                                 "variant": variant.name,
                                 **variant.params,
                             }
-                            new_rows, new_sweep = _run_variant(view, variant, context, base)
+                            new_rows, new_sweep = _run_variant(
+                                embedded[source], variant, context, base
+                            )
                             rows.extend(new_rows)
                             sweep.extend(new_sweep)
                 if progress:

@@ -23,11 +23,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import open_clip
 import torch
-from PIL import Image
 from sklearn.linear_model import LogisticRegression
 
+from skcicm import CLIPFeaturizer
 from skcicm.datasets import TOYWORLD_DOMAINS, make_toyworld
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "skcicm" / "weights" / "toyclip"
@@ -37,26 +36,16 @@ PROMPTS = {
 }
 
 
-def embed_images(model, preprocess, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """Unit-norm image embeddings, going through the shipped preprocessing transform."""
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            batch = torch.stack(
-                [preprocess(Image.fromarray(im)) for im in images[start : start + batch_size]]
-            )
-            out.append(model.encode_image(batch, normalize=True).numpy())
-    return np.concatenate(out)
-
-
 def zero_shot(
-    model, tokenizer, feats: np.ndarray, template: str, domain: str, class_names: list[str]
+    featurizer: CLIPFeaturizer,
+    feats: np.ndarray,
+    template: str,
+    domain: str,
+    class_names: list[str],
 ) -> np.ndarray:
     """Predicted class indices by cosine similarity to the prompts of ``template``."""
     prompts = [template.format(domain=domain, shape=c) for c in class_names]
-    with torch.no_grad():
-        text = model.encode_text(tokenizer(prompts), normalize=True).numpy()
-    return (feats @ text.T).argmax(axis=1)
+    return (feats @ featurizer.encode_text(prompts).T).argmax(axis=1)
 
 
 def probe(train_x, train_y, test_x) -> np.ndarray:
@@ -65,11 +54,12 @@ def probe(train_x, train_y, test_x) -> np.ndarray:
 
 
 def evaluate(model_dir: Path, n_per_cell: int, seed: int, train_domains: list[str]) -> dict:
-    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{model_dir}")
-    tokenizer = open_clip.get_tokenizer(f"local-dir:{model_dir}")
-    model.eval()
+    # Unit-norm embeddings through the shipped preprocessing, as the library computes them.
+    featurizer = CLIPFeaturizer(
+        f"local-dir:{model_dir}", None, device="cpu", batch_size=500, progress=False
+    )
     world = make_toyworld(n_per_cell, random_state=seed)
-    feats = embed_images(model, preprocess, world.images)
+    feats = featurizer.transform(world.images)
     # Samples are ordered by (domain, class, instance): the first half of each cell
     # fits the probes, the second half tests everything.
     fit = (np.arange(len(world.labels)) % n_per_cell) < n_per_cell // 2
@@ -81,7 +71,7 @@ def evaluate(model_dir: Path, n_per_cell: int, seed: int, train_domains: list[st
         test, y = dom & ~fit, world.labels[dom & ~fit]
         row = {"held_out": domain not in train_domains}
         for key, template in PROMPTS.items():
-            pred = zero_shot(model, tokenizer, feats[test], template, domain, world.class_names)
+            pred = zero_shot(featurizer, feats[test], template, domain, world.class_names)
             row[key] = float(np.mean(pred == y))
         pred = probe(feats[dom & fit], world.labels[dom & fit], feats[test])
         row["linear_probe_same_domain"] = float(np.mean(pred == y))

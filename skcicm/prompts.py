@@ -195,3 +195,29 @@ def pairs_without_words(
     """
     words = [words] if isinstance(words, str) else list(words)
     return [pair for pair in pairs if not pair_names_any(pair, words)]
+
+
+# Style words of the domain prompt pairs when a dataset's domains have no usable names.
+GENERIC_STYLES: tuple[str, ...] = ("photo", "sketch", "painting", "cartoon", "rendering")
+
+
+def domain_prompt_pairs(
+    domain_names: Sequence[str], template: str = "a {style} of a {{}}."
+) -> list[tuple[str, str]]:
+    """Style prompt pairs over the names of a dataset's domains, for text interventions.
+
+    Underscores become spaces (``"art_painting"`` -> ``"art painting"``), so that the pairs
+    naming a target domain can be recognised and left out of its fit. With fewer than two
+    domains, :data:`GENERIC_STYLES` stand in.
+
+    Examples
+    --------
+    >>> domain_prompt_pairs(["photo", "clip_art"])
+    [('a photo of a {}.', 'a clip art of a {}.')]
+    >>> len(domain_prompt_pairs(["only"]))
+    10
+    """
+    styles = [str(d).replace("_", " ") for d in domain_names]
+    if len(styles) < 2:
+        styles = list(GENERIC_STYLES)
+    return style_prompt_pairs(styles, template)

@@ -111,10 +111,13 @@ def test_both_protocols_in_a_subprocess(tmp_path, data_root, tiny_clip_name):
     assert {"base_accuracy", "novel_accuracy"} <= set(json.loads(lines[0]))
 
 
-def test_toyworld_dataset_with_a_given_model(tmp_path, tiny_clip_name, capsys):
+@pytest.mark.parametrize("interventions", ["image", "counterfactual"])
+def test_toyworld_dataset_with_a_given_model(tmp_path, tiny_clip_name, capsys, interventions):
     code = main(
         [
             "evaluate",
+            "--interventions",
+            interventions,
             "--model",
             tiny_clip_name,
             "--n-per-cell",
@@ -137,6 +140,7 @@ def test_toyworld_dataset_with_a_given_model(tmp_path, tiny_clip_name, capsys):
     assert "| Method | photo | sketch | painting | Avg |" in out
     rows = _read_csv(tmp_path / "toyworld-domain-shift" / "results.csv")
     assert {r["tuning"] for r in rows} == {"none", "given"}
+    assert {r["interventions"] for r in rows} == {interventions}
     assert not (tmp_path / "toyworld-domain-shift" / "plots").exists()
 
 
@@ -181,6 +185,11 @@ def test_default_command_is_toyworld_with_toyclip(tmp_path, capsys):
         (["--lam", "-1"], "lam values must be finite numbers >= 0"),
         (["--protocol", "open-class", "--methods", "clip_linear_probe"], "do not apply"),
         (["--interventions", "image,audio"], "unknown ['audio']"),
+        (["--interventions", "image,counterfactual"], "exclusive"),
+        (
+            ["--dataset", "PACS", "--root", "/data", "--interventions", "counterfactual"],
+            "needs --dataset toyworld",
+        ),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(
@@ -236,3 +245,15 @@ def test_console_script_and_module_help(tmp_path):
         [str(script), "evaluate", "--help"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0 and "--n-components" in result.stdout
+
+
+def test_help_loads_no_deep_learning_or_plotting_library():
+    code = (
+        "import sys\n"
+        "from skcicm.cli import build_parser\n"
+        "build_parser().format_help()\n"
+        "print(sorted(m for m in ('torch', 'torchvision', 'open_clip', 'matplotlib')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

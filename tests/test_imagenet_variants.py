@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 from PIL import Image
-from sklearn.utils import Bunch
 
 from skcicm.datasets._imagenet_wnids import IMAGENET_A_INDICES, IMAGENET_R_INDICES, IMAGENET_WNIDS
 from skcicm.datasets.imagenet_variants import (
@@ -13,7 +12,7 @@ from skcicm.datasets.imagenet_variants import (
     imagenet_templates,
     load_imagenet_variant,
 )
-from skcicm.evaluation.protocols import imagenet_shift
+from skcicm.evaluation import EmbeddedDataset, imagenet_shift
 
 
 def _write(folder, names, per_class=1):
@@ -116,11 +115,8 @@ def test_imagenet_shift_restricts_r_predictions_to_its_classes():
     text = rng.normal(size=(1000, d))
     text /= np.linalg.norm(text, axis=1, keepdims=True)
     source_labels = rng.integers(0, 20, 300)
-    source = Bunch(
+    source = EmbeddedDataset(
         embeddings=text[source_labels] + 0.1 * rng.normal(size=(300, d)),
-        interventions=None,
-        intervention_pairs=None,
-        domain_interventions=False,
         labels=source_labels,
         domains=np.full(300, "imagenet"),
         domain_names=["imagenet"],
@@ -133,7 +129,14 @@ def test_imagenet_shift_restricts_r_predictions_to_its_classes():
     labels = np.arange(200)
     # Each image looks most like a class outside ImageNet-R, then like its own class.
     embeddings = text[r_indices] + 2.0 * text[outside[:200]]
-    variant = Bunch(embeddings=embeddings, labels=labels, imagenet_indices=r_indices)
+    variant = EmbeddedDataset(
+        embeddings=embeddings,
+        labels=labels,
+        domains=np.full(200, "imagenet-r"),
+        class_names=[str(i) for i in r_indices],
+        domain_names=["imagenet-r"],
+        imagenet_indices=r_indices,
+    )
     result = imagenet_shift(
         source, {"imagenet-r": variant}, methods=["clip_zero_shot"], progress=False
     )

@@ -7,12 +7,12 @@ import pytest
 from _protocol_fixtures import write_image_folder
 from scipy import stats
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils import Bunch
 
 from skcicm import CLIPFeaturizer, InvariantCausalMechanism
 from skcicm.datasets.domainbed import domainbed_holdout_mask, load_domainbed
 from skcicm.embedding_cache import clear_memory_cache
 from skcicm.evaluation import (
+    EmbeddedDataset,
     base_classes,
     domain_shift,
     evaluate_domain_shift,
@@ -40,11 +40,9 @@ def _synthetic(n_per_cell=15, d=12, seed=0):
     Z = class_means[labels] + np.stack([shifts[x] for x in domains])
     Z += 0.7 * rng.normal(size=Z.shape)
     views = Z[:, None, :] + rng.normal(size=(Z.shape[0], 2, 1)) * shifts["a"]
-    return Bunch(
+    return EmbeddedDataset(
         embeddings=Z,
         interventions=views,
-        intervention_pairs=None,
-        domain_interventions=False,
         labels=labels,
         domains=domains,
         class_names=["zebra", "ant", "cat", "bee"],
@@ -332,3 +330,138 @@ def test_text_pairs_naming_the_target_never_reach_its_fit():
     # A target named in every pair leaves no text interventions at all.
     only_b = domain_shift(embedded, targets=["b"], methods=["icm_zero_shot"], **grid)
     assert len(only_b.results) == 1
+
+
+def test_embedded_dataset_rejects_bad_shapes():
+    embedded = _synthetic()
+    with pytest.raises(ValueError, match=r"interventions must have shape \(n_samples=180"):
+        embedded.replace(interventions=embedded.interventions[:10])
+    with pytest.raises(ValueError, match="labels has 3 entries for 180"):
+        embedded.replace(labels=[0, 1, 2])
+    with pytest.raises(ValueError, match="intervention_styles"):
+        embedded.replace(intervention_styles=np.full((180, 5), "a"))
+
+
+def _with_counterfactual_styles(embedded):
+    """Views named by style: every sample has a copy in each other domain's style."""
+    rng = np.random.default_rng(1)
+    n, d = embedded.embeddings.shape
+    names = np.asarray(embedded.domain_names)
+    styles = np.array([names[names != own] for own in embedded.domains], dtype=object)
+    views = embedded.embeddings[:, None] + rng.normal(size=(n, len(names) - 1, d))
+    return embedded.replace(interventions=views, intervention_styles=styles)
+
+
+def test_source_only_drops_the_target_style_and_masks_target_rows():
+    embedded = _with_counterfactual_styles(_synthetic())
+    view = embedded.source_only("c")
+    is_target = embedded.domains == "c"
+    assert view.interventions.shape == (180, 1, 12)
+    assert np.isnan(view.interventions[is_target]).all()
+    assert np.isfinite(view.interventions[~is_target]).all()
+    assert set(view.intervention_styles[embedded.domains == "a"].ravel()) == {"b"}
+    assert set(view.intervention_styles[embedded.domains == "b"].ravel()) == {"a"}
+    # The "a" sample's copy in style "b" is kept as it was.
+    i = int(np.flatnonzero(embedded.domains == "a")[0])
+    np.testing.assert_array_equal(view.interventions[i, 0], embedded.interventions[i, 0])
+    assert embedded.source_only(None) is embedded
+
+
+def test_nothing_of_the_target_reaches_a_fit():
+    embedded = _with_counterfactual_styles(_synthetic())
+    poisoned = embedded.interventions.copy()
+    # The target's own copies and every copy rendered in its style: any use fails on NaN.
+    poisoned[embedded.domains == "c"] = np.nan
+    poisoned[embedded.intervention_styles == "c"] = np.nan
+    embedded = embedded.replace(interventions=poisoned)
+    grid = {"lam": [0.5, 1.0], "n_components": [4, 8], "progress": False}
+    result = domain_shift(embedded, targets=["c"], tuning=["source", "oracle"], **grid)
+    assert len(result.results) == 2 + 2 * 2
+    with pytest.raises(ValueError, match="NaN"):
+        domain_shift(embedded, targets=["a"], methods=["icm_zero_shot"], **grid)
+
+
+def test_several_tuning_rules_share_one_sweep(embedded):
+    grid = {"lam": [0.0, 1.0], "n_components": [2, 12], "seeds": [0], "progress": False}
+    both = domain_shift(
+        embedded, methods=["icm_linear_probe"], tuning=("source", "oracle"), targets=["a"], **grid
+    )
+    source = domain_shift(embedded, methods=["icm_linear_probe"], targets=["a"], **grid)
+    oracle = domain_shift(
+        embedded, methods=["icm_linear_probe"], targets=["a"], tuning="oracle", **grid
+    )
+    assert [r["tuning"] for r in both.results] == ["source-lodo", "target-oracle"]
+    assert both.results == source.results + oracle.results
+    assert both.sweep == source.sweep
+
+
+def test_plain_clip_candidate_wins_ties_under_source_selection(embedded):
+    # With lam = 0 and K = d the grid point is plain CLIP itself: a tie that goes to CLIP.
+    result = domain_shift(
+        embedded,
+        methods=["clip_zero_shot", "icm_zero_shot"],
+        lam=[0.0, 1.0],
+        n_components=[12],
+        targets=["b"],
+        tuning=["source", "oracle"],
+        baseline_candidate=True,
+        progress=False,
+    )
+    clip, source, oracle = result.results
+    assert source["plain_clip"] and source["tuning"] == "source-lodo"
+    assert (source["lam"], source["n_components"]) == (0.0, 12)
+    assert source["accuracy"] == clip["accuracy"]
+    # The oracle keeps the first best grid point on ties.
+    assert not oracle["plain_clip"] or oracle["validation"] > max(
+        r["validation"] for r in result.sweep
+    )
+    assert all(not r.get("plain_clip", False) for r in result.sweep)
+
+
+def test_counterfactual_interventions_are_the_rendered_twins(tiny_clip_name):
+    from skcicm.datasets import load_toyworld_dataset, render_counterfactuals
+    from skcicm.evaluation import embed_dataset
+
+    world = load_toyworld_dataset(2, domains=["photo", "sketch", "neon"], random_state=3)
+    featurizer = CLIPFeaturizer(tiny_clip_name, None, progress=False, num_workers=0)
+    embedded = embed_dataset(featurizer, world, interventions=["counterfactual"])
+    n = len(world.images)
+    assert embedded.interventions.shape == (n, 2, embedded.n_features)
+    i = int(np.flatnonzero(embedded.domains == "sketch")[0])
+    assert embedded.intervention_styles[i].tolist() == ["photo", "neon"]
+    for column, style in enumerate(["photo", "neon"]):
+        twin = render_counterfactuals(world, change="style", domain=style, indices=[i])
+        np.testing.assert_allclose(
+            embedded.interventions[i, column], featurizer.transform(twin)[0], rtol=1e-5
+        )
+    view = embedded.source_only("neon")
+    assert view.intervention_styles[i].tolist() == ["photo"]
+
+
+def test_counterfactuals_need_a_world_that_can_render_them(tiny_pacs, tiny_clip_name):
+    from skcicm.evaluation import embed_dataset
+
+    featurizer = CLIPFeaturizer(tiny_clip_name, None, progress=False, num_workers=0)
+    with pytest.raises(ValueError, match="cannot render counterfactuals"):
+        embed_dataset(featurizer, tiny_pacs, interventions=["counterfactual"])
+    with pytest.raises(ValueError, match="exclusive"):
+        embed_dataset(featurizer, tiny_pacs, interventions=["image", "counterfactual"])
+
+
+@pytest.mark.parametrize("package", ["skcicm.evaluation", "skcicm.model_selection"])
+def test_evaluation_and_model_selection_do_not_import_torch(package):
+    import subprocess
+    import sys
+
+    # Every module of the package, not only its (lazy) __init__.
+    code = (
+        "import importlib, pkgutil, sys\n"
+        f"import {package} as package\n"
+        "for info in pkgutil.walk_packages(package.__path__, package.__name__ + '.'):\n"
+        "    if info.name.rsplit('.', 1)[-1] != 'plots':\n"
+        "        importlib.import_module(info.name)\n"
+        "print(sorted(m for m in ('torch', 'torchvision', 'open_clip', 'matplotlib')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

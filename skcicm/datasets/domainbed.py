@@ -43,7 +43,8 @@ DOMAINBED_DATASETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 DOMAINBED_HOLDOUT_FRACTION = 0.2
 
 
-def _canonical_name(name: str) -> str:
+def canonical_domainbed_name(name: str) -> str:
+    """The DomainBed spelling of a dataset name (``"pacs"`` -> ``"PACS"``), or a ValueError."""
     lowered = name.replace("_", "").replace("-", "").lower()
     for canonical, (folders, _) in DOMAINBED_DATASETS.items():
         if lowered in {canonical.lower(), *(f.replace("_", "").lower() for f in folders)}:
@@ -199,7 +200,7 @@ def load_domainbed(
         For an unknown dataset or domain, a class folder with no images, class folders that
         differ between domains, or image-named entries that are not regular files (FIFOs).
     """
-    canonical = _canonical_name(name)
+    canonical = canonical_domainbed_name(name)
     folders, known_domains = DOMAINBED_DATASETS[canonical]
     root = Path(root)
     if not root.is_dir():

@@ -1,41 +1,58 @@
-"""Evaluation protocols of the CLIP-ICM paper, their results files, tables and plots."""
+"""Evaluation protocols of the CLIP-ICM paper, their results files, tables and plots.
 
-from skcicm.evaluation.plots import plot_accuracy_vs_param, plot_heatmap, plot_protocol
-from skcicm.evaluation.protocols import (
-    METHODS,
-    base_classes,
-    default_n_components,
-    domain_shift,
-    embed_dataset,
-    evaluate_domain_shift,
-    evaluate_imagenet_variants,
-    evaluate_open_class,
-    imagenet_shift,
-    open_class,
-)
-from skcicm.evaluation.reporting import (
-    markdown_table,
-    mean_confidence_interval,
-    read_rows,
-    write_rows,
-)
+Where each concept lives:
 
-__all__ = [
-    "METHODS",
-    "base_classes",
-    "default_n_components",
-    "domain_shift",
-    "embed_dataset",
-    "evaluate_domain_shift",
-    "evaluate_imagenet_variants",
-    "evaluate_open_class",
-    "imagenet_shift",
-    "markdown_table",
-    "mean_confidence_interval",
-    "open_class",
-    "plot_accuracy_vs_param",
-    "plot_heatmap",
-    "plot_protocol",
-    "read_rows",
-    "write_rows",
-]
+- :mod:`~skcicm.evaluation.options`: method names, intervention sources, tuning rules and
+  the default grid (no heavy imports);
+- :mod:`~skcicm.evaluation.embedded`: a data set encoded once (:class:`EmbeddedDataset`,
+  :func:`embed_dataset`) and what a model for a target may see of it;
+- :mod:`~skcicm.evaluation.selection`: tuning rules (source LODO, source holdout, oracle);
+- :mod:`~skcicm.evaluation.sweep`: the fit / sweep / select / score core of every protocol;
+- :mod:`~skcicm.evaluation.protocols`: one module per protocol (domain shift, open class,
+  ImageNet variants);
+- :mod:`~skcicm.evaluation.reporting` and :mod:`~skcicm.evaluation.plots`: results files,
+  tables and sensitivity plots.
+
+The names below are imported on first use, so that ``import skcicm.evaluation`` (and the
+command line's help) does not load scikit-learn's model selection or matplotlib.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "METHODS": "options",
+    "default_n_components": "options",
+    "EmbeddedDataset": "embedded",
+    "embed_dataset": "embedded",
+    "domain_shift": "protocols",
+    "domain_shift_split": "protocols",
+    "evaluate_domain_shift": "protocols",
+    "open_class": "protocols",
+    "evaluate_open_class": "protocols",
+    "base_classes": "protocols",
+    "imagenet_shift": "protocols",
+    "evaluate_imagenet_variants": "protocols",
+    "markdown_table": "reporting",
+    "mean_confidence_interval": "reporting",
+    "read_rows": "reporting",
+    "write_rows": "reporting",
+    "plot_accuracy_vs_param": "plots",
+    "plot_heatmap": "plots",
+    "plot_protocol": "plots",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'skcicm.evaluation' has no attribute {name!r}")
+    module = importlib.import_module(f"skcicm.evaluation.{_EXPORTS[name]}")
+    return getattr(module, name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

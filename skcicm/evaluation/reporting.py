@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from skcicm.evaluation.protocols import METHODS
+from skcicm.evaluation.options import METHODS
 
 # Leading columns of every results file, in this order; any other keys follow, sorted.
 RESULT_COLUMNS: tuple[str, ...] = (

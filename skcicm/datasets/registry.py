@@ -16,7 +16,7 @@ from sklearn.utils import Bunch
 
 from skcicm.datasets.domainbed import (
     DOMAINBED_DATASETS,
-    _canonical_name,
+    canonical_domainbed_name,
     load_domainbed,
     load_image_folder_domains,
 )
@@ -32,7 +32,7 @@ def _with_article(noun: str) -> str:
     return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
 
-def load_toyworld_benchmark(
+def load_toyworld_dataset(
     n_per_cell: int = 20,
     *,
     domains: Sequence[str] | None = None,
@@ -69,7 +69,7 @@ def known_datasets() -> list[str]:
     return [TOYWORLD, *DOMAINBED_DATASETS, IMAGENET]
 
 
-def load_benchmark(
+def load_dataset(
     dataset: str,
     root: str | os.PathLike | None = None,
     *,
@@ -101,9 +101,9 @@ def load_benchmark(
         For an unknown name that is no folder either, or a DomainBed name without ``root``.
     """
     if dataset.lower() == TOYWORLD:
-        return load_toyworld_benchmark(n_per_cell, domains=domains)
+        return load_toyworld_dataset(n_per_cell, domains=domains)
     try:
-        name = _canonical_name(dataset)
+        name = canonical_domainbed_name(dataset)
     except ValueError:
         name = None
     if name is not None:
@@ -119,7 +119,7 @@ def load_benchmark(
     )
 
 
-def load_imagenet_benchmark(
+def load_imagenet_datasets(
     root: str | os.PathLike,
     *,
     variants: Sequence[str] | None = None,

@@ -1,0 +1,225 @@
+"""``skcicm evaluate``: load a dataset, encode it once, run a protocol, write its outputs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from skcicm.evaluation.options import INTERVENTION_SOURCES, METHODS, ZERO_SHOT_METHODS
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _numbers(text: str, kind: type, option: str) -> list:
+    values = []
+    for item in _comma_list(text):
+        try:
+            values.append(kind(item))
+        except ValueError:
+            raise ValueError(
+                f"{option}: {item!r} is not {'an integer' if kind is int else 'a number'}; "
+                f"expected a comma-separated list such as {'32,64' if kind is int else '0.1,1,10'}."
+            ) from None
+    if not values:
+        raise ValueError(f"{option} is empty; give at least one value.")
+    return values
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _resolve(args: argparse.Namespace) -> dict[str, Any]:
+    """Validate and resolve the options into protocol settings (raises ValueError)."""
+    dataset = args.dataset
+    protocol = args.protocol or ("imagenet" if dataset.lower() == "imagenet" else "domain-shift")
+    if (protocol == "imagenet") != (dataset.lower() == "imagenet"):
+        raise ValueError("--protocol imagenet and --dataset imagenet go together.")
+    interventions = _comma_list(args.interventions)
+    unknown = sorted(set(interventions) - set(INTERVENTION_SOURCES))
+    if unknown:
+        raise ValueError(
+            f"--interventions: unknown {unknown}; choose from {list(INTERVENTION_SOURCES)}."
+        )
+    if "counterfactual" in interventions and dataset.lower() != "toyworld":
+        raise ValueError(
+            f"--interventions counterfactual needs --dataset toyworld: {dataset!r} cannot "
+            "re-render its images in another domain's style; use image, text or domain."
+        )
+    if {"image", "counterfactual"} <= set(interventions):
+        raise ValueError("--interventions: image and counterfactual are exclusive; choose one.")
+    allowed = ZERO_SHOT_METHODS if protocol == "open-class" else tuple(METHODS)
+    methods = _comma_list(args.methods) if args.methods else list(allowed)
+    bad = [m for m in methods if m not in allowed]
+    if bad:
+        raise ValueError(
+            f"--methods: {bad} do not apply to {protocol}; choose from {list(allowed)}."
+        )
+    n_components = (
+        None if args.n_components == "auto" else _numbers(args.n_components, int, "--n-components")
+    )
+    for option, value in (
+        ("--n-per-cell", args.n_per_cell),
+        ("--batch-size", args.batch_size),
+        ("--n-interventions", args.n_interventions),
+    ):
+        if value < 1:
+            raise ValueError(f"{option} must be at least 1; got {value}.")
+    model = args.model or ("toyclip" if dataset.lower() == "toyworld" else "ViT-B-16")
+    pretrained = args.pretrained
+    if pretrained is None and args.model is None and model == "ViT-B-16":
+        pretrained = "openai"
+    return {
+        "protocol": protocol,
+        "interventions": interventions,
+        "methods": methods,
+        "lam": _numbers(args.lam, float, "--lam"),
+        "n_components": n_components,
+        "seeds": _numbers(args.seeds, int, "--seeds"),
+        "targets": _comma_list(args.targets) if args.targets else None,
+        "domains": _comma_list(args.domains) if args.domains else None,
+        "model": model,
+        "pretrained": pretrained,
+    }
+
+
+def run_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run ``skcicm evaluate`` with parsed ``args``; return the exit status (raises ValueError)."""
+    settings = _resolve(args)
+    started = time.perf_counter()
+    from skcicm.datasets import registry
+
+    protocol = settings["protocol"]
+    _log(f"Loading {args.dataset} ...")
+    variants = None
+    if protocol == "imagenet":
+        if args.root is None:
+            raise ValueError("--dataset imagenet needs --root, the folder holding imagenet/train.")
+        source, variants = registry.load_imagenet_datasets(
+            args.root, variants=settings["targets"], max_per_class=args.max_per_class
+        )
+        dataset = source
+        n_images = len(source.images) + sum(len(v.images) for v in variants.values())
+    else:
+        dataset = registry.load_dataset(
+            args.dataset, args.root, domains=settings["domains"], n_per_cell=args.n_per_cell
+        )
+        n_images = len(dataset.images)
+    run_name = "imagenet-variants" if protocol == "imagenet" else f"{dataset.name}-{protocol}"
+    run_dir = Path(args.output_dir) / run_name
+    cache_dir = (
+        Path(args.cache_dir) if args.cache_dir else Path(args.output_dir) / "embedding_cache"
+    )
+    progress = {"auto": "auto", "on": True, "off": False}[args.progress]
+
+    from skcicm.featurizer import CLIPFeaturizer
+    from skcicm.prompts import domain_prompt_pairs
+
+    featurizer = CLIPFeaturizer(
+        settings["model"],
+        settings["pretrained"],
+        n_interventions=args.n_interventions,
+        text_interventions=domain_prompt_pairs(
+            dataset.get("domain_names", []), dataset.get("text_template", "a {style} of a {{}}.")
+        )
+        if "text" in settings["interventions"]
+        else None,
+        device=args.device,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        cache_dir=str(cache_dir),
+        progress=progress,
+    )
+    featurizer.fit(None)  # loads the weights now, so that a missing model fails before encoding
+    _log(
+        f"Encoding {n_images} images with {settings['model']} (cache: {cache_dir}), then "
+        f"running {protocol} ..."
+    )
+    result = _run_protocol(args, settings, featurizer, dataset, variants, progress)
+    seconds = time.perf_counter() - started
+    written = _write_outputs(args, argv, settings, result, run_dir, seconds)
+    print(written["table_text"])
+    print(f"\nResults written to {run_dir}/ ({', '.join(written['files'])})")
+    return 0
+
+
+def _run_protocol(
+    args: argparse.Namespace,
+    settings: dict[str, Any],
+    featurizer: Any,
+    dataset: Any,
+    variants: dict[str, Any] | None,
+    progress: bool | str,
+) -> Any:
+    from skcicm.evaluation import protocols
+
+    common = {
+        "interventions": settings["interventions"],
+        "templates": args.templates,
+        "methods": settings["methods"],
+        "lam": settings["lam"],
+        "n_components": settings["n_components"],
+        "tuning": args.tuning,
+        "seeds": settings["seeds"],
+        "holdout_fraction": args.holdout_fraction,
+        "estimator_params": {"lam_scale": args.lam_scale},
+        "progress": progress,
+    }
+    if settings["protocol"] == "imagenet":
+        return protocols.evaluate_imagenet_variants(featurizer, dataset, variants, **common)
+    run = (
+        protocols.evaluate_open_class
+        if settings["protocol"] == "open-class"
+        else protocols.evaluate_domain_shift
+    )
+    return run(featurizer, dataset, targets=settings["targets"], n_jobs=args.n_jobs, **common)
+
+
+def _write_outputs(
+    args: argparse.Namespace,
+    argv: list[str],
+    settings: dict[str, Any],
+    result: Any,
+    run_dir: Path,
+    seconds: float,
+) -> dict[str, Any]:
+    from skcicm.evaluation.plots import plot_protocol
+    from skcicm.evaluation.reporting import markdown_table, write_rows
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    suffix = args.results_format
+    files = [
+        write_rows(result.results, run_dir / f"results.{suffix}"),
+        write_rows(result.sweep, run_dir / f"sweep.{suffix}"),
+    ]
+    if result.cv_results:
+        files.append(write_rows(result.cv_results, run_dir / f"cv_results.{suffix}"))
+    title = f"{result.dataset}, {settings['protocol']}, {settings['model']}"
+    open_class = settings["protocol"] == "open-class"
+    headline = "harmonic mean of base and novel accuracy" if open_class else "accuracy"
+    tables = [markdown_table(result.results, title=f"### {title}: {headline} (%)")]
+    if open_class:
+        for value in ("base_accuracy", "novel_accuracy"):
+            tables.append(
+                markdown_table(result.results, value, title=f"### {value.replace('_', ' ')} (%)")
+            )
+    table_text = "\n\n".join(tables)
+    (run_dir / "table.md").write_text(table_text + "\n")
+    files.append(run_dir / "table.md")
+    if not args.no_plots:
+        files.extend(plot_protocol(result.sweep, result.results, run_dir / "plots", title=title))
+    record = {
+        "command": ["skcicm", *argv],
+        "arguments": vars(args),
+        "settings": settings,
+        "seconds": round(seconds, 1),
+    }
+    (run_dir / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    files.append(run_dir / "run.json")
+    return {"table_text": table_text, "files": [str(f.relative_to(run_dir)) for f in files]}

@@ -1,0 +1,69 @@
+"""The vocabulary of the protocols: methods, intervention sources, tuning rules, default grid.
+
+Pure Python with no numpy, scikit-learn or torch import, so that the command line can build
+its help from these names without loading anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+METHODS: dict[str, str] = {
+    "clip_zero_shot": "CLIP zero-shot",
+    "clip_linear_probe": "CLIP linear probe",
+    "icm_zero_shot": "CLIP-ICM zero-shot",
+    "icm_linear_probe": "CLIP-ICM linear probe",
+}
+ZERO_SHOT_METHODS: tuple[str, ...] = ("clip_zero_shot", "icm_zero_shot")
+# "image": augmented copies; "counterfactual": exact re-renderings of each image in the other
+# domains' styles (ToyWorld only); "text": prompt pairs; "domain": contrasts between domains.
+INTERVENTION_SOURCES: tuple[str, ...] = ("image", "counterfactual", "text", "domain")
+TUNING: tuple[str, ...] = ("source", "oracle")
+# The default grid contains the no-ICM setting (lam = 0, K = d: a rotation of CLIP's space), so
+# that source tuning can fall back to plain CLIP where the method does not help. Absolute
+# lam >= 10 is left out: with full-rank image Deltas it keeps near-empty directions and falls
+# to chance (docs/results.md).
+DEFAULT_LAM: tuple[float, ...] = (0.0, 0.1, 1.0)
+# n_components defaults to these fractions of the embedding dimension.
+DEFAULT_COMPONENT_FRACTIONS: tuple[float, ...] = (0.25, 0.5, 1.0)
+
+
+def default_n_components(n_features: int) -> list[int]:
+    """The default ``n_components`` grid for embeddings of dimension ``n_features``.
+
+    Examples
+    --------
+    >>> default_n_components(512)
+    [128, 256, 512]
+    """
+    return sorted({max(1, round(f * n_features)) for f in DEFAULT_COMPONENT_FRACTIONS})
+
+
+def check_choice(values: str | Iterable[str], allowed: Sequence[str], what: str) -> list[str]:
+    """``values`` as a list, or a ValueError naming the unknown ones and the choices.
+
+    Examples
+    --------
+    >>> check_choice("oracle", TUNING, "tuning")
+    ['oracle']
+    >>> check_choice(["audio"], INTERVENTION_SOURCES, "interventions")
+    Traceback (most recent call last):
+    ...
+    ValueError: Unknown interventions ['audio']; choose from ['image', 'counterfactual', \
+'text', 'domain'].
+    """
+    values = [values] if isinstance(values, str) else list(values)
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise ValueError(f"Unknown {what} {unknown}; choose from {list(allowed)}.")
+    return values
+
+
+def is_zero_shot(method: str) -> bool:
+    """Whether ``method`` classifies by prompts (else by a linear probe)."""
+    return method in ZERO_SHOT_METHODS
+
+
+def is_baseline(method: str) -> bool:
+    """Whether ``method`` is plain CLIP, without the ICM projection."""
+    return method.startswith("clip_")

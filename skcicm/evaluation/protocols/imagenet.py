@@ -1,0 +1,151 @@
+"""ImageNet variants: fit on ImageNet, score on ImageNet-V2, -Sketch, -R and -A.
+
+Every method is fitted on the "in" split of the ImageNet source (per seed, as DomainBed splits
+a domain) and scored on each whole variant. On the 200-class ImageNet-R and -A, predictions
+are restricted to their classes. With one source domain there is no leave-one-domain-out:
+``tuning="source"`` selects on the source's "out" split (``source-holdout``),
+``tuning="oracle"`` on the variant itself (``target-oracle``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.utils import Bunch
+
+from skcicm.datasets.domainbed import DOMAINBED_HOLDOUT_FRACTION
+from skcicm.evaluation.embedded import EmbeddedDataset, embed_dataset
+from skcicm.evaluation.options import DEFAULT_LAM, METHODS
+from skcicm.evaluation.sweep import (
+    SweepSettings,
+    accuracy,
+    annotate,
+    check_seeds,
+    holdout_mask,
+    new_result,
+    progress_bar,
+    run_split,
+    single_threaded_blas,
+)
+
+
+def imagenet_shift(
+    source: EmbeddedDataset,
+    variants: Mapping[str, EmbeddedDataset],
+    *,
+    methods: Sequence[str] = tuple(METHODS),
+    lam: float | Iterable[float] = DEFAULT_LAM,
+    n_components: int | Iterable[int] | None = None,
+    tuning: str | Sequence[str] = "source",
+    seeds: int | Sequence[int] = (0,),
+    holdout_fraction: float = DOMAINBED_HOLDOUT_FRACTION,
+    estimator_params: dict[str, Any] | None = None,
+    progress: bool | str = "auto",
+) -> Bunch:
+    """Fit on ImageNet, score on its variants (see the module docstring).
+
+    Parameters
+    ----------
+    source : EmbeddedDataset
+        :func:`~skcicm.evaluation.embed_dataset` of the 1000-class ImageNet source, with
+        class embeddings.
+    variants : mapping of str to EmbeddedDataset
+        :func:`~skcicm.evaluation.embed_dataset` of each variant (``imagenet_indices``
+        required; intervention and class embeddings are not needed).
+    methods, lam, n_components, tuning, seeds, holdout_fraction, estimator_params, progress
+        As in :func:`~skcicm.evaluation.domain_shift`.
+
+    Returns
+    -------
+    result : Bunch
+        As :func:`~skcicm.evaluation.domain_shift`, one row per seed x method x variant x
+        tuning rule.
+    """
+    seeds = check_seeds(seeds)
+    settings = SweepSettings.checked(
+        methods,
+        tuple(METHODS),
+        lam,
+        n_components,
+        source.n_features,
+        tuning,
+        estimator_params=estimator_params,
+    )
+    if source.class_embeddings is None or len(source.class_names) != 1000:
+        raise ValueError(
+            "The ImageNet source must hold all 1000 classes, with class embeddings; got "
+            f"{len(source.class_names)} classes."
+        )
+    targets = {}
+    for name, variant in variants.items():
+        if variant.imagenet_indices is None:
+            raise ValueError(f"ImageNet variant {name!r} has no imagenet_indices.")
+        indices = variant.imagenet_indices
+        allowed = indices if indices.size < 1000 else None
+        targets[name] = (variant.embeddings, indices[variant.labels], allowed)
+    result = new_result("imagenet", source.name)
+    with (
+        single_threaded_blas(),
+        progress_bar(len(seeds), "ImageNet variants", progress) as bar,
+    ):
+        for seed in seeds:
+            holdout = holdout_mask(source, seed, holdout_fraction)
+            train, validation = np.flatnonzero(~holdout), np.flatnonzero(holdout)
+            source_validation = (source.embeddings[validation], source.labels[validation])
+
+            def score(estimator, source_validation=source_validation) -> dict:
+                on_source = accuracy(estimator, *source_validation)
+                scores = {}
+                for name, (Z, y, allowed) in targets.items():
+                    on_variant = accuracy(estimator, Z, y, allowed)
+                    scores[name] = {
+                        "accuracy": on_variant,
+                        # The oracle selects on the variant itself.
+                        "validation": on_variant,
+                        "source_validation": on_source,
+                        "n_test": int(y.size),
+                    }
+                return scores
+
+            base = {"dataset": source.name, "protocol": "imagenet", "seed": seed}
+            run_split(
+                source,
+                train,
+                score,
+                settings,
+                base=base,
+                result=result,
+                source_selection="holdout",
+            )
+            bar.update()
+    return result
+
+
+def evaluate_imagenet_variants(
+    featurizer: Any,
+    source: Mapping[str, Any],
+    variants: Mapping[str, Mapping[str, Any]],
+    *,
+    interventions: Sequence[str] = ("image",),
+    templates: Sequence[str] | None = None,
+    **protocol_params: Any,
+) -> Bunch:
+    """Encode ImageNet and its variants with ``featurizer`` and run :func:`imagenet_shift`.
+
+    Only the source images get intervened copies; the variants are encoded clean.
+    """
+    if "domain" in interventions:
+        raise ValueError(
+            "The ImageNet source is a single domain: 'domain' interventions do not apply."
+        )
+    embedded_source = embed_dataset(
+        featurizer, source, interventions=interventions, templates=templates
+    )
+    embedded_variants = {
+        name: embed_dataset(featurizer, variant, interventions=(), class_embeddings=False)
+        for name, variant in variants.items()
+    }
+    result = imagenet_shift(embedded_source, embedded_variants, **protocol_params)
+    return annotate(result, featurizer, interventions)

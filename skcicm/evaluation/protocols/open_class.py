@@ -1,0 +1,150 @@
+"""Open-class domain shift ("in the wild"): fit on base classes, score base and novel classes.
+
+The base classes are the first half (rounded up, as in CoOp) of the class names in sorted
+order; the others are novel. Splits and tuning are those of
+:func:`~skcicm.evaluation.domain_shift`, on base-class images only for fitting.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.utils import Bunch
+
+from skcicm.datasets.domainbed import DOMAINBED_HOLDOUT_FRACTION
+from skcicm.evaluation.embedded import EmbeddedDataset, embed_dataset
+from skcicm.evaluation.options import DEFAULT_LAM, ZERO_SHOT_METHODS
+from skcicm.evaluation.sweep import (
+    SweepSettings,
+    accuracy,
+    annotate,
+    run_leave_one_domain_out,
+)
+
+
+def open_class(
+    embedded: EmbeddedDataset,
+    *,
+    targets: Sequence[str] | None = None,
+    methods: Sequence[str] = ZERO_SHOT_METHODS,
+    lam: float | Iterable[float] = DEFAULT_LAM,
+    n_components: int | Iterable[int] | None = None,
+    tuning: str | Sequence[str] = "source",
+    seeds: int | Sequence[int] = (0,),
+    holdout_fraction: float = DOMAINBED_HOLDOUT_FRACTION,
+    estimator_params: dict[str, Any] | None = None,
+    n_jobs: int | None = None,
+    progress: bool | str = "auto",
+) -> Bunch:
+    """Open-class domain shift ("in the wild"): fit on base classes, score base and novel.
+
+    Models are fitted on the base-class images of the source domains' "in" splits. On the
+    target's "in" split they classify zero-shot over all classes; the base-class and
+    novel-class images are scored separately and ``accuracy`` is their harmonic mean. Only
+    zero-shot methods apply: a probe cannot predict unseen classes.
+
+    Parameters
+    ----------
+    embedded : EmbeddedDataset
+        Output of :func:`~skcicm.evaluation.embed_dataset`, with ``text_classes`` set to the
+        base classes (:func:`base_classes`) when text interventions are used.
+    targets, lam, n_components, tuning, seeds, holdout_fraction, estimator_params, n_jobs, \
+progress
+        As in :func:`~skcicm.evaluation.domain_shift`. Oracle tuning maximises the harmonic
+        mean on the target's "out" split; source tuning cross-validates on base-class images.
+    methods : sequence of str, default=("clip_zero_shot", "icm_zero_shot")
+        Zero-shot methods to compare.
+
+    Returns
+    -------
+    result : Bunch
+        As :func:`~skcicm.evaluation.domain_shift`; rows also hold ``base_accuracy`` and
+        ``novel_accuracy``.
+    """
+    settings = SweepSettings.checked(
+        methods,
+        ZERO_SHOT_METHODS,
+        lam,
+        n_components,
+        embedded.n_features,
+        tuning,
+        estimator_params=estimator_params,
+        n_jobs=n_jobs,
+    )
+    is_base = np.isin(embedded.labels, base_classes(embedded.class_names))
+
+    def split(is_target: np.ndarray, holdout: np.ndarray) -> dict[str, np.ndarray]:
+        parts = {"train": np.flatnonzero(~is_target & ~holdout & is_base)}
+        for part, mask in (("test", ~holdout), ("validation", holdout)):
+            parts[part + "_base"] = np.flatnonzero(is_target & mask & is_base)
+            parts[part + "_novel"] = np.flatnonzero(is_target & mask & ~is_base)
+        return parts
+
+    return run_leave_one_domain_out(
+        "open_class", embedded, targets, seeds, holdout_fraction, split, _scores, settings, progress
+    )
+
+
+def _scores(estimator, embedded: EmbeddedDataset, split: dict[str, np.ndarray]) -> dict:
+    Z, y = embedded.embeddings, embedded.labels
+    scores = {}
+    for part in ("test", "validation"):
+        base_acc = accuracy(estimator, Z[split[part + "_base"]], y[split[part + "_base"]])
+        novel_acc = accuracy(estimator, Z[split[part + "_novel"]], y[split[part + "_novel"]])
+        scores[part] = (base_acc, novel_acc, harmonic_mean(base_acc, novel_acc))
+    base_acc, novel_acc, h = scores["test"]
+    return {
+        "accuracy": h,
+        "base_accuracy": base_acc,
+        "novel_accuracy": novel_acc,
+        "validation": scores["validation"][2],
+        "n_test": int(split["test_base"].size + split["test_novel"].size),
+    }
+
+
+def harmonic_mean(a: float, b: float) -> float:
+    """Harmonic mean of two accuracies, 0 when either is 0.
+
+    Examples
+    --------
+    >>> harmonic_mean(0.5, 1.0)
+    0.6666666666666666
+    """
+    return 0.0 if a <= 0 or b <= 0 else 2 * a * b / (a + b)
+
+
+def base_classes(class_names: Sequence[str]) -> np.ndarray:
+    """Labels of the base classes: the first half (rounded up) of the sorted class names.
+
+    Examples
+    --------
+    >>> base_classes(["zebra", "ant", "cat"]).tolist()
+    [1, 2]
+    """
+    order = np.argsort(np.asarray(class_names, dtype=str), kind="stable")
+    return np.sort(order[: math.ceil(len(class_names) / 2)])
+
+
+def evaluate_open_class(
+    featurizer: Any,
+    dataset: Mapping[str, Any],
+    *,
+    interventions: Sequence[str] = ("image",),
+    templates: Sequence[str] | None = None,
+    **protocol_params: Any,
+) -> Bunch:
+    """Encode ``dataset`` with ``featurizer`` and run :func:`open_class` on it.
+
+    Text interventions are built from the base class names only.
+    """
+    embedded = embed_dataset(
+        featurizer,
+        dataset,
+        interventions=interventions,
+        templates=templates,
+        text_classes=base_classes(dataset["class_names"]),
+    )
+    return annotate(open_class(embedded, **protocol_params), featurizer, interventions)

@@ -1,0 +1,162 @@
+"""Tuning rules: which (``lam``, ``n_components``) candidate of a sweep a protocol reports.
+
+Each rule is a function ``rule(candidates, target, context) -> Choice`` registered in
+:data:`TUNING_RULES` under the name the protocols' ``tuning`` parameter takes:
+
+``"source"``
+    leave-one-domain-out cross-validation on the source domains
+    (:func:`~skcicm.model_selection.lodo_grid_search`), labelled ``source-lodo``; with a single
+    source domain (ImageNet), the best score on the source's held-out part
+    (``source-holdout``).
+``"oracle"``
+    the best score on the target's held-out part, labelled ``target-oracle``: it looks at the
+    target, so it is an upper bound, not a result.
+
+A sweep of one candidate is reported as ``given`` whatever the rule. When plain CLIP joins
+the candidates (grids that cannot express it, such as ``objective="ratio"``), source selection
+prefers it on ties, as the simpler model; the oracle keeps the first best grid point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from sklearn.utils import Bunch
+
+from skcicm.estimator import NoInterventionWarning
+from skcicm.evaluation.embedded import EmbeddedDataset
+from skcicm.evaluation.options import is_zero_shot
+from skcicm.model_selection import lodo_grid_search
+
+
+@dataclasses.dataclass
+class Candidate:
+    """One fitted grid point (or plain CLIP) and its scores per target.
+
+    ``scores[target]`` holds ``"accuracy"`` (reported), ``"validation"`` (on the target's
+    held-out part) and, where the protocol has one, ``"source_validation"``.
+    """
+
+    lam: float
+    n_components: int
+    scores: dict[str, dict[str, Any]]
+    plain_clip: bool = False
+
+
+@dataclasses.dataclass
+class Choice:
+    """The candidate a rule chose, the label of the rule and the score it chose by."""
+
+    candidate: Candidate
+    tuning: str
+    selection_score: float
+
+
+@dataclasses.dataclass
+class SelectionContext:
+    """What a tuning rule may use besides the candidates: the source data of the split.
+
+    ``data`` is already :meth:`~skcicm.evaluation.EmbeddedDataset.source_only`, and ``train``
+    indexes source samples only. Cross-validation rows are appended to ``cv_results``.
+    """
+
+    data: EmbeddedDataset
+    train: np.ndarray
+    method: str
+    lams: list[float]
+    ks: list[int]
+    estimator_params: dict[str, Any]
+    baseline_params: dict[str, Any]
+    n_jobs: int | None
+    source_selection: str
+    row: dict[str, Any]
+    cv_results: list[dict[str, Any]]
+    _searches: dict[bool, Bunch] = dataclasses.field(default_factory=dict)
+
+    def lodo(self, plain_clip: bool = False) -> Bunch:
+        """Leave-one-domain-out search over the grid, or over plain CLIP alone (cached)."""
+        if plain_clip not in self._searches:
+            self._searches[plain_clip] = self._search(plain_clip)
+        return self._searches[plain_clip]
+
+    def _search(self, plain_clip: bool) -> Bunch:
+        data, train = self.data, self.train
+        zero_shot = is_zero_shot(self.method)
+        grid: dict[str, Any] = {"lam": self.lams, "n_components": self.ks}
+        fit_data: dict[str, Any] = {
+            "interventions": None if data.interventions is None else data.interventions[train],
+            "intervention_pairs": data.intervention_pairs,
+            "domain_interventions": data.domain_interventions,
+            "estimator_params": self.estimator_params,
+        }
+        if plain_clip:
+            grid = {"lam": [0.0], "n_components": [data.n_features]}
+            fit_data = {"estimator_params": self.baseline_params}
+        with warnings.catch_warnings():
+            if plain_clip:
+                warnings.simplefilter("ignore", NoInterventionWarning)
+            search = lodo_grid_search(
+                data.embeddings[train],
+                data.labels[train],
+                data.domains[train],
+                head="zero_shot" if zero_shot else "linear_probe",
+                class_embeddings=data.class_embeddings if zero_shot else None,
+                n_jobs=self.n_jobs,
+                **grid,
+                **fit_data,
+            )
+        extra = {"plain_clip": True} if plain_clip else {}
+        self.cv_results.extend({**self.row, **cv_row, **extra} for cv_row in search.cv_results)
+        return search
+
+
+Rule = Callable[[list[Candidate], str, SelectionContext], Choice]
+
+
+def _split_off_plain_clip(candidates: list[Candidate]) -> tuple[list[Candidate], Candidate | None]:
+    grid = [c for c in candidates if not c.plain_clip]
+    clip = next((c for c in candidates if c.plain_clip), None)
+    return grid, clip
+
+
+def _oracle(candidates: list[Candidate], target: str, context: SelectionContext) -> Choice:
+    grid, clip = _split_off_plain_clip(candidates)
+    best = max(grid, key=lambda c: c.scores[target]["validation"])
+    if clip is not None and clip.scores[target]["validation"] > best.scores[target]["validation"]:
+        best = clip
+    return Choice(best, "target-oracle", best.scores[target]["validation"])
+
+
+def _source(candidates: list[Candidate], target: str, context: SelectionContext) -> Choice:
+    grid, clip = _split_off_plain_clip(candidates)
+    if context.source_selection == "holdout":
+        best = max(candidates, key=lambda c: c.scores[target]["source_validation"])
+        return Choice(best, "source-holdout", best.scores[target]["source_validation"])
+    search = context.lodo()
+    params = search.best_params
+    best = next(
+        c for c in grid if (c.lam, c.n_components) == (params["lam"], params["n_components"])
+    )
+    choice = Choice(best, "source-lodo", float(search.best_score))
+    if clip is not None:
+        clip_score = float(context.lodo(plain_clip=True).best_score)
+        if clip_score >= choice.selection_score:
+            choice = Choice(clip, "source-lodo", clip_score)
+    return choice
+
+
+TUNING_RULES: dict[str, Rule] = {"source": _source, "oracle": _oracle}
+
+
+def select(
+    rule: str, candidates: list[Candidate], target: str, context: SelectionContext
+) -> Choice:
+    """Apply the tuning ``rule`` to the ``candidates`` of one method and ``target``."""
+    if len(candidates) == 1:
+        return Choice(candidates[0], "given", math.nan)
+    return TUNING_RULES[rule](candidates, target, context)
