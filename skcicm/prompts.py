@@ -43,6 +43,51 @@ def expand_prompt_pairs(
     return first, second
 
 
+def check_class_template(template: str) -> str:
+    """Fail unless ``template`` holds exactly one ``{}`` slot for the class name and no other brace.
+
+    A template without the slot gives every class the same prompt, so zero-shot falls to chance
+    without any error; other braces break ``str.format`` later, far from the option that caused
+    them.
+
+    Parameters
+    ----------
+    template : str
+        A zero-shot prompt template such as ``"a photo of a {}."``.
+
+    Returns
+    -------
+    template : str
+        The template, unchanged.
+
+    Raises
+    ------
+    ValueError
+        Naming the template and what is wrong with it.
+
+    Examples
+    --------
+    >>> check_class_template("a photo of a {}.")
+    'a photo of a {}.'
+    >>> check_class_template("a photo")
+    Traceback (most recent call last):
+    ...
+    ValueError: template 'a photo' needs exactly one '{}' for the class name; it has 0.
+    """
+    if not isinstance(template, str):
+        raise ValueError(f"template must be a string; got {template!r}.")
+    slots = template.count("{}")
+    if slots != 1:
+        raise ValueError(
+            f"template {template!r} needs exactly one '{{}}' for the class name; it has {slots}."
+        )
+    if template.replace("{}", "").count("{") or template.replace("{}", "").count("}"):
+        raise ValueError(
+            f"template {template!r} may hold no brace besides the '{{}}' of the class name."
+        )
+    return template
+
+
 def style_prompt_pairs(
     styles: Sequence[str], template: str = "a {style} of a {{}}."
 ) -> list[tuple[str, str]]:
@@ -54,7 +99,10 @@ def style_prompt_pairs(
     [('a photo of a {}.', 'a sketch of a {}.'), ('a photo of a {}.', 'a cartoon of a {}.'), \
 ('a sketch of a {}.', 'a cartoon of a {}.')]
     """
-    prompts = [template.format(style=style) for style in styles]
+    # A brace in a style name (a folder called "ph{o}to") is text, not a slot of the class name.
+    prompts = [
+        template.format(style=str(style).replace("{", "{{").replace("}", "}}")) for style in styles
+    ]
     return [
         (prompts[i], prompts[j]) for i in range(len(prompts)) for j in range(i + 1, len(prompts))
     ]

@@ -181,8 +181,17 @@ def test_default_command_is_toyworld_with_toyclip(tmp_path, capsys):
         (["--model", "local-dir:/nonexistent/model"], "open_clip_config.json"),
         (["--model", "ViT-B-32", "--pretrained", "/nonexistent.pt"], "checkpoint file"),
         (["--lam", "0.1,x"], "--lam: 'x' is not a number"),
-        (["--n-components", "0"], "n_components values must be integers"),
-        (["--lam", "-1"], "lam values must be finite numbers >= 0"),
+        (["--n-components", "0"], "--n-components: values must be at least 1"),
+        (["--n-components", "9999"], "--n-components: values must be at most"),
+        (["--lam", "-1"], "--lam: values must be finite numbers >= 0"),
+        (["--lam", "nan"], "--lam: values must be finite numbers >= 0"),
+        (["--holdout-fraction", "1.5"], "between 0 and 1"),
+        (["--holdout-fraction", "0.05"], "leaves domain 'photo'"),
+        (["--n-per-cell", "20", "--holdout-fraction", "0.999"], "at least two classes"),
+        (["--targets", "photo,nosuch"], "--targets: unknown domains ['nosuch']"),
+        (["--template", "a photo"], "needs exactly one '{}'"),
+        (["--template", "a {x} of {}"], "no brace besides"),
+        (["--template", "{} {}"], "it has 2"),
         (["--protocol", "open-class", "--methods", "clip_linear_probe"], "do not apply"),
         (["--interventions", "image,audio"], "unknown ['audio']"),
         (["--interventions", "image,counterfactual"], "exclusive"),
@@ -193,8 +202,16 @@ def test_default_command_is_toyworld_with_toyclip(tmp_path, capsys):
     ],
 )
 def test_user_errors_are_one_line_without_traceback(
-    tmp_path, tiny_clip_name, capsys, args, message
+    tmp_path, tiny_clip_name, capsys, monkeypatch, args, message
 ):
+    # Every option is checked before the first image is encoded.
+    from skcicm.featurizer import CLIPFeaturizer
+
+    def encoding_started(*_, **__):
+        raise RuntimeError("encoding started before the options were checked")
+
+    monkeypatch.setattr(CLIPFeaturizer, "transform", encoding_started)
+    monkeypatch.setattr(CLIPFeaturizer, "intervention_embeddings", encoding_started)
     model = [] if "--model" in args else ["--model", tiny_clip_name]
     code = main(
         [
@@ -216,6 +233,46 @@ def test_user_errors_are_one_line_without_traceback(
     last = err.strip().splitlines()[-1]
     assert last.startswith("skcicm: error: ") and message in last
     assert "Traceback" not in err
+
+
+def test_output_dir_that_is_a_file_fails_before_encoding(tmp_path, tiny_clip_name, capsys):
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a folder")
+    code = main(
+        ["evaluate", "--model", tiny_clip_name, "--n-per-cell", "1", "--output-dir", str(blocker)]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "--output-dir: cannot write results" in err and "Encoding" not in err
+
+
+def test_a_second_run_leaves_no_stale_outputs(tmp_path, tiny_clip_name, capsys):
+    common = [
+        "evaluate",
+        "--model",
+        tiny_clip_name,
+        "--n-per-cell",
+        "2",
+        "--domains",
+        "photo,sketch,painting",
+        "--methods",
+        "icm_linear_probe",
+        "--seeds",
+        "0",
+        "--output-dir",
+        str(tmp_path),
+        "--progress",
+        "off",
+    ]
+    assert main([*common, "--lam", "0,1", "--n-components", "4,8"]) == 0
+    run_dir = tmp_path / "toyworld-domain-shift"
+    assert (run_dir / "cv_results.csv").exists()
+    assert list((run_dir / "plots").glob("*.png"))
+    assert main([*common, "--lam", "0", "--n-components", "4", "--no-plots"]) == 0
+    assert not (run_dir / "cv_results.csv").exists()
+    assert not list((run_dir / "plots").glob("*.png"))
+    assert {row["lam"] for row in _read_csv(run_dir / "results.csv")} == {"0.0"}
+    capsys.readouterr()
 
 
 def test_unknown_option_exits_with_one_line(capsys):

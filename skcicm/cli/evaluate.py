@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from skcicm.evaluation.options import INTERVENTION_SOURCES, METHODS, ZERO_SHOT_METHODS
+from skcicm.prompts import check_class_template
+
+# What earlier runs wrote into a run folder; removed before writing, so none outlives its run.
+RUN_OUTPUTS = ("results", "sweep", "cv_results")
+RUN_FILES = ("table.md", "run.json")
 
 
 def _comma_list(text: str) -> list[str]:
@@ -61,9 +70,21 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(
             f"--methods: {bad} do not apply to {protocol}; choose from {list(allowed)}."
         )
+    lam = _numbers(args.lam, float, "--lam")
+    bad_lam = [value for value in lam if not math.isfinite(value) or value < 0]
+    if bad_lam:
+        raise ValueError(f"--lam: values must be finite numbers >= 0; got {bad_lam}.")
     n_components = (
         None if args.n_components == "auto" else _numbers(args.n_components, int, "--n-components")
     )
+    if n_components is not None and min(n_components) < 1:
+        raise ValueError(f"--n-components: values must be at least 1; got {n_components}.")
+    if not 0.0 < args.holdout_fraction < 1.0:
+        raise ValueError(
+            f"--holdout-fraction must be between 0 and 1 (exclusive); got {args.holdout_fraction}."
+        )
+    for template in args.templates or ():
+        check_class_template(template)
     for option, value in (
         ("--n-per-cell", args.n_per_cell),
         ("--batch-size", args.batch_size),
@@ -79,7 +100,7 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         "protocol": protocol,
         "interventions": interventions,
         "methods": methods,
-        "lam": _numbers(args.lam, float, "--lam"),
+        "lam": lam,
         "n_components": n_components,
         "seeds": _numbers(args.seeds, int, "--seeds"),
         "targets": _comma_list(args.targets) if args.targets else None,
@@ -113,6 +134,9 @@ def run_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
         n_images = len(dataset.images)
     run_name = "imagenet-variants" if protocol == "imagenet" else f"{dataset.name}-{protocol}"
     run_dir = Path(args.output_dir) / run_name
+    if protocol != "imagenet":
+        _check_targets_and_splits(args, settings, dataset)
+    _check_writable(run_dir)
     cache_dir = (
         Path(args.cache_dir) if args.cache_dir else Path(args.output_dir) / "embedding_cache"
     )
@@ -137,6 +161,7 @@ def run_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
         progress=progress,
     )
     featurizer.fit(None)  # loads the weights now, so that a missing model fails before encoding
+    _check_n_components(settings["n_components"], len(featurizer.get_feature_names_out()))
     _log(
         f"Encoding {n_images} images with {settings['model']} (cache: {cache_dir}), then "
         f"running {protocol} ..."
@@ -147,6 +172,64 @@ def run_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
     print(written["table_text"])
     print(f"\nResults written to {run_dir}/ ({', '.join(written['files'])})")
     return 0
+
+
+def _check_targets_and_splits(
+    args: argparse.Namespace, settings: dict[str, Any], dataset: Any
+) -> None:
+    """Refuse unknown targets and splits that leave a domain empty, before anything is encoded."""
+    from skcicm.datasets import domainbed_holdout_mask
+
+    domain_names = [str(name) for name in dataset.domain_names]
+    unknown = sorted(set(settings["targets"] or ()) - set(domain_names))
+    if unknown:
+        raise ValueError(f"--targets: unknown domains {unknown}; the dataset has {domain_names}.")
+    domains = np.asarray(dataset.domains).astype(str)
+    for seed in settings["seeds"]:
+        holdout = domainbed_holdout_mask(
+            domains, domain_names, holdout_fraction=args.holdout_fraction, trial_seed=seed
+        )
+        labels = np.asarray(dataset.labels)
+        for name in domain_names:
+            in_domain = domains == name
+            classes_in = np.unique(labels[in_domain & ~holdout]).size
+            if classes_in < 2 or not (in_domain & holdout).any():
+                raise ValueError(
+                    f"--holdout-fraction {args.holdout_fraction} leaves domain {name!r} "
+                    f"({int(in_domain.sum())} images) with {classes_in} class(es) in its 'in' "
+                    f"split and {int((in_domain & holdout).sum())} images in its 'out' split; "
+                    "both splits need images, and the 'in' split at least two classes."
+                )
+
+
+def _check_writable(run_dir: Path) -> None:
+    """Fail now, not after the encoding, when the results cannot be written."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as error:
+        raise OSError(
+            f"--output-dir: cannot write results to {str(run_dir)!r} ({error.strerror or error})."
+        ) from None
+
+
+def _check_n_components(n_components: list[int] | None, n_features: int) -> None:
+    if n_components is not None and max(n_components) > n_features:
+        raise ValueError(
+            f"--n-components: values must be at most {n_features}, the model's embedding "
+            f"dimension; got {n_components}."
+        )
+
+
+def _remove_earlier_outputs(run_dir: Path) -> None:
+    for stem in RUN_OUTPUTS:
+        for suffix in ("csv", "jsonl"):
+            (run_dir / f"{stem}.{suffix}").unlink(missing_ok=True)
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    for plot in (run_dir / "plots").glob("*.png"):
+        plot.unlink()
 
 
 def _run_protocol(
@@ -193,6 +276,7 @@ def _write_outputs(
     from skcicm.evaluation.reporting import markdown_table, write_rows
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    _remove_earlier_outputs(run_dir)
     suffix = args.results_format
     files = [
         write_rows(result.results, run_dir / f"results.{suffix}"),
