@@ -7,8 +7,14 @@ open_clip when first used, so that the estimator stays light.
 from typing import Any
 
 from skcicm.estimator import InvariantCausalMechanism, NoInterventionWarning
+from skcicm.fit_inputs import NoInterventionError
 
-__all__ = ["CLIPFeaturizer", "InvariantCausalMechanism", "NoInterventionWarning"]
+__all__ = [
+    "CLIPFeaturizer",
+    "InvariantCausalMechanism",
+    "NoInterventionError",
+    "NoInterventionWarning",
+]
 __version__ = "0.1.0"
 
 

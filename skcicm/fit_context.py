@@ -24,9 +24,9 @@ class EmbeddingsWithContext(np.ndarray):
     Examples
     --------
     >>> import numpy as np
-    >>> Z = EmbeddingsWithContext.wrap(np.ones((2, 3)), interventions=np.zeros((1, 2, 3)))
+    >>> Z = EmbeddingsWithContext.wrap(np.ones((2, 3)), interventions=np.zeros((2, 1, 3)))
     >>> Z.fit_context["interventions"].shape
-    (1, 2, 3)
+    (2, 1, 3)
     >>> fit_context_of(Z[:1])
     {}
     """
@@ -59,5 +59,21 @@ class EmbeddingsWithContext(np.ndarray):
 
 
 def fit_context_of(X: Any) -> dict[str, Any]:
-    """Return the fit context attached to ``X``, or an empty dict for any other input."""
-    return dict(getattr(X, "fit_context", {}) or {})
+    """Return the fit context attached to ``X``, or an empty dict for any other input.
+
+    Interventions come back sample-major, (n_samples, n_views, n_features), the one layout the
+    estimator accepts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Z = EmbeddingsWithContext.wrap(np.ones((2, 3)), interventions=np.zeros((2, 5, 3)))
+    >>> fit_context_of(Z)["interventions"].shape
+    (2, 5, 3)
+    """
+    context = dict(getattr(X, "fit_context", {}) or {})
+    views = context.get("interventions")
+    if views is not None and np.ndim(views) == 3 and views.shape[0] != len(X):
+        # CLIPFeaturizer stacked its views first until it switched to the sample-major layout.
+        context["interventions"] = np.asarray(views).transpose(1, 0, 2)
+    return context
