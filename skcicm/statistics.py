@@ -45,7 +45,8 @@ def _reject(block: np.ndarray, input_name: str) -> None:
 def _checked_gram(block: np.ndarray, input_name: str) -> np.ndarray:
     """``block^T block`` in float64; a non-finite diagonal means bad input (Cauchy-Schwarz
     bounds every other entry by the diagonal)."""
-    gram = np.asarray(block.T @ block, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        gram = np.asarray(block.T @ block, dtype=np.float64)
     if not np.isfinite(np.trace(gram)):
         _reject(block, input_name)
     return gram
