@@ -110,20 +110,31 @@ class InterventionStatistics:
         step = chunk_rows(self.n_features, n_views, X.dtype.itemsize)
         staged = InterventionStatistics(self.n_features, center=self.center)
         staged.shift = self.shift
+        # One Delta buffer for all chunks: fresh allocations of this size cost page faults.
+        buffer = (
+            None
+            if views is None
+            else np.empty(
+                (min(step, n_rows), n_views, self.n_features),
+                dtype=np.result_type(X.dtype, views.dtype),
+            )
+        )
         for start in range(0, n_rows, step):
             rows = slice(start, min(start + step, n_rows))
             if index is not None:
                 rows = index[rows]
             chunk = X[rows]
-            staged._add_chunk(
-                chunk,
-                None if views is None else views[rows],
-                None if domains is None else (y[rows], domains[rows]),
-            )
+            deltas = None
+            if views is not None:
+                deltas = buffer[: len(chunk)]
+                np.subtract(chunk[:, None, :], views[rows], out=deltas)
+            staged._add_chunk(chunk, deltas, None if domains is None else (y[rows], domains[rows]))
         self.merge(staged)
         return self
 
-    def _add_chunk(self, chunk: np.ndarray, views: np.ndarray | None, groups: tuple | None) -> None:
+    def _add_chunk(
+        self, chunk: np.ndarray, deltas: np.ndarray | None, groups: tuple | None
+    ) -> None:
         chunk = np.asarray(chunk)
         if self.shift is None:
             self.shift = np.zeros(self.n_features)
@@ -136,8 +147,8 @@ class InterventionStatistics:
         self.gram_z += _checked_gram(shifted, "X")
         self.sum_z += chunk.sum(axis=0, dtype=np.float64)
         self.n_samples += chunk.shape[0]
-        if views is not None:
-            deltas = (chunk[:, None, :] - np.asarray(views)).reshape(-1, self.n_features)
+        if deltas is not None:
+            deltas = deltas.reshape(-1, self.n_features)
             self._add_source("interventions", _checked_gram(deltas, "interventions"), len(deltas))
         if groups is not None:
             self._add_group_sums(chunk, *groups)
