@@ -8,10 +8,12 @@ from typing import Any
 
 from skcicm.estimator import InvariantCausalMechanism, NoInterventionWarning
 from skcicm.fit_inputs import NoInterventionError
+from skcicm.model_selection import InvariantCausalMechanismCV
 
 __all__ = [
     "CLIPFeaturizer",
     "InvariantCausalMechanism",
+    "InvariantCausalMechanismCV",
     "NoInterventionError",
     "NoInterventionWarning",
 ]

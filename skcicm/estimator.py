@@ -358,12 +358,13 @@ class InvariantCausalMechanism(
             self.classes_ = self._class_text[1]
             self.class_weights_ = unit_rows(self._class_text[0] @ self.components_.T)
         elif self.head == "linear_probe" and y is not None:
-            self.classifier_ = clone(
-                self.classifier if self.classifier is not None else _default_classifier()
-            )
-            self.classifier_.fit(self._project(X, centred=True), y)
+            self.classifier_ = self._fit_probe(self._project(X, centred=True), y)
             self.classes_ = self.classifier_.classes_
         return self
+
+    def _fit_probe(self, features: np.ndarray, y: np.ndarray) -> Any:
+        classifier = self.classifier if self.classifier is not None else _default_classifier()
+        return clone(classifier).fit(features, y)
 
     def _check_interventional_data(
         self, previous: Any, views: Any, pairs: Any, domains: Any, cells: set

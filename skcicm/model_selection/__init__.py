@@ -1,5 +1,7 @@
 """Choosing CLIP-ICM's ``lam`` and ``n_components`` without looking at the target domain."""
 
-from skcicm.model_selection._grid import check_grid, lodo_grid_search
+from skcicm.model_selection._cv import InvariantCausalMechanismCV
+from skcicm.model_selection._grid import lodo_grid_search
+from skcicm.model_selection._params import check_grid
 
-__all__ = ["check_grid", "lodo_grid_search"]
+__all__ = ["InvariantCausalMechanismCV", "check_grid", "lodo_grid_search"]
