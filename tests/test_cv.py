@@ -136,3 +136,41 @@ def test_bad_grid_values_are_named():
         InvariantCausalMechanismCV([0.0], [7]).fit(Z, y, interventions=views)
     with pytest.raises(ValueError, match="selection must be one of"):
         InvariantCausalMechanismCV([0.0], [2], selection=["biggest"]).fit(Z, y)
+
+
+def test_lodo_grid_search_rows_equal_grid_search():
+    from skcicm.model_selection import lodo_grid_search
+
+    Z, y, domains, views, pairs, _ = _data()
+    result = lodo_grid_search(
+        Z,
+        y,
+        domains,
+        lam=LAMS,
+        n_components=KS,
+        interventions=views,
+        intervention_pairs=pairs,
+        domain_interventions=True,
+        estimator_params={"lam_scale": "trace"},
+    )
+    reference = _grid_search(
+        {"lam_scale": "trace"},
+        {"lam": LAMS, "n_components": KS},
+        {"interventions": views, "intervention_pairs": pairs, "domains": domains},
+        Z,
+        y,
+        domains,
+        LeaveOneGroupOut(),
+    )
+    assert result.best_params == reference.best_params_
+    assert result.best_score == pytest.approx(reference.best_score_)
+    assert len(result.cv_results) == len(LAMS) * len(KS) * 3
+    for row in result.cv_results:
+        index = reference.cv_results_["params"].index(
+            {"lam": row["lam"], "n_components": row["n_components"]}
+        )
+        fold = "abc".index(row["held_out_domain"])
+        assert row["accuracy"] == pytest.approx(
+            reference.cv_results_[f"split{fold}_test_score"][index]
+        )
+        assert row["rank"] == reference.cv_results_["rank_test_score"][index]

@@ -98,7 +98,7 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         leave-one-domain-out selection.
     scoring : str or callable, default=None
         A scikit-learn scorer; None is the estimator's accuracy.
-    head, classifier, center, temperature :
+    head, classifier, center, objective, temperature :
         Passed to every candidate (see :class:`~skcicm.InvariantCausalMechanism`).
     refit : bool, default=True
         Refit the best candidate on all data as ``best_estimator_``.
@@ -146,6 +146,7 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         "head": [StrOptions({"linear_probe", "zero_shot"})],
         "classifier": [HasMethods(["fit", "predict"]), None],
         "center": ["boolean"],
+        "objective": [StrOptions({"difference", "ratio"})],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "refit": ["boolean"],
         "n_jobs": [Integral, None],
@@ -163,6 +164,7 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         head: str = "linear_probe",
         classifier: Any = None,
         center: bool = False,
+        objective: str = "difference",
         temperature: float = 100.0,
         refit: bool = True,
         n_jobs: int | None = None,
@@ -176,6 +178,7 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         self.head = head
         self.classifier = classifier
         self.center = center
+        self.objective = objective
         self.temperature = temperature
         self.refit = refit
         self.n_jobs = n_jobs
@@ -185,6 +188,7 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
             head=self.head,
             classifier=self.classifier,
             center=self.center,
+            objective=self.objective,
             temperature=self.temperature,
         )
 
@@ -346,7 +350,9 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
                 effective = full["lam"] * np.trace(sigma_z) / trace_delta
             if solved.get("lam") != effective:
                 # Candidates come grouped by lam: keep one decomposition and its projections.
-                eig = solve_eigenproblem(sigma_z, sigma_delta, lam=effective)
+                eig = solve_eigenproblem(
+                    sigma_z, sigma_delta, lam=effective, objective=self.objective
+                )
                 solved = {"lam": effective, "eig": eig}
             if full["selection"] not in solved:
                 ordered, values = select_components(*solved["eig"], X.shape[1], full["selection"])

@@ -1,8 +1,8 @@
 """Choosing CLIP-ICM's ``lam`` and ``n_components`` without looking at the target domain.
 
-The search runs in embedding space: images are encoded once, and every candidate is an
-:class:`~skcicm.InvariantCausalMechanism` fitted on the embeddings, so a grid costs eigen
-decompositions and classifier fits, never a CLIP forward pass.
+The search runs in embedding space with :class:`InvariantCausalMechanismCV`: images are
+encoded once, each fold's statistics are computed once, and a grid costs one eigen
+decomposition per (fold, lam) and the classifier fits, never a CLIP forward pass.
 """
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import sklearn
-from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
+from sklearn.model_selection import LeaveOneGroupOut
 from sklearn.utils import Bunch
 
-from skcicm.estimator import InvariantCausalMechanism
+from skcicm.model_selection._cv import InvariantCausalMechanismCV
 from skcicm.model_selection._params import check_grid
 
 
@@ -63,9 +62,10 @@ def lodo_grid_search(
     class_embeddings, class_labels : ndarray, default=None
         Class prompt embeddings and their labels, for ``head="zero_shot"``.
     estimator_params : dict, default=None
-        Other :class:`~skcicm.InvariantCausalMechanism` parameters.
+        Other :class:`~skcicm.InvariantCausalMechanism` parameters (``selection``,
+        ``lam_scale``, ``center``, ``objective``, ``classifier``, ``temperature``).
     n_jobs : int, default=None
-        Parallel candidate fits (joblib).
+        Folds in parallel (joblib).
 
     Returns
     -------
@@ -90,33 +90,24 @@ def lodo_grid_search(
             "target's holdout (oracle)."
         )
     lams, ks = check_grid(lam, n_components, embeddings.shape[1])
-    fit_params: dict[str, Any] = {
-        "interventions": interventions,
-        "intervention_pairs": intervention_pairs,
-        "domains": domains if domain_interventions else None,
-        "class_embeddings": class_embeddings,
-        "class_labels": class_labels,
-    }
-    fit_params = {key: value for key, value in fit_params.items() if value is not None}
-    for key in ("class_embeddings", "class_labels"):
-        # GridSearchCV splits every fit parameter as long as the samples; these are per class.
-        if key in fit_params and len(fit_params[key]) == embeddings.shape[0]:
-            raise ValueError(
-                f"{key} has one row per sample ({embeddings.shape[0]}), so cross-validation "
-                "would split it like the samples; tuning needs more samples than classes."
-            )
-    with sklearn.config_context(enable_metadata_routing=True):
-        estimator = InvariantCausalMechanism(head=head, **(estimator_params or {}))
-        estimator.set_fit_request(**dict.fromkeys(fit_params, True))
-        search = GridSearchCV(
-            estimator,
-            {"lam": lams, "n_components": ks},
-            cv=LeaveOneGroupOut(),
-            refit=False,
-            n_jobs=n_jobs,
-            error_score="raise",
-        )
-        search.fit(embeddings, y, groups=domains, **fit_params)
+    search = InvariantCausalMechanismCV(
+        lams,
+        ks,
+        cv=LeaveOneGroupOut(),
+        head=head,
+        refit=False,
+        n_jobs=n_jobs,
+        **(estimator_params or {}),
+    ).fit(
+        embeddings,
+        y,
+        groups=domains,
+        interventions=interventions,
+        intervention_pairs=intervention_pairs,
+        domains=domains if domain_interventions else None,
+        class_embeddings=class_embeddings,
+        class_labels=class_labels,
+    )
     results = search.cv_results_
     rows = []
     for i, params in enumerate(results["params"]):
