@@ -43,16 +43,33 @@ TUNABLE_CHOICES = {"selection": ("largest", "smallest"), "lam_scale": ("absolute
 
 
 class _Candidate(InvariantCausalMechanism):
-    """A fitted candidate that projects the fold's cached arrays by slicing, not multiplying."""
+    """A fitted candidate that projects the fold's cached arrays by slicing, not multiplying.
+
+    ``_cached_projections`` holds ``(array, X @ V^T, cumulative squared norms or None)`` for
+    the fold's arrays, V being every eigenvector in preferred order; a candidate keeping K
+    directions uses the first K columns.
+    """
+
+    def _cached(self, X: np.ndarray) -> tuple | None:
+        return next((entry[1:] for entry in self._cached_projections if entry[0] is X), None)
 
     def _project(self, X: np.ndarray, *, centred: bool) -> np.ndarray:
-        for array, projection in self._cached_projections:
-            if X is array:
-                projected = projection[:, : self.n_components_]
-                if centred and self.center:
-                    projected = projected - self.mean_ @ self.components_.T
-                return projected
-        return super()._project(X, centred=centred)
+        cached = self._cached(X)
+        if cached is None:
+            return super()._project(X, centred=centred)
+        projected = cached[0][:, : self.n_components_]
+        if centred and self.center:
+            projected = projected - self.mean_ @ self.components_.T
+        return projected
+
+    def _zero_shot_similarity(self, X: Any) -> np.ndarray:
+        cached = self._cached(X)
+        if cached is None or cached[1] is None:
+            return super()._zero_shot_similarity(X)
+        projection, cumulative = cached
+        norms = np.sqrt(cumulative[:, self.n_components_ - 1])
+        scores = projection[:, : self.n_components_] @ self.class_weights_.T
+        return scores / np.maximum(norms, np.finfo(np.float32).tiny)[:, None]
 
 
 def _choices(value: str | list[str], name: str) -> list[str]:
@@ -356,9 +373,13 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
                 solved = {"lam": effective, "eig": eig}
             if full["selection"] not in solved:
                 ordered, values = select_components(*solved["eig"], X.shape[1], full["selection"])
-                projections = [(X_test, X_test @ ordered.T)]
+                test_projection = X_test @ ordered.T
+                cumulative = None
+                if self.head == "zero_shot":
+                    cumulative = np.cumsum(test_projection**2, axis=1)
+                projections = [(X_test, test_projection, cumulative)]
                 if self.head == "linear_probe":
-                    projections.append((X_train, X_train @ ordered.T))
+                    projections.append((X_train, X_train @ ordered.T, None))
                 solved[full["selection"]] = (ordered, values, projections)
             ordered, values, projections = solved[full["selection"]]
             k = full["n_components"]
