@@ -174,3 +174,17 @@ def test_lodo_grid_search_rows_equal_grid_search():
             reference.cv_results_[f"split{fold}_test_score"][index]
         )
         assert row["rank"] == reference.cv_results_["rank_test_score"][index]
+
+
+def test_warm_started_probes_score_close_to_cold_ones():
+    Z, y, domains, views, _, _ = _data()
+    kwargs = {"cv": LeaveOneGroupOut(), "refit": False}
+    cold = InvariantCausalMechanismCV(LAMS, KS, **kwargs).fit(
+        Z, y, groups=domains, interventions=views
+    )
+    warm = InvariantCausalMechanismCV(LAMS, KS, warm_start=True, **kwargs).fit(
+        Z, y, groups=domains, interventions=views
+    )
+    np.testing.assert_allclose(
+        warm.cv_results_["mean_test_score"], cold.cv_results_["mean_test_score"], atol=0.02
+    )
