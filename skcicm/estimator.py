@@ -22,7 +22,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from skcicm.fit_context import fit_context_of
+from skcicm.fit_context import complete_from_context
 from skcicm.fit_inputs import (
     NoInterventionError,
     check_class_embeddings,
@@ -301,15 +301,13 @@ class InvariantCausalMechanism(
         class_labels: Any,
     ) -> InvariantCausalMechanism:
         previous = getattr(self, "_statistics", None)
-        context = fit_context_of(X)
-        if interventions is None:
-            interventions = context.get("interventions")
-        if intervention_pairs is None:
-            intervention_pairs = context.get("intervention_pairs")
-        if class_embeddings is None:
-            class_embeddings = context.get("class_embeddings")
-            if class_labels is None:
-                class_labels = context.get("class_labels")
+        interventions, intervention_pairs, class_embeddings, class_labels = complete_from_context(
+            X,
+            interventions=interventions,
+            intervention_pairs=intervention_pairs,
+            class_embeddings=class_embeddings,
+            class_labels=class_labels,
+        ).values()
 
         reset = previous is None
         # Finiteness is checked chunk by chunk in the statistics: one read of memory-mapped X.

@@ -77,3 +77,22 @@ def fit_context_of(X: Any) -> dict[str, Any]:
         # CLIPFeaturizer stacked its views first until it switched to the sample-major layout.
         context["interventions"] = np.asarray(views).transpose(1, 0, 2)
     return context
+
+
+def complete_from_context(X: Any, **explicit: Any) -> dict[str, Any]:
+    """Explicit fit inputs, each missing one taken from the context ``X`` carries.
+
+    Explicit values win; class labels come from the context only with its class embeddings.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Z = EmbeddingsWithContext.wrap(np.ones((2, 3)), class_labels=np.array(["a"]))
+    >>> complete_from_context(Z, interventions=None, class_labels=None)["class_labels"]
+    array(['a'], dtype='<U1')
+    """
+    context = fit_context_of(X)
+    merged = {key: context.get(key) if value is None else value for key, value in explicit.items()}
+    if explicit.get("class_embeddings") is not None:
+        merged["class_labels"] = explicit.get("class_labels")
+    return merged

@@ -25,7 +25,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_method_params, check_is_fitted, validate_data
 
 from skcicm.estimator import InvariantCausalMechanism, _default_classifier
-from skcicm.fit_context import fit_context_of
+from skcicm.fit_context import complete_from_context
 from skcicm.fit_inputs import (
     NoInterventionError,
     check_class_embeddings,
@@ -252,13 +252,13 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         -------
         self : object
         """
-        context = fit_context_of(X)
-        interventions = context.get("interventions") if interventions is None else interventions
-        if intervention_pairs is None:
-            intervention_pairs = context.get("intervention_pairs")
-        if class_embeddings is None:
-            class_embeddings = context.get("class_embeddings")
-            class_labels = context.get("class_labels") if class_labels is None else class_labels
+        interventions, intervention_pairs, class_embeddings, class_labels = complete_from_context(
+            X,
+            interventions=interventions,
+            intervention_pairs=intervention_pairs,
+            class_embeddings=class_embeddings,
+            class_labels=class_labels,
+        ).values()
         if y is not None:
             X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         else:
