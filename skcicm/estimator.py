@@ -33,7 +33,7 @@ from skcicm.fit_inputs import (
     has_domain_contrast,
     missing_intervention_message,
 )
-from skcicm.statistics import InterventionStatistics
+from skcicm.statistics import InterventionStatistics, dask_statistics
 from skcicm.subspace import invariant_subspace, unit_rows
 
 # The linear-probe classifier of the authors' released evaluation script.
@@ -46,6 +46,11 @@ __all__ = ["InvariantCausalMechanism", "NoInterventionError", "NoInterventionWar
 class NoInterventionWarning(UserWarning):
     """No longer emitted: a fit that needs interventional data and has none raises
     :class:`NoInterventionError`. Kept so that existing warning filters still import."""
+
+
+def is_dask_collection(X: Any) -> bool:
+    """Whether X is a Dask collection, without importing Dask (an optional dependency)."""
+    return type(X).__module__.split(".")[0] == "dask" and hasattr(X, "__dask_graph__")
 
 
 def _default_classifier() -> LogisticRegression:
@@ -310,6 +315,10 @@ class InvariantCausalMechanism(
         ).values()
 
         reset = previous is None
+        if is_dask_collection(X):
+            return self._fit_dask(
+                X, y, interventions, domains, intervention_pairs, class_embeddings, class_labels
+            )
         # Finiteness is checked chunk by chunk in the statistics: one read of memory-mapped X.
         if y is not None:
             X, y = validate_data(
@@ -360,6 +369,66 @@ class InvariantCausalMechanism(
             self.classes_ = self.classifier_.classes_
         return self
 
+    def _fit_dask(
+        self,
+        X: Any,
+        y: Any,
+        interventions: Any,
+        domains: Any,
+        intervention_pairs: Any,
+        class_embeddings: Any,
+        class_labels: Any,
+    ) -> InvariantCausalMechanism:
+        """Fit from a Dask array: per-block statistics reduced on the cluster, no gather."""
+        if domains is not None or (self.head == "linear_probe" and y is not None):
+            raise ValueError(
+                "A Dask X supports interventions and intervention_pairs with head='zero_shot' "
+                "or head=None; domains and the linear probe need the embeddings in memory. Put "
+                "a classifier after InvariantCausalMechanism(head=None) on transform's output."
+            )
+        if X.ndim != 2 or X.dtype.kind != "f":
+            raise ValueError(f"X must be a 2-D float array; got {X.ndim}-D of dtype {X.dtype}.")
+        n_samples, n_features = X.shape
+        if getattr(self, "_statistics", None) is None:
+            self.n_features_in_ = n_features
+        elif n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {n_features} features, but this estimator was fitted with "
+                f"{self.n_features_in_}."
+            )
+        n_components = n_features if self.n_components is None else self.n_components
+        if n_components > n_features:
+            raise ValueError(
+                f"n_components={n_components} must be <= n_features={n_features} "
+                "(the embedding dimension)."
+            )
+        views = interventions
+        if views is not None:
+            if views.shape in ((n_samples, n_features),):
+                views = views[:, None, :]
+            if views.ndim != 3 or views.shape[0] != n_samples or views.shape[2] != n_features:
+                raise ValueError(
+                    f"interventions has shape {views.shape}; expected the sample-major layout "
+                    f"({n_samples}, n_views, {n_features}) to match X."
+                )
+        pairs = None if intervention_pairs is None else check_pairs(intervention_pairs, n_features)
+        if self.head == "zero_shot":
+            self._class_text = check_class_embeddings(class_embeddings, class_labels, y, n_features)
+        previous = getattr(self, "_statistics", None)
+        self._check_interventional_data(previous, views, pairs, None, set())
+        statistics = dask_statistics(X, views, center=self.center)
+        if pairs is not None:
+            statistics.add_pairs(*pairs)
+        if previous is not None:
+            statistics = previous.merge(statistics)
+        self._solve(statistics, n_components)
+        self._statistics = statistics if self.head != "linear_probe" else None
+        self.n_samples_seen_ = statistics.n_samples
+        if self.head == "zero_shot":
+            self.classes_ = self._class_text[1]
+            self.class_weights_ = unit_rows(self._class_text[0] @ self.components_.T)
+        return self
+
     def _fit_probe(self, features: np.ndarray, y: np.ndarray) -> Any:
         classifier = self.classifier if self.classifier is not None else _default_classifier()
         return clone(classifier).fit(features, y)
@@ -408,8 +477,13 @@ class InvariantCausalMechanism(
         return projected
 
     def transform(self, X: Any) -> np.ndarray:
-        """Return the invariant features of ``X``, of shape (n_samples, n_components_)."""
+        """Return the invariant features of ``X``, of shape (n_samples, n_components_).
+
+        A Dask array gives a lazy Dask array.
+        """
         check_is_fitted(self)
+        if is_dask_collection(X):
+            return (X - self.mean_) @ self.components_.T
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return self._project(X.astype(np.float64, copy=False), centred=True)
 

@@ -257,3 +257,43 @@ class InterventionStatistics:
         for gram, count in grams.values():
             covariance += gram / count
         return covariance / max(len(grams), 1)
+
+
+def _block_statistics(
+    X: np.ndarray, views: np.ndarray | None, n_features: int, center: bool
+) -> InterventionStatistics:
+    return InterventionStatistics(n_features, center=center).add_samples(X, views)
+
+
+def _merged(parts: list[InterventionStatistics]) -> InterventionStatistics:
+    total = parts[0]
+    for part in parts[1:]:
+        total.merge(part)
+    return total
+
+
+def dask_statistics(X: Any, views: Any = None, *, center: bool = False) -> InterventionStatistics:
+    """Statistics of a row-chunked ``dask.array``, reduced from per-block statistics.
+
+    Each block's statistics are computed where the block lives (any Dask scheduler or
+    distributed cluster); only d x d sums travel. ``views`` (n, n_views, d), a Dask or numpy
+    array, is aligned to the blocks of ``X``.
+    """
+    import dask
+    import dask.array as da
+
+    n_features = X.shape[1]
+    X = X.rechunk({1: -1})
+    blocks = X.to_delayed().ravel()
+    view_blocks = [None] * len(blocks)
+    if views is not None:
+        views = da.asarray(views).rechunk((X.chunks[0], -1, -1))
+        view_blocks = views.to_delayed().ravel()
+    parts = [
+        dask.delayed(_block_statistics)(block, view_block, n_features, center)
+        for block, view_block in zip(blocks, view_blocks, strict=True)
+    ]
+    # A tree of merges keeps every task's input to a few d x d sums.
+    while len(parts) > 1:
+        parts = [dask.delayed(_merged)(parts[i : i + 8]) for i in range(0, len(parts), 8)]
+    return parts[0].compute()
