@@ -130,3 +130,23 @@ def test_real_featurizer_with_a_scaler_in_between_raises(tiny_clip_name, domain_
     )
     with pytest.raises(NoInterventionError, match="StandardScaler"):
         scaled.fit(images, labels)
+
+
+def test_a_wrapped_scaler_applies_to_the_intervened_views_too():
+    from skcicm.fit_context import TransformWithContext
+
+    X, y = _inputs()
+    pipeline = make_pipeline(
+        _CarryingFeaturizer(), TransformWithContext(StandardScaler()), InvariantCausalMechanism(2)
+    ).fit(X, y)
+    Z, _ = _carried()
+    scaler = StandardScaler().fit(np.asarray(Z))
+    views = Z.fit_context["interventions"]
+    scaled_views = scaler.transform(views.reshape(-1, 6)).reshape(views.shape)
+    reference = InvariantCausalMechanism(2).fit(
+        scaler.transform(np.asarray(Z)), y, interventions=scaled_views
+    )
+    np.testing.assert_allclose(pipeline[-1].components_, reference.components_)
+    np.testing.assert_allclose(
+        pipeline[-1].intervention_covariance_, reference.intervention_covariance_
+    )
