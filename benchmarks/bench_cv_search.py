@@ -22,19 +22,22 @@ from skcicm import InvariantCausalMechanism, InvariantCausalMechanismCV
 LAMS = [0.0, 0.1, 1.0, 10.0, 100.0]
 
 
-def make_data(n: int, d: int, n_domains: int, n_classes: int, seed: int = 0) -> dict:
+def make_data(
+    n: int, d: int, n_domains: int, n_classes: int, n_views: int = 1, seed: int = 0
+) -> dict:
     rng = np.random.default_rng(seed)
     y = rng.integers(0, n_classes, size=n)
     domains = np.arange(n) % n_domains
     class_means = rng.normal(size=(n_classes, d))
     style = rng.normal(size=(n_domains, d)) * 2
     Z = (class_means[y] + style[domains] + rng.normal(size=(n, d)) * 3).astype(np.float32)
-    views = (Z + rng.normal(size=(n, d)).astype(np.float32) * 2)[:, None, :]
+    noise = rng.standard_normal((n, n_views, d), dtype=np.float32)
+    views = Z[:, None, :] + 2 * noise
     return {"Z": Z, "y": y, "domains": domains, "views": views, "text": class_means}
 
 
-def run(head: str, n: int, d: int, n_domains: int, n_classes: int) -> dict:
-    data = make_data(n, d, n_domains, n_classes)
+def run(head: str, n: int, d: int, n_domains: int, n_classes: int, n_views: int) -> dict:
+    data = make_data(n, d, n_domains, n_classes, n_views)
     ks = [d // 16, d // 8, d // 4, d // 2, d]
     fit_params = {"interventions": data["views"]}
     if head == "zero_shot":
@@ -60,6 +63,7 @@ def run(head: str, n: int, d: int, n_domains: int, n_classes: int) -> dict:
         "d": d,
         "folds": n_domains,
         "classes": n_classes,
+        "views": n_views,
         "gridsearch_s": grid_s,
         "cv_s": cv_s,
         "speedup": grid_s / cv_s,
@@ -91,9 +95,10 @@ def main() -> None:
     parser.add_argument("--d", type=int, default=512)
     parser.add_argument("--domains", type=int, default=4)
     parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--views", type=int, default=1)
     args = parser.parse_args()
     for head in args.head:
-        row = run(head, args.n, args.d, args.domains, args.classes)
+        row = run(head, args.n, args.d, args.domains, args.classes, args.views)
         print(
             "  ".join(
                 f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()

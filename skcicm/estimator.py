@@ -330,12 +330,7 @@ class InvariantCausalMechanism(
                 self, X, dtype=[np.float64, np.float32], ensure_all_finite=False, reset=reset
             )
         n_samples, n_features = X.shape
-        n_components = n_features if self.n_components is None else self.n_components
-        if n_components > n_features:
-            raise ValueError(
-                f"n_components={n_components} must be <= n_features={n_features} "
-                "(the embedding dimension)."
-            )
+        n_components = self._check_n_components(n_features)
         views = (
             None
             if interventions is None
@@ -396,12 +391,7 @@ class InvariantCausalMechanism(
                 f"X has {n_features} features, but this estimator was fitted with "
                 f"{self.n_features_in_}."
             )
-        n_components = n_features if self.n_components is None else self.n_components
-        if n_components > n_features:
-            raise ValueError(
-                f"n_components={n_components} must be <= n_features={n_features} "
-                "(the embedding dimension)."
-            )
+        n_components = self._check_n_components(n_features)
         views = interventions
         if views is not None:
             if views.shape in ((n_samples, n_features),):
@@ -428,6 +418,15 @@ class InvariantCausalMechanism(
             self.classes_ = self._class_text[1]
             self.class_weights_ = unit_rows(self._class_text[0] @ self.components_.T)
         return self
+
+    def _check_n_components(self, n_features: int) -> int:
+        n_components = n_features if self.n_components is None else self.n_components
+        if n_components > n_features:
+            raise ValueError(
+                f"n_components={n_components} must be <= n_features={n_features} "
+                "(the embedding dimension)."
+            )
+        return n_components
 
     def _fit_probe(self, features: np.ndarray, y: np.ndarray) -> Any:
         classifier = self.classifier if self.classifier is not None else _default_classifier()
