@@ -8,8 +8,16 @@ from importlib import metadata as _metadata
 from typing import Any
 
 from skcicm.estimator import InvariantCausalMechanism, NoInterventionWarning
+from skcicm.fit_inputs import NoInterventionError
+from skcicm.model_selection import InvariantCausalMechanismCV
 
-__all__ = ["CLIPFeaturizer", "InvariantCausalMechanism", "NoInterventionWarning"]
+__all__ = [
+    "CLIPFeaturizer",
+    "InvariantCausalMechanism",
+    "InvariantCausalMechanismCV",
+    "NoInterventionError",
+    "NoInterventionWarning",
+]
 try:  # written once, in pyproject.toml
     __version__ = _metadata.version("skcicm")
 except _metadata.PackageNotFoundError:  # a source tree that was never installed

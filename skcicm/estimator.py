@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from numbers import Integral, Real
 from typing import Any
 
@@ -15,28 +14,43 @@ from sklearn.base import (
     _fit_context,
     clone,
 )
+from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.extmath import softmax
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from skcicm.fit_context import fit_context_of
-from skcicm.subspace import (
-    domain_contrast_deltas,
-    intervention_covariance,
-    invariant_subspace,
-    second_moment,
-    unit_rows,
+from skcicm.fit_context import complete_from_context
+from skcicm.fit_inputs import (
+    NoInterventionError,
+    check_class_embeddings,
+    check_domains,
+    check_interventions,
+    check_pairs,
+    domain_cells,
+    has_domain_contrast,
+    missing_intervention_message,
 )
+from skcicm.statistics import InterventionStatistics, dask_statistics
+from skcicm.subspace import invariant_subspace, unit_rows
 
 # The linear-probe classifier of the authors' released evaluation script.
 DEFAULT_PROBE_C = 0.316
 
 
+__all__ = ["InvariantCausalMechanism", "NoInterventionError", "NoInterventionWarning"]
+
+
 class NoInterventionWarning(UserWarning):
-    """The fit saw no interventional data, so ``lam`` has no effect."""
+    """No longer emitted: a fit that needs interventional data and has none raises
+    :class:`NoInterventionError`. Kept so that existing warning filters still import."""
+
+
+def is_dask_collection(X: Any) -> bool:
+    """Whether X is a Dask collection, without importing Dask (an optional dependency)."""
+    return type(X).__module__.split(".")[0] == "dask" and hasattr(X, "__dask_graph__")
 
 
 def _default_classifier() -> LogisticRegression:
@@ -45,6 +59,8 @@ def _default_classifier() -> LogisticRegression:
 
 def _head_has(method: str):
     def check(estimator: InvariantCausalMechanism) -> bool:
+        if estimator.head is None:
+            return False
         if estimator.head == "zero_shot":
             return True
         classifier = getattr(estimator, "classifier_", None)
@@ -74,11 +90,16 @@ class InvariantCausalMechanism(
         Dimension K of the invariant subspace. None keeps all ``n_features`` directions.
     lam : float, default=1.0
         Weight lambda of the intervention penalty. With ``lam=0`` and ``n_components=None`` the
-        projection is a rotation and the estimator reproduces plain CLIP.
-    head : {"linear_probe", "zero_shot"}, default="linear_probe"
+        projection is a rotation and the estimator reproduces plain CLIP. ``lam > 0`` needs
+        interventional data (``interventions``, ``domains`` or ``intervention_pairs``, or
+        the context carried from :class:`skcicm.CLIPFeaturizer`); without it :meth:`fit`
+        raises :class:`~skcicm.estimator.NoInterventionError` instead of fitting a PCA.
+    head : {"linear_probe", "zero_shot"} or None, default="linear_probe"
         How to classify. ``"linear_probe"`` fits ``classifier`` on the invariant features.
         ``"zero_shot"`` classifies by cosine similarity between projected embeddings and
         projected text embeddings of class prompts (``class_embeddings`` in :meth:`fit`).
+        None makes a transformer only, for Pipelines that put their own classifier after it:
+        no classifier is fitted and ``predict`` is not available.
     classifier : estimator or None, default=None
         Classifier of the linear probe; None means ``LogisticRegression(C=0.316,
         max_iter=1000)``, the authors' choice. It is cloned before fitting.
@@ -121,9 +142,11 @@ class InvariantCausalMechanism(
     classes_ : ndarray of shape (n_classes,)
         Class labels.
     classifier_ : estimator
-        The fitted linear-probe classifier (``head="linear_probe"`` only).
+        The fitted linear-probe classifier (``head="linear_probe"`` and ``y`` given only).
     class_weights_ : ndarray of shape (n_classes, n_components_)
         Unit-norm projected class embeddings (``head="zero_shot"`` only).
+    n_samples_seen_ : int
+        Number of samples in the statistics (all batches for :meth:`partial_fit`).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -153,7 +176,7 @@ class InvariantCausalMechanism(
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
         "lam": [Interval(Real, 0, None, closed="left")],
-        "head": [StrOptions({"linear_probe", "zero_shot"})],
+        "head": [StrOptions({"linear_probe", "zero_shot"}), None],
         "classifier": [HasMethods(["fit", "predict"]), None],
         "selection": [StrOptions({"largest", "smallest"})],
         "center": ["boolean"],
@@ -167,7 +190,7 @@ class InvariantCausalMechanism(
         n_components: int | None = None,
         lam: float = 1.0,
         *,
-        head: str = "linear_probe",
+        head: str | None = "linear_probe",
         classifier: Any = None,
         selection: str = "largest",
         center: bool = False,
@@ -199,6 +222,9 @@ class InvariantCausalMechanism(
     ) -> InvariantCausalMechanism:
         """Estimate the invariant subspace, then fit the classification head.
 
+        The statistics are accumulated in bounded chunks (:mod:`skcicm.statistics`), so ``X``
+        and ``interventions`` may be ``numpy.memmap`` arrays larger than memory.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
@@ -206,13 +232,12 @@ class InvariantCausalMechanism(
             Pipeline, it carries the interventional embeddings, text prompt pairs and class
             embeddings the featurizer computed; explicit arguments take precedence.
         y : array-like of shape (n_samples,), default=None
-            Class labels. Required by the linear probe and by ``domains``.
+            Class labels, needed by the linear probe and by ``domains``. Without them only
+            the subspace is learned: :meth:`transform` works, :meth:`predict` does not.
         interventions : array-like of shape (n_samples, n_features) or \
-                (n_views, n_samples, n_features), default=None
+                (n_samples, n_views, n_features), default=None
             Embeddings of intervened copies of the samples: ``Delta = X - interventions``.
-            The sample-major layout (n_samples, n_views, n_features) is accepted too; it is
-            the one that survives GridSearchCV's splitting of routed metadata. When
-            n_samples equals n_views the views-major layout is assumed.
+            3-D arrays are sample-major, the layout that cross-validation splits.
         domains : array-like of shape (n_samples,), default=None
             Domain labels. Deltas are differences of class-conditional means between every
             pair of domains (see :func:`skcicm.subspace.domain_contrast_deltas`).
@@ -229,51 +254,210 @@ class InvariantCausalMechanism(
         -------
         self : object
             The fitted estimator.
-        """
-        context = fit_context_of(X)
-        if interventions is None:
-            interventions = context.get("interventions")
-        if intervention_pairs is None:
-            intervention_pairs = context.get("intervention_pairs")
-        if class_embeddings is None:
-            class_embeddings = context.get("class_embeddings")
-            if class_labels is None:
-                class_labels = context.get("class_labels")
 
-        if self.head == "linear_probe" or y is not None:
-            X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        Raises
+        ------
+        NoInterventionError
+            When ``lam > 0`` and there is no interventional data, before any fitting work.
+        """
+        self._statistics = None
+        return self._fit_batch(
+            X, y, interventions, domains, intervention_pairs, class_embeddings, class_labels
+        )
+
+    @available_if(lambda estimator: estimator.head != "linear_probe")
+    @_fit_context(prefer_skip_nested_validation=False)
+    def partial_fit(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        interventions: Any = None,
+        domains: Any = None,
+        intervention_pairs: tuple[Any, Any] | None = None,
+        class_embeddings: Any = None,
+        class_labels: Any = None,
+    ) -> InvariantCausalMechanism:
+        """Add a batch to the statistics and re-solve the subspace, in O(d^2) memory.
+
+        Parameters are those of :meth:`fit`, for one batch; ``intervention_pairs`` given in
+        several calls are pooled. Only for ``head="zero_shot"`` or ``head=None``: the linear
+        probe cannot be fitted incrementally, because the projection changes with every
+        batch. With ``lam > 0`` the statistics so far must hold Deltas, and domain contrasts
+        need a class seen in two domains across the batches so far.
+
+        Returns
+        -------
+        self : object
+            The estimator, fitted on all batches so far.
+        """
+        return self._fit_batch(
+            X, y, interventions, domains, intervention_pairs, class_embeddings, class_labels
+        )
+
+    def _fit_batch(
+        self,
+        X: Any,
+        y: Any,
+        interventions: Any,
+        domains: Any,
+        intervention_pairs: Any,
+        class_embeddings: Any,
+        class_labels: Any,
+    ) -> InvariantCausalMechanism:
+        previous = getattr(self, "_statistics", None)
+        interventions, intervention_pairs, class_embeddings, class_labels = complete_from_context(
+            X,
+            interventions=interventions,
+            intervention_pairs=intervention_pairs,
+            class_embeddings=class_embeddings,
+            class_labels=class_labels,
+        ).values()
+
+        reset = previous is None
+        if is_dask_collection(X):
+            return self._fit_dask(
+                X, y, interventions, domains, intervention_pairs, class_embeddings, class_labels
+            )
+        # Finiteness is checked chunk by chunk in the statistics: one read of memory-mapped X.
+        if y is not None:
+            X, y = validate_data(
+                self, X, y, dtype=[np.float64, np.float32], ensure_all_finite=False, reset=reset
+            )
             check_classification_targets(y)
         else:
-            X = validate_data(self, X, dtype=[np.float64, np.float32])
-        X = X.astype(np.float64, copy=False)
+            X = validate_data(
+                self, X, dtype=[np.float64, np.float32], ensure_all_finite=False, reset=reset
+            )
         n_samples, n_features = X.shape
+        n_components = self._check_n_components(n_features)
+        views = (
+            None
+            if interventions is None
+            else check_interventions(interventions, n_samples, n_features)
+        )
+        pairs = None if intervention_pairs is None else check_pairs(intervention_pairs, n_features)
+        cells = set() if previous is None else set(previous.domain_sums)
+        if domains is not None:
+            domains = check_domains(domains, y, n_samples)
+            cells |= domain_cells(y, domains)
+        if self.head == "zero_shot":
+            if class_embeddings is None and not reset:
+                class_embeddings, class_labels = self._class_text
+            self._class_text = check_class_embeddings(class_embeddings, class_labels, y, n_features)
+        self._check_interventional_data(previous, views, pairs, domains, cells)
 
+        statistics = previous or InterventionStatistics(n_features, center=self.center)
+        statistics.add_samples(X, views, y=y, domains=domains)
+        if pairs is not None:
+            statistics.add_pairs(*pairs)
+        self._solve(statistics, n_components)
+        if self.head != "linear_probe":
+            self._statistics = statistics
+        self.n_samples_seen_ = statistics.n_samples
+
+        if self.head == "zero_shot":
+            self.classes_ = self._class_text[1]
+            self.class_weights_ = unit_rows(self._class_text[0] @ self.components_.T)
+        elif self.head == "linear_probe" and y is not None:
+            self.classifier_ = self._fit_probe(self._project(X, centred=True), y)
+            self.classes_ = self.classifier_.classes_
+        return self
+
+    def _fit_dask(
+        self,
+        X: Any,
+        y: Any,
+        interventions: Any,
+        domains: Any,
+        intervention_pairs: Any,
+        class_embeddings: Any,
+        class_labels: Any,
+    ) -> InvariantCausalMechanism:
+        """Fit from a Dask array: per-block statistics reduced on the cluster, no gather."""
+        if domains is not None or (self.head == "linear_probe" and y is not None):
+            raise ValueError(
+                "A Dask X supports interventions and intervention_pairs with head='zero_shot' "
+                "or head=None; domains and the linear probe need the embeddings in memory. Put "
+                "a classifier after InvariantCausalMechanism(head=None) on transform's output."
+            )
+        if X.ndim != 2 or X.dtype.kind != "f":
+            raise ValueError(f"X must be a 2-D float array; got {X.ndim}-D of dtype {X.dtype}.")
+        n_samples, n_features = X.shape
+        if getattr(self, "_statistics", None) is None:
+            self.n_features_in_ = n_features
+        elif n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {n_features} features, but this estimator was fitted with "
+                f"{self.n_features_in_}."
+            )
+        n_components = self._check_n_components(n_features)
+        views = interventions
+        if views is not None:
+            if views.shape in ((n_samples, n_features),):
+                views = views[:, None, :]
+            if views.ndim != 3 or views.shape[0] != n_samples or views.shape[2] != n_features:
+                raise ValueError(
+                    f"interventions has shape {views.shape}; expected the sample-major layout "
+                    f"({n_samples}, n_views, {n_features}) to match X."
+                )
+        pairs = None if intervention_pairs is None else check_pairs(intervention_pairs, n_features)
+        if self.head == "zero_shot":
+            self._class_text = check_class_embeddings(class_embeddings, class_labels, y, n_features)
+        previous = getattr(self, "_statistics", None)
+        self._check_interventional_data(previous, views, pairs, None, set())
+        statistics = dask_statistics(X, views, center=self.center)
+        if pairs is not None:
+            statistics.add_pairs(*pairs)
+        if previous is not None:
+            statistics = previous.merge(statistics)
+        self._solve(statistics, n_components)
+        self._statistics = statistics if self.head != "linear_probe" else None
+        self.n_samples_seen_ = statistics.n_samples
+        if self.head == "zero_shot":
+            self.classes_ = self._class_text[1]
+            self.class_weights_ = unit_rows(self._class_text[0] @ self.components_.T)
+        return self
+
+    def _check_n_components(self, n_features: int) -> int:
         n_components = n_features if self.n_components is None else self.n_components
         if n_components > n_features:
             raise ValueError(
                 f"n_components={n_components} must be <= n_features={n_features} "
                 "(the embedding dimension)."
             )
+        return n_components
 
-        delta_sources = self._collect_deltas(X, y, interventions, domains, intervention_pairs)
-        self.intervention_sources_ = tuple(delta_sources)
-        if not delta_sources:
-            warnings.warn(
-                "No interventional data (interventions, domains or intervention_pairs) was "
-                "given: the fit reduces to lam=0, an uncentred PCA of X.",
-                NoInterventionWarning,
-                stacklevel=2,
+    def _fit_probe(self, features: np.ndarray, y: np.ndarray) -> Any:
+        classifier = self.classifier if self.classifier is not None else _default_classifier()
+        return clone(classifier).fit(features, y)
+
+    def _check_interventional_data(
+        self, previous: Any, views: Any, pairs: Any, domains: Any, cells: set
+    ) -> None:
+        if domains is not None and self.lam > 0 and not has_domain_contrast(cells):
+            raise NoInterventionError(
+                f"domains gives no Deltas for lam={self.lam}: no class occurs in two or more "
+                "domains (leave-one-domain-out with two source domains leaves one domain per "
+                "training fold). Give three or more domains, other interventional data, or "
+                "lam=0."
             )
+        has_data = views is not None or pairs is not None or domains is not None
+        if previous is not None and previous.delta_grams():
+            has_data = True
+        if self.lam > 0 and not has_data:
+            raise NoInterventionError(missing_intervention_message(self.lam))
 
-        self.mean_ = X.mean(axis=0) if self.center else np.zeros(n_features)
-        sigma_z = second_moment(X, center=self.center)
-        sigma_delta = intervention_covariance(list(delta_sources.values()), n_features)
+    def _solve(self, statistics: InterventionStatistics, n_components: int) -> None:
+        sigma_z = statistics.sigma_z()
+        sigma_delta = statistics.sigma_delta()
+        self.intervention_sources_ = tuple(statistics.delta_grams())
         self.intervention_covariance_ = sigma_delta
+        self.mean_ = statistics.mean() if self.center else np.zeros(statistics.n_features)
         self.effective_lam_ = float(self.lam)
         trace_delta = np.trace(sigma_delta)
         if self.lam_scale == "trace" and trace_delta > 0:
             self.effective_lam_ = float(self.lam * np.trace(sigma_z) / trace_delta)
-
         self.components_, self.eigenvalues_ = invariant_subspace(
             sigma_z,
             sigma_delta,
@@ -284,96 +468,21 @@ class InvariantCausalMechanism(
         )
         self.n_components_ = n_components
 
-        if self.head == "zero_shot":
-            self._fit_zero_shot(class_embeddings, class_labels, y, n_features)
-        else:
-            self.classifier_ = clone(
-                self.classifier if self.classifier is not None else _default_classifier()
-            )
-            self.classifier_.fit(self._project(X, centred=True), y)
-            self.classes_ = self.classifier_.classes_
-        return self
-
-    def _collect_deltas(
-        self,
-        X: np.ndarray,
-        y: np.ndarray | None,
-        interventions: Any,
-        domains: Any,
-        intervention_pairs: Any,
-    ) -> dict[str, np.ndarray]:
-        n_samples, n_features = X.shape
-        sources: dict[str, np.ndarray] = {}
-        if interventions is not None:
-            views = _as_views(interventions, n_samples, n_features)
-            sources["interventions"] = (X[None] - views).reshape(-1, n_features)
-        if domains is not None:
-            if y is None:
-                raise ValueError(
-                    "domains needs class labels y: Deltas are built from differences of "
-                    "class-conditional means between domains."
-                )
-            domains = np.asarray(domains)
-            if domains.shape != (n_samples,):
-                raise ValueError(
-                    f"domains has shape {domains.shape}; expected ({n_samples},), one label "
-                    "per sample of X."
-                )
-            deltas = domain_contrast_deltas(X, y, domains)
-            if deltas.shape[0] == 0:
-                warnings.warn(
-                    "domains gave no Deltas: no class occurs in two or more domains.",
-                    NoInterventionWarning,
-                    stacklevel=3,
-                )
-            else:
-                sources["domains"] = deltas
-        if intervention_pairs is not None:
-            sources["intervention_pairs"] = _pair_deltas(intervention_pairs, n_features)
-        return sources
-
-    def _fit_zero_shot(
-        self, class_embeddings: Any, class_labels: Any, y: Any, n_features: int
-    ) -> None:
-        if class_embeddings is None:
-            raise ValueError(
-                "head='zero_shot' needs class_embeddings: text embeddings of the class prompts, "
-                "e.g. CLIPFeaturizer(...).class_embeddings(class_names), passed to fit() or "
-                "computed by a CLIPFeaturizer with class_names in the same Pipeline."
-            )
-        class_embeddings = check_array(
-            class_embeddings, dtype=np.float64, input_name="class_embeddings"
-        )
-        if class_embeddings.shape[1] != n_features:
-            raise ValueError(
-                f"class_embeddings has {class_embeddings.shape[1]} features but X has "
-                f"{n_features}: both must come from the same CLIP model."
-            )
-        n_classes = class_embeddings.shape[0]
-        labels = np.arange(n_classes) if class_labels is None else np.asarray(class_labels)
-        if labels.shape != (n_classes,) or len(np.unique(labels)) != n_classes:
-            raise ValueError(
-                f"class_labels must hold {n_classes} distinct labels, one per row of "
-                f"class_embeddings; got shape {labels.shape}."
-            )
-        if y is not None:
-            unknown = np.setdiff1d(np.unique(y), labels)
-            if unknown.size:
-                raise ValueError(
-                    f"Labels {unknown.tolist()[:10]} in y have no class embedding; "
-                    f"class_labels are {labels.tolist()[:10]}."
-                )
-        self.classes_ = labels
-        self.class_weights_ = unit_rows(class_embeddings @ self.components_.T)
-
     def _project(self, X: np.ndarray, *, centred: bool) -> np.ndarray:
-        if centred:
-            X = X - self.mean_
-        return X @ self.components_.T
+        # Subtracting the projected mean spares a centred copy of X.
+        projected = X @ self.components_.T
+        if centred and self.center:
+            projected -= self.mean_ @ self.components_.T
+        return projected
 
     def transform(self, X: Any) -> np.ndarray:
-        """Return the invariant features of ``X``, of shape (n_samples, n_components_)."""
+        """Return the invariant features of ``X``, of shape (n_samples, n_components_).
+
+        A Dask array gives a lazy Dask array.
+        """
         check_is_fitted(self)
+        if is_dask_collection(X):
+            return (X - self.mean_) @ self.components_.T
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return self._project(X.astype(np.float64, copy=False), centred=True)
 
@@ -383,6 +492,16 @@ class InvariantCausalMechanism(
         projected = self._project(X.astype(np.float64, copy=False), centred=False)
         return unit_rows(projected) @ self.class_weights_.T
 
+    def _probe(self) -> Any:
+        check_is_fitted(self)
+        if not hasattr(self, "classifier_"):
+            raise NotFittedError(
+                "This InvariantCausalMechanism was fitted without class labels y, so it learned "
+                "the subspace only: transform works, but predictions need labels. Fit with y, "
+                "or use head='zero_shot' with class_embeddings."
+            )
+        return self.classifier_
+
     @available_if(_head_has("decision_function"))
     def decision_function(self, X: Any) -> np.ndarray:
         """Class scores: cosine similarities (zero-shot) or the probe's decision function.
@@ -390,26 +509,32 @@ class InvariantCausalMechanism(
         Returns shape (n_samples,) for two classes, as scikit-learn classifiers do, else
         (n_samples, n_classes).
         """
-        check_is_fitted(self)
         if self.head == "linear_probe":
-            return self.classifier_.decision_function(self.transform(X))
+            return self._probe().decision_function(self.transform(X))
+        check_is_fitted(self)
         similarity = self._zero_shot_similarity(X)
         return similarity[:, 1] - similarity[:, 0] if similarity.shape[1] == 2 else similarity
 
     @available_if(_head_has("predict_proba"))
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, of shape (n_samples, n_classes)."""
-        check_is_fitted(self)
         if self.head == "linear_probe":
-            return self.classifier_.predict_proba(self.transform(X))
+            return self._probe().predict_proba(self.transform(X))
+        check_is_fitted(self)
         return softmax(self.temperature * self._zero_shot_similarity(X))
 
+    @available_if(_head_has("predict"))
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class labels, of shape (n_samples,)."""
-        check_is_fitted(self)
         if self.head == "linear_probe":
-            return self.classifier_.predict(self.transform(X))
+            return self._probe().predict(self.transform(X))
+        check_is_fitted(self)
         return self.classes_[self._zero_shot_similarity(X).argmax(axis=1)]
+
+    @available_if(_head_has("predict"))
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean accuracy of :meth:`predict` on ``X`` against ``y``."""
+        return super().score(X, y, sample_weight=sample_weight)
 
     @property
     def _n_features_out(self) -> int:
@@ -417,42 +542,7 @@ class InvariantCausalMechanism(
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.target_tags.required = self.head == "linear_probe"
+        tags.target_tags.required = False
+        if self.head is None:
+            tags.estimator_type = None
         return tags
-
-
-def _as_views(interventions: Any, n_samples: int, n_features: int) -> np.ndarray:
-    """Return interventions as (n_views, n_samples, n_features), whatever layout was given."""
-    views = check_array(
-        interventions, dtype=np.float64, allow_nd=True, ensure_2d=False, input_name="interventions"
-    )
-    expected = (
-        f"expected ({n_samples}, {n_features}), (n_views, {n_samples}, {n_features}) or "
-        f"({n_samples}, n_views, {n_features}) to match X"
-    )
-    if views.ndim == 2 and views.shape == (n_samples, n_features):
-        return views[None]
-    if views.ndim == 3 and views.shape[2] == n_features:
-        if views.shape[1] == n_samples:
-            return views
-        if views.shape[0] == n_samples:
-            return views.transpose(1, 0, 2)
-    raise ValueError(f"interventions has shape {views.shape}; {expected}.")
-
-
-def _pair_deltas(intervention_pairs: Any, n_features: int) -> np.ndarray:
-    if not isinstance(intervention_pairs, tuple | list) or len(intervention_pairs) != 2:
-        raise ValueError(
-            "intervention_pairs must be a tuple (Z_a, Z_b) of two arrays of shape "
-            "(n_pairs, n_features)."
-        )
-    first, second = (
-        check_array(side, dtype=np.float64, input_name=f"intervention_pairs[{i}]")
-        for i, side in enumerate(intervention_pairs)
-    )
-    if first.shape != second.shape or first.shape[1] != n_features:
-        raise ValueError(
-            f"intervention_pairs sides have shapes {first.shape} and {second.shape}; both "
-            f"must be (n_pairs, {n_features})."
-        )
-    return first - second

@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.utils.validation import check_is_fitted
 
 FIT_CONTEXT_KEYS = ("interventions", "intervention_pairs", "class_embeddings", "class_labels")
 
@@ -24,9 +26,9 @@ class EmbeddingsWithContext(np.ndarray):
     Examples
     --------
     >>> import numpy as np
-    >>> Z = EmbeddingsWithContext.wrap(np.ones((2, 3)), interventions=np.zeros((1, 2, 3)))
+    >>> Z = EmbeddingsWithContext.wrap(np.ones((2, 3)), interventions=np.zeros((2, 1, 3)))
     >>> Z.fit_context["interventions"].shape
-    (1, 2, 3)
+    (2, 1, 3)
     >>> fit_context_of(Z[:1])
     {}
     """
@@ -59,5 +61,104 @@ class EmbeddingsWithContext(np.ndarray):
 
 
 def fit_context_of(X: Any) -> dict[str, Any]:
-    """Return the fit context attached to ``X``, or an empty dict for any other input."""
-    return dict(getattr(X, "fit_context", {}) or {})
+    """Return the fit context attached to ``X``, or an empty dict for any other input.
+
+    Interventions come back sample-major, (n_samples, n_views, n_features), the one layout the
+    estimator accepts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Z = EmbeddingsWithContext.wrap(np.ones((2, 3)), interventions=np.zeros((2, 5, 3)))
+    >>> fit_context_of(Z)["interventions"].shape
+    (2, 5, 3)
+    """
+    context = dict(getattr(X, "fit_context", {}) or {})
+    views = context.get("interventions")
+    if views is not None and np.ndim(views) == 3 and views.shape[0] != len(X):
+        # CLIPFeaturizer stacked its views first until it switched to the sample-major layout.
+        context["interventions"] = np.asarray(views).transpose(1, 0, 2)
+    return context
+
+
+def complete_from_context(X: Any, **explicit: Any) -> dict[str, Any]:
+    """Explicit fit inputs, each missing one taken from the context ``X`` carries.
+
+    Explicit values win; class labels come from the context only with its class embeddings.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Z = EmbeddingsWithContext.wrap(np.ones((2, 3)), class_labels=np.array(["a"]))
+    >>> complete_from_context(Z, interventions=None, class_labels=None)["class_labels"]
+    array(['a'], dtype='<U1')
+    """
+    context = fit_context_of(X)
+    merged = {key: context.get(key) if value is None else value for key, value in explicit.items()}
+    if explicit.get("class_embeddings") is not None:
+        merged["class_labels"] = explicit.get("class_labels")
+    return merged
+
+
+class TransformWithContext(TransformerMixin, BaseEstimator):
+    """Apply a transformer to embeddings and to the fit context they carry, alike.
+
+    A step such as ``StandardScaler`` between :class:`skcicm.CLIPFeaturizer` and
+    :class:`skcicm.InvariantCausalMechanism` returns a plain array and so drops the
+    interventions (the estimator then refuses ``lam > 0``). Wrapped in this class, the fitted
+    transformer maps the intervened views, both sides of the prompt pairs and the class
+    embeddings too, so the estimator sees one consistent embedding space.
+
+    Parameters
+    ----------
+    transformer : estimator
+        A transformer fitted on ``X`` (cloned) and applied to every carried array.
+
+    Attributes
+    ----------
+    transformer_ : estimator
+        The fitted clone.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> Z = EmbeddingsWithContext.wrap(
+    ...     np.array([[0.0, 2.0], [2.0, 4.0]]), interventions=np.ones((2, 1, 2)))
+    >>> scaled = TransformWithContext(StandardScaler()).fit_transform(Z)
+    >>> scaled.fit_context["interventions"][:, 0]
+    array([[ 0., -2.],
+           [ 0., -2.]])
+    """
+
+    def __init__(self, transformer: Any) -> None:
+        self.transformer = transformer
+
+    def fit(self, X: Any, y: Any = None, **fit_params: Any) -> TransformWithContext:
+        """Fit the transformer on the embeddings ``X``."""
+        self.transformer_ = clone(self.transformer).fit(np.asarray(X), y, **fit_params)
+        return self
+
+    def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
+        """Fit on ``X``, then transform ``X`` and its context."""
+        return self.fit(X, y, **fit_params).transform(X)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Transform ``X``; the carried context, if any, is transformed and carried on."""
+        check_is_fitted(self)
+        context = fit_context_of(X)
+        transformed = self.transformer_.transform(np.asarray(X))
+        if not context:
+            return transformed
+        apply = self.transformer_.transform
+        carried: dict[str, Any] = {"class_labels": context.get("class_labels")}
+        views = context.get("interventions")
+        if views is not None:
+            views = np.asarray(views)
+            flat = apply(views.reshape(-1, views.shape[-1]))
+            carried["interventions"] = flat.reshape(*views.shape[:2], -1)
+        if context.get("intervention_pairs") is not None:
+            carried["intervention_pairs"] = tuple(map(apply, context["intervention_pairs"]))
+        if context.get("class_embeddings") is not None:
+            carried["class_embeddings"] = apply(context["class_embeddings"])
+        return EmbeddingsWithContext.wrap(transformed, **carried)

@@ -113,18 +113,44 @@ def invariant_subspace(
     >>> components, values
     (array([[1., 0.]]), array([3.]))
     """
+    eigenvalues, eigenvectors = solve_eigenproblem(
+        sigma_z, sigma_delta, lam=lam, objective=objective
+    )
+    return select_components(eigenvalues, eigenvectors, n_components, selection)
+
+
+def solve_eigenproblem(
+    sigma_z: np.ndarray, sigma_delta: np.ndarray, *, lam: float, objective: str = "difference"
+) -> tuple[np.ndarray, np.ndarray]:
+    """All eigenpairs of the problem :func:`invariant_subspace` solves, eigenvalues ascending.
+
+    One decomposition serves every ``n_components`` and both selections: each is a slice
+    (:func:`select_components`).
+    """
     if objective == "difference":
-        eigenvalues, eigenvectors = np.linalg.eigh(sigma_z - lam * sigma_delta)
-    else:
-        mean_eigenvalue = np.trace(sigma_delta) / sigma_delta.shape[0]
-        identity = np.eye(sigma_delta.shape[0])
-        # Without interventions the problem falls back to the plain one (B = I).
-        regularised = (
-            sigma_delta + RATIO_RIDGE * mean_eigenvalue * identity
-            if mean_eigenvalue > 0
-            else identity
-        )
-        eigenvalues, eigenvectors = scipy.linalg.eigh(sigma_z, regularised)
+        return np.linalg.eigh(sigma_z - lam * sigma_delta)
+    mean_eigenvalue = np.trace(sigma_delta) / sigma_delta.shape[0]
+    identity = np.eye(sigma_delta.shape[0])
+    # Without interventions the problem falls back to the plain one (B = I).
+    regularised = (
+        sigma_delta + RATIO_RIDGE * mean_eigenvalue * identity if mean_eigenvalue > 0 else identity
+    )
+    return scipy.linalg.eigh(sigma_z, regularised)
+
+
+def select_components(
+    eigenvalues: np.ndarray, eigenvectors: np.ndarray, n_components: int, selection: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keep ``n_components`` eigenvectors from the preferred end, with reproducible signs.
+
+    Returns ``(components, eigenvalues)`` with components as rows, most preferred first.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> select_components(np.array([1.0, 2.0]), np.eye(2), 1, "largest")
+    (array([[0., 1.]]), array([2.]))
+    """
     # eigh sorts ascending; the preferred end comes first in the output.
     order = (
         np.arange(n_components) if selection == "smallest" else np.arange(-1, -n_components - 1, -1)

@@ -14,7 +14,7 @@ GRID = {"icm__lam": [0.0, 3.0], "icm__n_components": [4, 16]}
 def _hand_search(featurizer, images, y, domains, extra_fit=None):
     """The same leave-one-domain-out search in embedding space, without the Pipeline."""
     Z = featurizer.transform(images)
-    views = featurizer.intervention_embeddings(images)
+    views = featurizer.intervention_embeddings(images).transpose(1, 0, 2)  # sample-major
     scores = {}
     for lam in GRID["icm__lam"]:
         for k in GRID["icm__n_components"]:
@@ -23,7 +23,7 @@ def _hand_search(featurizer, images, y, domains, extra_fit=None):
                 train, test = domains != target, domains == target
                 kwargs = {key: value[train] for key, value in (extra_fit or {}).items()}
                 icm = InvariantCausalMechanism(n_components=k, lam=lam).fit(
-                    Z[train], y[train], interventions=views[:, train], **kwargs
+                    Z[train], y[train], interventions=views[train], **kwargs
                 )
                 folds.append(icm.score(Z[test], y[test]))
             scores[(lam, k)] = np.mean(folds)

@@ -12,19 +12,20 @@ from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skcicm import InvariantCausalMechanism, NoInterventionWarning
+from skcicm import InvariantCausalMechanism, NoInterventionError
 from skcicm.fit_context import EmbeddingsWithContext
+from skcicm.statistics import InterventionStatistics
 
 
 # No check is skipped by us (scikit-learn itself skips check_array_api_input unless
-# SCIPY_ARRAY_API is set). The checks fit without interventional data, which warns by design
-# (NoInterventionWarning); that warning is filtered in the checks only.
-@pytest.mark.filterwarnings("ignore::skcicm.estimator.NoInterventionWarning")
+# SCIPY_ARRAY_API is set). The checks give no interventional data, which lam > 0 refuses
+# (test_lam_above_zero_without_interventions_fails_closed), so they run with lam=0.
 @parametrize_with_checks(
     [
-        InvariantCausalMechanism(),
-        InvariantCausalMechanism(n_components=2, lam=0.5, center=True, lam_scale="trace"),
-        InvariantCausalMechanism(objective="ratio", selection="smallest"),
+        InvariantCausalMechanism(lam=0.0),
+        InvariantCausalMechanism(n_components=2, lam=0.0, center=True, lam_scale="trace"),
+        InvariantCausalMechanism(lam=0.0, objective="ratio", selection="smallest"),
+        InvariantCausalMechanism(n_components=2, lam=0.0, head=None),
     ]
 )
 def test_sklearn_compatible(estimator, check):
@@ -71,15 +72,27 @@ def test_penalised_directions_are_removed():
     assert icm.score(Z, y) > 0.9
 
 
-def test_views_major_and_sample_major_layouts_agree():
+def test_sample_major_views_pool_their_deltas():
     Z, y, Z_do = _data()
     rng = np.random.default_rng(5)
-    views = np.stack([Z_do, Z_do + rng.normal(size=Z.shape)])
-    a = InvariantCausalMechanism(n_components=2).fit(Z, y, interventions=views)
-    b = InvariantCausalMechanism(n_components=2).fit(Z, y, interventions=views.transpose(1, 0, 2))
-    np.testing.assert_allclose(a.components_, b.components_)
-    stacked = np.concatenate([Z - views[0], Z - views[1]])
-    np.testing.assert_allclose(a.intervention_covariance_, stacked.T @ stacked / len(stacked))
+    views = np.stack([Z_do, Z_do + rng.normal(size=Z.shape)], axis=1)
+    icm = InvariantCausalMechanism(n_components=2).fit(Z, y, interventions=views)
+    stacked = np.concatenate([Z - views[:, 0], Z - views[:, 1]])
+    np.testing.assert_allclose(icm.intervention_covariance_, stacked.T @ stacked / len(stacked))
+    one_view = InvariantCausalMechanism(n_components=2).fit(Z, y, interventions=views[:, :1])
+    two_d = InvariantCausalMechanism(n_components=2).fit(Z, y, interventions=Z_do)
+    np.testing.assert_allclose(one_view.components_, two_d.components_)
+
+
+def test_square_interventions_are_read_sample_major():
+    # n_views == n_samples used to be read views-major; sample-major is now the only layout.
+    Z, y, _ = _data(n=6)
+    views = np.random.default_rng(2).normal(size=(6, 6, 5))
+    icm = InvariantCausalMechanism(lam=0.5, head="zero_shot").fit(
+        Z, interventions=views, class_embeddings=np.eye(5)[:3]
+    )
+    deltas = (Z[:, None, :] - views).reshape(-1, 5)
+    np.testing.assert_allclose(icm.intervention_covariance_, deltas.T @ deltas / 36)
 
 
 def test_domains_and_pairs_are_averaged_sources():
@@ -112,14 +125,28 @@ def test_center_subtracts_training_mean():
     np.testing.assert_allclose(icm.transform(Z), (Z - Z.mean(axis=0)) @ icm.components_.T)
 
 
-def test_no_interventional_data_warns_and_reduces_to_lam_zero():
+def test_lam_above_zero_without_interventions_fails_closed(monkeypatch):
     Z, y, _ = _data()
-    with pytest.warns(NoInterventionWarning, match="reduces to lam=0"):
-        icm = InvariantCausalMechanism(n_components=2, lam=5.0).fit(Z, y)
+    # The error comes before any statistics are computed.
+    monkeypatch.setattr(InterventionStatistics, "add_samples", None)
+    for objective in ("difference", "ratio"):
+        icm = InvariantCausalMechanism(n_components=2, lam=5.0, objective=objective)
+        with pytest.raises(NoInterventionError, match="lam=5.0 needs interventional data") as err:
+            icm.fit(Z, y)
+        for fix in ("directly after CLIPFeaturizer", "interventions=", "lam=0", "StandardScaler"):
+            assert fix in str(err.value)
+        assert not hasattr(icm, "components_")
+
+
+def test_lam_zero_needs_no_interventions_and_is_uncentred_pca():
+    Z, y, _ = _data()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        zero = InvariantCausalMechanism(n_components=2, lam=0.0).fit(Z, y)
-    np.testing.assert_allclose(icm.components_, zero.components_)
+        warnings.simplefilter("error")
+        icm = InvariantCausalMechanism(n_components=2, lam=0.0).fit(Z, y)
+    values, vectors = np.linalg.eigh(Z.T @ Z / len(Z))
+    np.testing.assert_allclose(
+        np.abs(icm.components_ @ vectors[:, ::-1][:, :2]), np.eye(2), atol=1e-8
+    )
 
 
 def test_zero_shot_head_is_cosine_in_the_subspace():
@@ -148,9 +175,7 @@ def test_zero_shot_head_is_cosine_in_the_subspace():
 def test_zero_shot_without_icm_equals_plain_clip_zero_shot():
     Z, y, _ = _data()
     text = np.random.default_rng(8).normal(size=(3, 5))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NoInterventionWarning)
-        icm = InvariantCausalMechanism(lam=0.0, head="zero_shot").fit(Z, class_embeddings=text)
+    icm = InvariantCausalMechanism(lam=0.0, head="zero_shot").fit(Z, class_embeddings=text)
     plain = (Z / np.linalg.norm(Z, axis=1, keepdims=True)) @ (
         text / np.linalg.norm(text, axis=1, keepdims=True)
     ).T
@@ -185,7 +210,7 @@ def test_custom_classifier_without_decision_function():
 
 def test_fit_context_from_featurizer_is_used_and_explicit_arguments_win():
     Z, y, Z_do = _data()
-    carried = EmbeddingsWithContext.wrap(Z, interventions=Z_do[None])
+    carried = EmbeddingsWithContext.wrap(Z, interventions=Z_do[:, None])
     from_context = InvariantCausalMechanism(n_components=2).fit(carried, y)
     explicit = InvariantCausalMechanism(n_components=2).fit(Z, y, interventions=Z_do)
     np.testing.assert_allclose(from_context.components_, explicit.components_)
@@ -197,9 +222,9 @@ def test_fit_context_from_featurizer_is_used_and_explicit_arguments_win():
 
 def test_fit_context_survives_pickling():
     Z, _, Z_do = _data()
-    carried = EmbeddingsWithContext.wrap(Z, interventions=Z_do[None])
+    carried = EmbeddingsWithContext.wrap(Z, interventions=Z_do[:, None])
     restored = pickle.loads(pickle.dumps(carried))
-    np.testing.assert_array_equal(restored.fit_context["interventions"], Z_do[None])
+    np.testing.assert_array_equal(restored.fit_context["interventions"], Z_do[:, None])
     assert restored[:5].fit_context == {}
 
 
@@ -210,6 +235,11 @@ def test_fit_context_survives_pickling():
         ({"lam": -1.0}, {}, r"'lam' parameter .* range \[0.0, inf\)"),
         ({}, {"interventions": np.zeros((10, 5))}, r"interventions has shape \(10, 5\)"),
         ({}, {"interventions": np.zeros((2, 120, 4))}, r"interventions has shape \(2, 120, 4\)"),
+        ({}, {"interventions": np.zeros((2, 120, 5))}, r"looks views-major .* \(120, n_views, 5\)"),
+        ({}, {"interventions": np.zeros((119, 2, 5))}, r"sample-major layout"),
+        ({}, {"domains": np.r_[np.nan, np.zeros(119)]}, r"domains has 1 missing labels .* index 0"),
+        ({}, {"domains": np.r_[None, np.zeros(119)]}, r"domains has 1 missing labels"),
+        ({}, {"domains": np.zeros(120)}, r"domains gives no Deltas for lam=1.0"),
         ({}, {"interventions": np.full((120, 5), np.nan)}, r"interventions contains NaN"),
         ({}, {"domains": np.zeros(3)}, r"domains has shape \(3,\)"),
         ({}, {"intervention_pairs": (np.zeros((2, 5)), np.zeros((3, 5)))}, r"shapes \(2, 5\)"),
@@ -219,11 +249,11 @@ def test_fit_context_survives_pickling():
     ],
 )
 def test_bad_input_raises_a_clear_error(params, fit_kwargs, message):
-    Z, y, _ = _data()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NoInterventionWarning)
-        with pytest.raises(ValueError, match=message):
-            InvariantCausalMechanism(**params).fit(Z, y, **fit_kwargs)
+    Z, y, Z_do = _data()
+    if not {"interventions", "domains"} & set(fit_kwargs):
+        fit_kwargs = {"interventions": Z_do, **fit_kwargs}
+    with pytest.raises(ValueError, match=message):
+        InvariantCausalMechanism(**params).fit(Z, y, **fit_kwargs)
 
 
 def test_non_finite_embeddings_are_rejected():

@@ -1,84 +1,21 @@
 """Choosing CLIP-ICM's ``lam`` and ``n_components`` without looking at the target domain.
 
-The search runs in embedding space: images are encoded once, and every candidate is an
-:class:`~skcicm.InvariantCausalMechanism` fitted on the embeddings, so a grid costs eigen
-decompositions and classifier fits, never a CLIP forward pass.
+The search runs in embedding space with :class:`InvariantCausalMechanismCV`: images are
+encoded once, each fold's statistics are computed once, and a grid costs one eigen
+decomposition per (fold, lam) and the classifier fits, never a CLIP forward pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from numbers import Integral, Real
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import sklearn
-from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
+from sklearn.model_selection import LeaveOneGroupOut
 from sklearn.utils import Bunch
 
-from skcicm.estimator import InvariantCausalMechanism
-
-
-def check_grid(
-    lam: float | Iterable[float], n_components: int | Iterable[int] | None, n_features: int
-) -> tuple[list[float], list[int | None]]:
-    """Validate a grid of ``lam`` and ``n_components`` values.
-
-    Parameters
-    ----------
-    lam : float or iterable of float
-        Non-negative penalty weights.
-    n_components : int, None or iterable of int
-        Subspace dimensions in ``1..n_features``; None means ``n_features``.
-    n_features : int
-        Embedding dimension.
-
-    Returns
-    -------
-    lams, ks : list
-        Sorted unique values.
-
-    Raises
-    ------
-    ValueError
-        For an empty grid, a negative or non-finite ``lam``, or an ``n_components`` outside
-        ``1..n_features``, naming the offending value.
-
-    Examples
-    --------
-    >>> check_grid([1.0, 0.1, 1.0], 8, n_features=16)
-    ([0.1, 1.0], [8])
-    """
-    lams = [lam] if isinstance(lam, Real) else list(lam)
-    ks = (
-        [n_components]
-        if n_components is None or isinstance(n_components, Integral)
-        else list(n_components)
-    )
-    if not lams or not ks:
-        raise ValueError("The lam and n_components grids must each hold at least one value.")
-    for value in lams:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, Real)
-            or not np.isfinite(value)
-            or value < 0
-        ):
-            raise ValueError(f"lam values must be finite numbers >= 0; got {value!r}.")
-    for value in ks:
-        if value is None:
-            continue
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, Integral)
-            or not 1 <= value <= n_features
-        ):
-            raise ValueError(
-                f"n_components values must be integers in 1..{n_features} (the embedding "
-                f"dimension); got {value!r}."
-            )
-    ks = [n_features if k is None else int(k) for k in ks]
-    return sorted({float(v) for v in lams}), sorted(set(ks))
+from skcicm.model_selection._cv import InvariantCausalMechanismCV
+from skcicm.model_selection._params import check_grid
 
 
 def lodo_grid_search(
@@ -125,9 +62,10 @@ def lodo_grid_search(
     class_embeddings, class_labels : ndarray, default=None
         Class prompt embeddings and their labels, for ``head="zero_shot"``.
     estimator_params : dict, default=None
-        Other :class:`~skcicm.InvariantCausalMechanism` parameters.
+        Other :class:`~skcicm.InvariantCausalMechanism` parameters (``selection``,
+        ``lam_scale``, ``center``, ``objective``, ``classifier``, ``temperature``).
     n_jobs : int, default=None
-        Parallel candidate fits (joblib).
+        Folds in parallel (joblib).
 
     Returns
     -------
@@ -152,33 +90,24 @@ def lodo_grid_search(
             "target's holdout (oracle)."
         )
     lams, ks = check_grid(lam, n_components, embeddings.shape[1])
-    fit_params: dict[str, Any] = {
-        "interventions": interventions,
-        "intervention_pairs": intervention_pairs,
-        "domains": domains if domain_interventions else None,
-        "class_embeddings": class_embeddings,
-        "class_labels": class_labels,
-    }
-    fit_params = {key: value for key, value in fit_params.items() if value is not None}
-    for key in ("class_embeddings", "class_labels"):
-        # GridSearchCV splits every fit parameter as long as the samples; these are per class.
-        if key in fit_params and len(fit_params[key]) == embeddings.shape[0]:
-            raise ValueError(
-                f"{key} has one row per sample ({embeddings.shape[0]}), so cross-validation "
-                "would split it like the samples; tuning needs more samples than classes."
-            )
-    with sklearn.config_context(enable_metadata_routing=True):
-        estimator = InvariantCausalMechanism(head=head, **(estimator_params or {}))
-        estimator.set_fit_request(**dict.fromkeys(fit_params, True))
-        search = GridSearchCV(
-            estimator,
-            {"lam": lams, "n_components": ks},
-            cv=LeaveOneGroupOut(),
-            refit=False,
-            n_jobs=n_jobs,
-            error_score="raise",
-        )
-        search.fit(embeddings, y, groups=domains, **fit_params)
+    search = InvariantCausalMechanismCV(
+        lams,
+        ks,
+        cv=LeaveOneGroupOut(),
+        head=head,
+        refit=False,
+        n_jobs=n_jobs,
+        **(estimator_params or {}),
+    ).fit(
+        embeddings,
+        y,
+        groups=domains,
+        interventions=interventions,
+        intervention_pairs=intervention_pairs,
+        domains=domains if domain_interventions else None,
+        class_embeddings=class_embeddings,
+        class_labels=class_labels,
+    )
     results = search.cv_results_
     rows = []
     for i, params in enumerate(results["params"]):

@@ -1,0 +1,489 @@
+"""Cross-validated CLIP-ICM that shares statistics and eigendecompositions across the grid.
+
+A grid search refits every candidate from scratch: ``Z^T Z``, ``Delta^T Delta`` and an
+eigendecomposition per candidate and fold. Here each fold's statistics are computed once,
+each (fold, lam, lam_scale) gets one eigendecomposition, and every ``n_components`` and
+``selection`` is a slice of it; the held-out and training embeddings are projected once per
+eigendecomposition and sliced too.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+from joblib import Parallel, delayed
+from scipy.stats import rankdata
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context, clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import check_scoring
+from sklearn.model_selection import ParameterGrid, check_cv
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.metadata_routing import get_routing_for_object
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import _check_method_params, check_is_fitted, validate_data
+
+from skcicm.estimator import InvariantCausalMechanism, _default_classifier
+from skcicm.fit_context import complete_from_context
+from skcicm.fit_inputs import (
+    NoInterventionError,
+    check_class_embeddings,
+    check_domains,
+    check_interventions,
+    check_pairs,
+    domain_cells,
+    has_domain_contrast,
+    missing_intervention_message,
+)
+from skcicm.model_selection._params import check_grid
+from skcicm.statistics import InterventionStatistics
+from skcicm.subspace import select_components, solve_eigenproblem, unit_rows
+
+TUNABLE_CHOICES = {"selection": ("largest", "smallest"), "lam_scale": ("absolute", "trace")}
+
+
+class _Candidate(InvariantCausalMechanism):
+    """A fitted candidate that projects the fold's cached arrays by slicing, not multiplying.
+
+    ``_cached_projections`` holds ``(array, X @ V^T, cumulative squared norms or None)`` for
+    the fold's arrays, V being every eigenvector in preferred order; a candidate keeping K
+    directions uses the first K columns.
+    """
+
+    def _cached(self, X: np.ndarray) -> tuple | None:
+        return next((entry[1:] for entry in self._cached_projections if entry[0] is X), None)
+
+    def _project(self, X: np.ndarray, *, centred: bool) -> np.ndarray:
+        cached = self._cached(X)
+        if cached is None:
+            return super()._project(X, centred=centred)
+        projected = cached[0][:, : self.n_components_]
+        if centred and self.center:
+            projected = projected - self.mean_ @ self.components_.T
+        return projected
+
+    def _zero_shot_similarity(self, X: Any) -> np.ndarray:
+        cached = self._cached(X)
+        if cached is None or cached[1] is None:
+            return super()._zero_shot_similarity(X)
+        projection, cumulative = cached
+        norms = np.sqrt(cumulative[:, self.n_components_ - 1])
+        scores = projection[:, : self.n_components_] @ self.class_weights_.T
+        return scores / np.maximum(norms, np.finfo(np.float32).tiny)[:, None]
+
+
+def _choices(value: str | list[str], name: str) -> list[str]:
+    values = [value] if isinstance(value, str) else list(value)
+    unknown = set(values) - set(TUNABLE_CHOICES[name])
+    if not values or unknown:
+        raise ValueError(
+            f"{name} must be one of {TUNABLE_CHOICES[name]} or a list of them; got {value!r}."
+        )
+    return values
+
+
+def _delegate_has(method: str):
+    def check(search: InvariantCausalMechanismCV) -> bool:
+        if hasattr(search, "best_estimator_"):
+            return hasattr(search.best_estimator_, method)
+        return hasattr(search._candidate_template(), method)
+
+    return check
+
+
+class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimator):
+    """CLIP-ICM with ``lam`` and ``n_components`` chosen by cross-validation.
+
+    Equivalent to ``GridSearchCV(InvariantCausalMechanism(...), {"lam": lams,
+    "n_components": n_components, ...}, cv=cv, scoring=scoring)`` on embeddings, with the same
+    ``cv_results_`` scores and choice, but each fold's statistics are computed once, one
+    eigendecomposition serves every ``n_components`` and ``selection`` of a (fold, lam), and the
+    fold's embeddings are projected once per eigendecomposition.
+
+    Parameters
+    ----------
+    lams : float or sequence of float, default=(0.0, 0.1, 1.0, 10.0)
+        Penalty weights to try (sorted, duplicates dropped).
+    n_components : int, sequence of int or None, default=None
+        Subspace dimensions to try; None means all ``n_features``.
+    selection : str or list of str, default="largest"
+        Eigenvalue end(s) to try (see :class:`~skcicm.InvariantCausalMechanism`).
+    lam_scale : str or list of str, default="absolute"
+        Lambda scaling(s) to try.
+    cv : int, cross-validation generator or iterable, default=None
+        As in scikit-learn; pass ``LeaveOneGroupOut()`` and ``groups=domains`` for
+        leave-one-domain-out selection.
+    scoring : str or callable, default=None
+        A scikit-learn scorer; None is the estimator's accuracy.
+    head, classifier, center, objective, temperature :
+        Passed to every candidate (see :class:`~skcicm.InvariantCausalMechanism`).
+    refit : bool, default=True
+        Refit the best candidate on all data as ``best_estimator_``.
+    warm_start : bool, default=False
+        Start each LogisticRegression probe from the one of the next smaller
+        ``n_components`` (same fold, lam and selection), padded with zeros. Faster; the
+        scores then agree with a cold-started grid search only to the solver's tolerance.
+    n_jobs : int, default=None
+        Folds run in parallel with joblib (any backend, including Dask's).
+
+    Attributes
+    ----------
+    cv_results_ : dict of ndarrays
+        As GridSearchCV's: ``params``, ``param_<name>``, ``split<i>_test_score``,
+        ``mean_test_score``, ``std_test_score``, ``rank_test_score``, in ParameterGrid order.
+    best_index_, best_params_, best_score_ :
+        The chosen candidate (the first of the best rank, as GridSearchCV).
+    lam_, n_components_ : float, int
+        Its ``lam`` and ``n_components``.
+    best_estimator_ : InvariantCausalMechanism
+        The refitted candidate (``refit=True``); prediction and transform delegate to it.
+    n_splits_ : int
+        Number of folds.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.model_selection import LeaveOneGroupOut
+    >>> from skcicm.model_selection import InvariantCausalMechanismCV
+    >>> rng = np.random.default_rng(0)
+    >>> y, domains = np.arange(120) % 2, np.repeat(["a", "b", "c"], 40)
+    >>> Z = rng.normal(size=(120, 4)) + 2 * y[:, None] * [1, 0, 0, 0]
+    >>> Z_do = Z + rng.normal(size=(120, 1)) * [0, 0, 0, 5]
+    >>> search = InvariantCausalMechanismCV([0.0, 1.0], [1, 2], cv=LeaveOneGroupOut())
+    >>> search = search.fit(Z, y, groups=domains, interventions=Z_do)
+    >>> sorted(search.best_params_)
+    ['lam', 'n_components']
+    >>> search.predict(Z[:3]).shape
+    (3,)
+    """
+
+    _parameter_constraints: dict = {
+        "lams": ["array-like", Interval(Real, 0, None, closed="left")],
+        "n_components": ["array-like", Interval(Integral, 1, None, closed="left"), None],
+        "selection": [StrOptions(set(TUNABLE_CHOICES["selection"])), list, tuple],
+        "lam_scale": [StrOptions(set(TUNABLE_CHOICES["lam_scale"])), list, tuple],
+        "cv": ["cv_object"],
+        "scoring": [str, callable, None],
+        "head": [StrOptions({"linear_probe", "zero_shot"})],
+        "classifier": [HasMethods(["fit", "predict"]), None],
+        "center": ["boolean"],
+        "objective": [StrOptions({"difference", "ratio"})],
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "refit": ["boolean"],
+        "warm_start": ["boolean"],
+        "n_jobs": [Integral, None],
+    }
+
+    def __init__(
+        self,
+        lams: Any = (0.0, 0.1, 1.0, 10.0),
+        n_components: Any = None,
+        *,
+        selection: str | list[str] = "largest",
+        lam_scale: str | list[str] = "absolute",
+        cv: Any = None,
+        scoring: Any = None,
+        head: str = "linear_probe",
+        classifier: Any = None,
+        center: bool = False,
+        objective: str = "difference",
+        temperature: float = 100.0,
+        refit: bool = True,
+        warm_start: bool = False,
+        n_jobs: int | None = None,
+    ) -> None:
+        self.lams = lams
+        self.n_components = n_components
+        self.selection = selection
+        self.lam_scale = lam_scale
+        self.cv = cv
+        self.scoring = scoring
+        self.head = head
+        self.classifier = classifier
+        self.center = center
+        self.objective = objective
+        self.temperature = temperature
+        self.refit = refit
+        self.warm_start = warm_start
+        self.n_jobs = n_jobs
+
+    def _candidate_template(self) -> InvariantCausalMechanism:
+        return InvariantCausalMechanism(
+            head=self.head,
+            classifier=self.classifier,
+            center=self.center,
+            objective=self.objective,
+            temperature=self.temperature,
+        )
+
+    def _param_grid(self, n_features: int) -> list[dict[str, Any]]:
+        lams, ks = check_grid(self.lams, self.n_components, n_features)
+        grid: dict[str, list] = {"lam": lams, "n_components": ks}
+        for name in TUNABLE_CHOICES:
+            values = _choices(getattr(self, name), name)
+            if not isinstance(getattr(self, name), str):
+                grid[name] = values
+        return list(ParameterGrid(grid))
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        groups: Any = None,
+        interventions: Any = None,
+        domains: Any = None,
+        intervention_pairs: tuple[Any, Any] | None = None,
+        class_embeddings: Any = None,
+        class_labels: Any = None,
+        **score_params: Any,
+    ) -> InvariantCausalMechanismCV:
+        """Score every candidate on every fold, choose the best, and refit it.
+
+        Parameters are those of :meth:`skcicm.InvariantCausalMechanism.fit`, plus ``groups``
+        for the splitter (domains for leave-one-domain-out). ``interventions`` and
+        ``domains`` are split with the samples; the pairs and class embeddings are shared.
+        Other keyword arguments go to the scorer, split with the samples; a scorer that
+        requests ``interventions`` (metadata routing) gets the held-out samples' ones.
+
+        Returns
+        -------
+        self : object
+        """
+        interventions, intervention_pairs, class_embeddings, class_labels = complete_from_context(
+            X,
+            interventions=interventions,
+            intervention_pairs=intervention_pairs,
+            class_embeddings=class_embeddings,
+            class_labels=class_labels,
+        ).values()
+        if y is not None:
+            X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        else:
+            X = validate_data(self, X, dtype=[np.float64, np.float32])
+        n_samples, n_features = X.shape
+        candidates = self._param_grid(n_features)
+        views = (
+            None
+            if interventions is None
+            else check_interventions(interventions, n_samples, n_features)
+        )
+        pairs = None if intervention_pairs is None else check_pairs(intervention_pairs, n_features)
+        if domains is not None:
+            domains = check_domains(domains, y, n_samples)
+        if self.head == "zero_shot":
+            class_embeddings, class_labels = check_class_embeddings(
+                class_embeddings, class_labels, y, n_features
+            )
+        elif y is None:
+            raise ValueError("head='linear_probe' needs class labels y to score candidates.")
+        needs_deltas = any(c["lam"] > 0 for c in candidates)
+        if needs_deltas and views is None and pairs is None and domains is None:
+            raise NoInterventionError(
+                missing_intervention_message(max(c["lam"] for c in candidates))
+            )
+
+        cv = check_cv(self.cv, y, classifier=True)
+        splits = list(cv.split(X, y, groups))
+        if needs_deltas and domains is not None:
+            for train, _ in splits:
+                if not has_domain_contrast(domain_cells(y[train], domains[train])):
+                    raise NoInterventionError(
+                        "domains gives no Deltas in a training fold: no class occurs in two "
+                        "or more of its domains (leave-one-domain-out needs three or more "
+                        "domains for domain contrasts). Give other interventional data, or "
+                        "only lam=0."
+                    )
+        scorer = check_scoring(self._candidate_template(), scoring=self.scoring)
+        wants_views = views is not None and _requests(scorer, "interventions")
+        shared = {
+            "views": views,
+            "y": y,
+            "domains": domains,
+            "pairs": pairs,
+            "class_text": (class_embeddings, class_labels),
+            "candidates": candidates,
+            "scorer": scorer,
+            "score_params": score_params,
+            "wants_views": wants_views,
+        }
+        fold_scores = Parallel(n_jobs=self.n_jobs)(
+            delayed(self._score_fold)(X, train, test, **shared) for train, test in splits
+        )
+        self._store_results(candidates, np.asarray(fold_scores).T)
+        self.n_splits_ = len(splits)
+        if self.refit:
+            best = InvariantCausalMechanism(**self._candidate_params(self.best_params_))
+            self.best_estimator_ = best.fit(
+                X,
+                y,
+                interventions=views,
+                domains=domains,
+                intervention_pairs=pairs,
+                **(
+                    {"class_embeddings": class_embeddings, "class_labels": class_labels}
+                    if self.head == "zero_shot"
+                    else {}
+                ),
+            )
+            self.classes_ = self.best_estimator_.classes_
+        return self
+
+    def _candidate_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        fixed = {name: getattr(self, name) for name in TUNABLE_CHOICES}
+        fixed = {k: v for k, v in fixed.items() if isinstance(v, str)}
+        return {**self._candidate_template().get_params(), **fixed, **params}
+
+    def _score_fold(
+        self,
+        X: np.ndarray,
+        train: np.ndarray,
+        test: np.ndarray,
+        *,
+        views: Any,
+        y: Any,
+        domains: Any,
+        pairs: Any,
+        class_text: tuple,
+        candidates: list[dict[str, Any]],
+        scorer: Any,
+        score_params: dict[str, Any],
+        wants_views: bool,
+    ) -> list[float]:
+        statistics = InterventionStatistics(X.shape[1], center=self.center)
+        statistics.add_samples(X, views, y=y, domains=domains, index=train)
+        if pairs is not None:
+            statistics.add_pairs(*pairs)
+        sigma_z, sigma_delta = statistics.sigma_z(), statistics.sigma_delta()
+        trace_delta = np.trace(sigma_delta)
+        # float64 copies that validation passes through unchanged, so that _Candidate finds them.
+        X_train = X[train].astype(np.float64) if self.head == "linear_probe" else None
+        X_test = X[test].astype(np.float64)
+        y_train = None if y is None else y[train]
+        y_test = None if y is None else y[test]
+        fold_params = _check_method_params(X, params=score_params, indices=test)
+        if wants_views:
+            fold_params["interventions"] = views[test]
+        scores = []
+        solved: dict[Any, Any] = {}
+        for params in candidates:
+            full = self._candidate_params(params)
+            effective = full["lam"]
+            if full["lam_scale"] == "trace" and trace_delta > 0:
+                effective = full["lam"] * np.trace(sigma_z) / trace_delta
+            if solved.get("lam") != effective:
+                # Candidates come grouped by lam: keep one decomposition and its projections.
+                eig = solve_eigenproblem(
+                    sigma_z, sigma_delta, lam=effective, objective=self.objective
+                )
+                solved = {"lam": effective, "eig": eig}
+            if full["selection"] not in solved:
+                ordered, values = select_components(*solved["eig"], X.shape[1], full["selection"])
+                test_projection = X_test @ ordered.T
+                cumulative = None
+                if self.head == "zero_shot":
+                    cumulative = np.cumsum(test_projection**2, axis=1)
+                projections = [(X_test, test_projection, cumulative)]
+                if self.head == "linear_probe":
+                    projections.append((X_train, X_train @ ordered.T, None))
+                solved[full["selection"]] = (ordered, values, projections)
+            ordered, values, projections = solved[full["selection"]]
+            k = full["n_components"]
+            candidate = _Candidate(**full)
+            candidate.n_features_in_ = X.shape[1]
+            candidate.n_components_ = k
+            candidate.components_ = ordered[:k]
+            candidate.eigenvalues_ = values[:k]
+            candidate.effective_lam_ = float(effective)
+            candidate.mean_ = statistics.mean() if self.center else np.zeros(X.shape[1])
+            candidate.intervention_covariance_ = sigma_delta
+            candidate.intervention_sources_ = tuple(statistics.delta_grams())
+            candidate.n_samples_seen_ = statistics.n_samples
+            candidate._cached_projections = projections
+            if self.head == "zero_shot":
+                candidate.classes_ = class_text[1]
+                candidate.class_weights_ = unit_rows(class_text[0] @ candidate.components_.T)
+            else:
+                features = candidate._project(X_train, centred=True)
+                start = solved.get(("probe", full["selection"])) if self.warm_start else None
+                candidate.classifier_ = _fit_probe(candidate, features, y_train, start)
+                solved[("probe", full["selection"])] = candidate.classifier_
+                candidate.classes_ = candidate.classifier_.classes_
+            scores.append(float(scorer(candidate, X_test, y_test, **fold_params)))
+        return scores
+
+    def _store_results(self, candidates: list[dict[str, Any]], scores: np.ndarray) -> None:
+        results: dict[str, Any] = {"params": candidates}
+        for name in candidates[0]:
+            results[f"param_{name}"] = np.ma.MaskedArray(
+                [c[name] for c in candidates], mask=False, dtype=object
+            )
+        for fold in range(scores.shape[1]):
+            results[f"split{fold}_test_score"] = scores[:, fold]
+        results["mean_test_score"] = scores.mean(axis=1)
+        results["std_test_score"] = scores.std(axis=1)
+        rank = rankdata(-results["mean_test_score"], method="min").astype(np.int32)
+        results["rank_test_score"] = rank
+        self.cv_results_ = results
+        self.best_index_ = int(np.flatnonzero(rank == 1)[0])
+        self.best_params_ = dict(candidates[self.best_index_])
+        self.best_score_ = float(results["mean_test_score"][self.best_index_])
+        self.lam_ = float(self.best_params_["lam"])
+        self.n_components_ = int(self.best_params_["n_components"])
+
+    def _best(self) -> InvariantCausalMechanism:
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_
+
+    def transform(self, X: Any) -> np.ndarray:
+        """The refitted best candidate's invariant features."""
+        return self._best().transform(X)
+
+    @available_if(_delegate_has("predict"))
+    def predict(self, X: Any) -> np.ndarray:
+        """The refitted best candidate's predictions."""
+        return self._best().predict(X)
+
+    @available_if(_delegate_has("predict_proba"))
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """The refitted best candidate's class probabilities."""
+        return self._best().predict_proba(X)
+
+    @available_if(_delegate_has("decision_function"))
+    def decision_function(self, X: Any) -> np.ndarray:
+        """The refitted best candidate's decision function."""
+        return self._best().decision_function(X)
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Accuracy of the refitted best candidate."""
+        return self._best().score(X, y, sample_weight=sample_weight)
+
+
+def _fit_probe(
+    candidate: InvariantCausalMechanism, features: np.ndarray, y: np.ndarray, start: Any
+) -> Any:
+    """Fit the candidate's probe, warm-started from the probe of the previous, smaller K.
+
+    The first K coordinates of a larger K's features are the smaller K's features, so the
+    smaller probe padded with zero weights is a close starting point. Only for
+    LogisticRegression probes; other classifiers start cold.
+    """
+    classifier = candidate.classifier
+    probe = clone(classifier if classifier is not None else _default_classifier())
+    if start is None or not isinstance(probe, LogisticRegression):
+        return probe.fit(features, y)
+    coef = np.zeros((start.coef_.shape[0], features.shape[1]))
+    coef[:, : start.coef_.shape[1]] = start.coef_
+    probe.set_params(warm_start=True)
+    probe.coef_, probe.intercept_ = coef, start.intercept_.copy()
+    return probe.fit(features, y)
+
+
+def _requests(scorer: Any, name: str) -> bool:
+    """Whether a scorer asks for ``name`` through metadata routing."""
+    try:
+        return bool(get_routing_for_object(scorer).consumes("score", [name]))
+    except (AttributeError, TypeError, ValueError):
+        return False

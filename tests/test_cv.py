@@ -1,0 +1,190 @@
+"""InvariantCausalMechanismCV equals GridSearchCV over the same grid, for less work."""
+
+import numpy as np
+import pytest
+import sklearn
+from sklearn.model_selection import GridSearchCV, KFold, LeaveOneGroupOut
+
+from skcicm import (
+    InvariantCausalMechanism,
+    InvariantCausalMechanismCV,
+    NoInterventionError,
+    subspace,
+)
+
+LAMS, KS = [0.0, 0.5, 5.0], [1, 2, 4]
+
+
+def _data(n=180, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, size=n)
+    domains = np.repeat(["a", "b", "c"], n // 3)
+    Z = rng.normal(size=(n, 6))
+    Z[:, 0] += 1.2 * y
+    Z[:, 4:] += 2.0 * (domains == "b")[:, None] + 0.3 * y[:, None]
+    views = Z[:, None, :] + rng.normal(size=(n, 2, 6)) * [0, 0, 0, 0.5, 2, 2]
+    pairs = (rng.normal(size=(5, 6)), rng.normal(size=(5, 6)))
+    text = rng.normal(size=(3, 6)) + np.eye(6)[:3] * 2
+    return Z, y, domains, views, pairs, text
+
+
+def _grid_search(params, grid, fit_params, Z, y, groups, cv, scoring=None):
+    with sklearn.config_context(enable_metadata_routing=True):
+        icm = InvariantCausalMechanism(**params).set_fit_request(**dict.fromkeys(fit_params, True))
+        search = GridSearchCV(icm, grid, cv=cv, scoring=scoring, error_score="raise")
+        if groups is not None:
+            fit_params = {**fit_params, "groups": groups}
+        return search.fit(Z, y, **fit_params)
+
+
+@pytest.mark.parametrize(
+    "params, extra_grid, scoring",
+    [
+        ({"head": "linear_probe"}, {}, None),
+        ({"head": "zero_shot"}, {}, None),
+        ({"head": "zero_shot", "center": True}, {"selection": ["largest", "smallest"]}, None),
+        ({"head": "linear_probe"}, {"lam_scale": ["absolute", "trace"]}, "neg_log_loss"),
+    ],
+)
+def test_same_scores_and_choice_as_grid_search(params, extra_grid, scoring):
+    Z, y, domains, views, pairs, text = _data()
+    fit_params = {"interventions": views, "domains": domains, "intervention_pairs": pairs}
+    if params["head"] == "zero_shot":
+        fit_params["class_embeddings"] = text
+    grid = {"lam": LAMS, "n_components": KS, **extra_grid}
+    reference = _grid_search(params, grid, fit_params, Z, y, domains, LeaveOneGroupOut(), scoring)
+    search = InvariantCausalMechanismCV(
+        LAMS, KS, cv=LeaveOneGroupOut(), scoring=scoring, **params, **extra_grid
+    ).fit(Z, y, groups=domains, **fit_params)
+    assert search.cv_results_["params"] == reference.cv_results_["params"]
+    for key in ("mean_test_score", "std_test_score", "split0_test_score", "split2_test_score"):
+        np.testing.assert_allclose(search.cv_results_[key], reference.cv_results_[key], atol=1e-9)
+    np.testing.assert_array_equal(
+        search.cv_results_["rank_test_score"], reference.cv_results_["rank_test_score"]
+    )
+    assert search.best_params_ == reference.best_params_
+    assert search.best_score_ == pytest.approx(reference.best_score_)
+    assert (search.lam_, search.n_components_) == (
+        reference.best_params_["lam"],
+        reference.best_params_["n_components"],
+    )
+    np.testing.assert_allclose(
+        search.predict_proba(Z), reference.best_estimator_.predict_proba(Z), atol=1e-8
+    )
+    np.testing.assert_allclose(search.transform(Z), reference.best_estimator_.transform(Z))
+
+
+def test_one_eigendecomposition_per_fold_and_lam(monkeypatch):
+    Z, y, domains, views, _, text = _data()
+    calls = []
+    original = subspace.solve_eigenproblem
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["lam"])
+        return original(*args, **kwargs)
+
+    import skcicm.model_selection._cv as cv_module
+
+    monkeypatch.setattr(cv_module, "solve_eigenproblem", counting)
+    InvariantCausalMechanismCV(
+        LAMS,
+        KS,
+        selection=["largest", "smallest"],
+        head="zero_shot",
+        cv=LeaveOneGroupOut(),
+        refit=False,
+    ).fit(Z, y, groups=domains, interventions=views, class_embeddings=text)
+    assert len(calls) == 3 * len(LAMS)  # folds x lams, not x n_components x selections
+
+
+def test_any_splitter_and_scorer():
+    Z, y, _, views, _, _ = _data()
+    cv = KFold(4, shuffle=True, random_state=0)
+    reference = _grid_search(
+        {},
+        {"lam": LAMS, "n_components": KS},
+        {"interventions": views},
+        Z,
+        y,
+        None,
+        cv,
+        "balanced_accuracy",
+    )
+    search = InvariantCausalMechanismCV(LAMS, KS, cv=cv, scoring="balanced_accuracy")
+    search.fit(Z, y, interventions=views)
+    np.testing.assert_allclose(
+        search.cv_results_["mean_test_score"], reference.cv_results_["mean_test_score"]
+    )
+
+
+def test_lam_above_zero_without_interventions_fails_closed():
+    Z, y, domains, _, _, _ = _data()
+    with pytest.raises(NoInterventionError, match="lam=5.0 needs interventional data"):
+        InvariantCausalMechanismCV(LAMS, KS, cv=LeaveOneGroupOut()).fit(Z, y, groups=domains)
+    two = domains != "c"
+    with pytest.raises(NoInterventionError, match="training fold"):
+        InvariantCausalMechanismCV(LAMS, KS, cv=LeaveOneGroupOut()).fit(
+            Z[two], y[two], groups=domains[two], domains=domains[two]
+        )
+    search = InvariantCausalMechanismCV([0.0], KS, cv=3).fit(Z, y)
+    assert search.lam_ == 0.0
+
+
+def test_bad_grid_values_are_named():
+    Z, y, _, views, _, _ = _data()
+    with pytest.raises(ValueError, match="n_components values must be integers in 1..6"):
+        InvariantCausalMechanismCV([0.0], [7]).fit(Z, y, interventions=views)
+    with pytest.raises(ValueError, match="selection must be one of"):
+        InvariantCausalMechanismCV([0.0], [2], selection=["biggest"]).fit(Z, y)
+
+
+def test_lodo_grid_search_rows_equal_grid_search():
+    from skcicm.model_selection import lodo_grid_search
+
+    Z, y, domains, views, pairs, _ = _data()
+    result = lodo_grid_search(
+        Z,
+        y,
+        domains,
+        lam=LAMS,
+        n_components=KS,
+        interventions=views,
+        intervention_pairs=pairs,
+        domain_interventions=True,
+        estimator_params={"lam_scale": "trace"},
+    )
+    reference = _grid_search(
+        {"lam_scale": "trace"},
+        {"lam": LAMS, "n_components": KS},
+        {"interventions": views, "intervention_pairs": pairs, "domains": domains},
+        Z,
+        y,
+        domains,
+        LeaveOneGroupOut(),
+    )
+    assert result.best_params == reference.best_params_
+    assert result.best_score == pytest.approx(reference.best_score_)
+    assert len(result.cv_results) == len(LAMS) * len(KS) * 3
+    for row in result.cv_results:
+        index = reference.cv_results_["params"].index(
+            {"lam": row["lam"], "n_components": row["n_components"]}
+        )
+        fold = "abc".index(row["held_out_domain"])
+        assert row["accuracy"] == pytest.approx(
+            reference.cv_results_[f"split{fold}_test_score"][index]
+        )
+        assert row["rank"] == reference.cv_results_["rank_test_score"][index]
+
+
+def test_warm_started_probes_score_close_to_cold_ones():
+    Z, y, domains, views, _, _ = _data()
+    kwargs = {"cv": LeaveOneGroupOut(), "refit": False}
+    cold = InvariantCausalMechanismCV(LAMS, KS, **kwargs).fit(
+        Z, y, groups=domains, interventions=views
+    )
+    warm = InvariantCausalMechanismCV(LAMS, KS, warm_start=True, **kwargs).fit(
+        Z, y, groups=domains, interventions=views
+    )
+    np.testing.assert_allclose(
+        warm.cv_results_["mean_test_score"], cold.cv_results_["mean_test_score"], atol=0.02
+    )
