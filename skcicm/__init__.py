@@ -7,7 +7,7 @@ open_clip when first used, so that the estimator stays light.
 from importlib import metadata as _metadata
 from typing import Any
 
-from skcicm.estimator import InvariantCausalMechanism, NoInterventionWarning
+from skcicm.estimator import InvariantCausalMechanism
 from skcicm.fit_inputs import NoInterventionError
 from skcicm.model_selection import InvariantCausalMechanismCV
 
@@ -16,7 +16,6 @@ __all__ = [
     "InvariantCausalMechanism",
     "InvariantCausalMechanismCV",
     "NoInterventionError",
-    "NoInterventionWarning",
 ]
 try:  # written once, in pyproject.toml
     __version__ = _metadata.version("skcicm")

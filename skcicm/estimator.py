@@ -40,12 +40,7 @@ from skcicm.subspace import invariant_subspace, unit_rows
 DEFAULT_PROBE_C = 0.316
 
 
-__all__ = ["InvariantCausalMechanism", "NoInterventionError", "NoInterventionWarning"]
-
-
-class NoInterventionWarning(UserWarning):
-    """No longer emitted: a fit that needs interventional data and has none raises
-    :class:`NoInterventionError`. Kept so that existing warning filters still import."""
+__all__ = ["InvariantCausalMechanism", "NoInterventionError"]
 
 
 def is_dask_collection(X: Any) -> bool:

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from sklearn.utils import Bunch
 
-from skcicm.estimator import NoInterventionWarning
 from skcicm.evaluation.embedded import EmbeddedDataset
 from skcicm.evaluation.options import is_zero_shot
 from skcicm.model_selection import lodo_grid_search
@@ -97,19 +95,16 @@ class SelectionContext:
         if plain_clip:
             grid = {"lam": [0.0], "n_components": [data.n_features]}
             fit_data = {"estimator_params": self.baseline_params}
-        with warnings.catch_warnings():
-            if plain_clip:
-                warnings.simplefilter("ignore", NoInterventionWarning)
-            search = lodo_grid_search(
-                data.embeddings[train],
-                data.labels[train],
-                data.domains[train],
-                head="zero_shot" if zero_shot else "linear_probe",
-                class_embeddings=data.class_embeddings if zero_shot else None,
-                n_jobs=self.n_jobs,
-                **grid,
-                **fit_data,
-            )
+        search = lodo_grid_search(
+            data.embeddings[train],
+            data.labels[train],
+            data.domains[train],
+            head="zero_shot" if zero_shot else "linear_probe",
+            class_embeddings=data.class_embeddings if zero_shot else None,
+            n_jobs=self.n_jobs,
+            **grid,
+            **fit_data,
+        )
         extra = {"plain_clip": True} if plain_clip else {}
         self.cv_results.extend({**self.row, **cv_row, **extra} for cv_row in search.cv_results)
         return search

@@ -15,7 +15,6 @@ in turn, and models fitted on :meth:`~skcicm.evaluation.EmbeddedDataset.source_o
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -25,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from skcicm.datasets.domainbed import domainbed_holdout_mask
-from skcicm.estimator import InvariantCausalMechanism, NoInterventionWarning
+from skcicm.estimator import InvariantCausalMechanism
 from skcicm.evaluation.embedded import EmbeddedDataset
 from skcicm.evaluation.options import (
     TUNING,
@@ -126,10 +125,7 @@ def fit_method(
     if head == "zero_shot":
         kwargs["class_embeddings"] = data.class_embeddings
     estimator = InvariantCausalMechanism(n_components=n_components, lam=lam, head=head, **params)
-    with warnings.catch_warnings():
-        if baseline:
-            warnings.simplefilter("ignore", NoInterventionWarning)
-        return estimator.fit(data.embeddings[index], data.labels[index], **kwargs)
+    return estimator.fit(data.embeddings[index], data.labels[index], **kwargs)
 
 
 def accuracy(
