@@ -245,6 +245,14 @@ class DiskStore:
                     self._cache.close()
                     self._open_read_only(error)
 
+    def close(self) -> None:
+        with self._lock:
+            if self._cache is not None:
+                self._cache.close()
+            if self._reader is not None:
+                self._reader.close()
+            self._cache = self._reader = None
+
     def __len__(self) -> int:
         if self._cache is not None:
             return len(self._cache)
@@ -266,3 +274,11 @@ def open_store(directory: str | os.PathLike) -> DiskStore:
         if store is None:
             store = _stores[key] = DiskStore(Path(directory))
         return store
+
+
+def close_stores() -> None:
+    """Close this process's open stores; the next :func:`open_store` reopens from disk."""
+    with _stores_lock:
+        for store in _stores.values():
+            store.close()
+        _stores.clear()
