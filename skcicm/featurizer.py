@@ -445,17 +445,23 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         keys: list[str],
         tensors: list[torch.Tensor],
     ) -> dict[str, np.ndarray]:
-        batch = torch.stack(tensors).to(device, non_blocking=True)
+        # Another process sharing the disk cache (a GridSearchCV or Dask worker) may have
+        # stored some of these since this call's first lookup.
+        stored = cache.get(keys)
+        missing = [i for i, key in enumerate(keys) if key not in stored]
+        if not missing:
+            return stored
+        batch = torch.stack([tensors[i] for i in missing]).to(device, non_blocking=True)
         with torch.inference_mode(), self._autocast(device):
             features = loaded.model.encode_image(batch).float().cpu().numpy()
         if not np.isfinite(features).all():
             raise FloatingPointError(
-                f"The model produced non-finite embeddings for a batch of {len(keys)} images; "
+                f"The model produced non-finite embeddings for a batch of {len(missing)} images; "
                 "try precision='fp32'."
             )
-        encoded = dict(zip(keys, features, strict=True))
+        encoded = dict(zip([keys[i] for i in missing], features, strict=True))
         cache.put(encoded)
-        return encoded
+        return {**stored, **encoded}
 
 
 def _map(pool: Executor | None, function: Callable, *iterables: Iterable) -> Iterator:
