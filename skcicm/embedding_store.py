@@ -33,6 +33,7 @@ import numpy as np
 _MAGIC = b"SKE1"
 _DIGEST_SIZE = 16
 _DATABASE = "cache.db"
+_PAGE_SIZE = 16384
 # SQLite primary result codes (sqlite3.h).
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
@@ -122,6 +123,7 @@ class DiskStore:
 
     def _open(self) -> None:
         try:
+            self._create_database()
             self._cache = diskcache.Cache(
                 str(self.directory), eviction_policy="none", sqlite_synchronous=2
             )
@@ -132,6 +134,21 @@ class DiskStore:
                 self._open_read_only(error)
         except OSError as error:
             self._open_read_only(error)
+
+    def _create_database(self) -> None:
+        """Fix a page size that packs several embeddings per page before diskcache creates it.
+
+        With SQLite's default 4 KiB pages a 2 KiB record (512 float32) fills half a page.
+        """
+        if self.database.exists():
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.database, isolation_level=None)
+        try:
+            connection.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
+            connection.execute("PRAGMA journal_mode = wal")
+        finally:
+            connection.close()
 
     def _open_read_only(self, error: Exception) -> None:
         if not self.database.is_file():

@@ -405,3 +405,22 @@ def test_the_default_cache_dir_is_shared_by_featurizers_and_can_be_disabled(
     clear_memory_cache()
     _featurizer(tiny_clip_name, cache_dir=None).transform(images[:4])
     assert encoded_count["images"] == 8
+
+
+def test_embeddings_another_process_stored_meanwhile_are_not_re_encoded(
+    tiny_clip_name, domain_images, tmp_path, encoded_count, monkeypatch
+):
+    images, _, _ = domain_images
+    _featurizer(tiny_clip_name, cache_dir=tmp_path).transform(images[:8])
+    clear_memory_cache()
+    lookups = []
+    real_get = EmbeddingCache.get
+
+    def first_lookup_before_the_other_process_stored(self, keys):
+        lookups.append(keys)
+        return {} if len(lookups) == 1 else real_get(self, keys)
+
+    monkeypatch.setattr(EmbeddingCache, "get", first_lookup_before_the_other_process_stored)
+    again = _featurizer(tiny_clip_name, cache_dir=tmp_path).transform(images[:12])
+    assert encoded_count["images"] == 8 + 4
+    assert again.shape == (12, 32)
