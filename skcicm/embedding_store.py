@@ -13,6 +13,9 @@ A database file that SQLite cannot read at all is moved aside, reported, and sta
 
 A folder that cannot be written to still serves hits: it is opened read-only, and new
 embeddings are kept in memory only, with one warning that says so.
+
+SQLite's locks need a local file system or one with working POSIX locks: on NFS, give each
+machine its own ``cache_dir`` (SQLite's and diskcache's documentation say the same).
 """
 
 from __future__ import annotations

@@ -51,11 +51,24 @@ def _featurizer(model_name, **params):
 @pytest.fixture(autouse=True)
 def _fresh_process_state():
     """Each test starts like a new process: no embeddings in memory, no open databases."""
-    clear_memory_cache()
-    close_stores()
+    _restart()
     yield
     close_stores()
     set_memory_cache_limit(DEFAULT_MEMORY_LIMIT_BYTES)
+
+
+def _restart():
+    """Forget what this process holds, as a new process would start."""
+    clear_memory_cache()
+    close_stores()
+
+
+def _encode_then_restart(model_name, images, cache_dir):
+    """Embeddings of ``images`` stored in ``cache_dir``, and the database that holds them."""
+    embeddings = _featurizer(model_name, cache_dir=cache_dir).transform(images)
+    (database,) = Path(cache_dir).rglob("cache.db")
+    _restart()
+    return embeddings, database
 
 
 # 1. Keys of intervened copies ----------------------------------------------------------------
@@ -106,8 +119,7 @@ def test_a_cache_key_attribute_makes_a_callable_cacheable_across_processes(
     first = _featurizer(
         tiny_clip_name, interventions=[first_closure], cache_dir=tmp_path
     ).intervention_embeddings(images[:4])
-    clear_memory_cache()
-    close_stores()
+    _restart()
     same_key = _brightness(0.5)
     same_key.cache_key = "brightness-0.5"
     again = _featurizer(
@@ -199,10 +211,7 @@ def test_an_altered_embedding_on_disk_is_re_encoded_not_served(
     tiny_clip_name, domain_images, tmp_path, encoded_count
 ):
     images, _, _ = domain_images
-    first = _featurizer(tiny_clip_name, cache_dir=tmp_path).transform(images[:4])
-    (database,) = tmp_path.rglob("cache.db")
-    close_stores()
-    clear_memory_cache()
+    first, database = _encode_then_restart(tiny_clip_name, images[:4], tmp_path)
     with diskcache.Cache(str(database.parent)) as raw:
         key = next(key for key in raw.iterkeys() if not key.startswith("text-"))
         raw.set(key, _negated(key, decode_record(key, raw.get(key))))
@@ -218,10 +227,7 @@ def test_a_damaged_database_file_is_moved_aside_and_rebuilt(
     tiny_clip_name, domain_images, tmp_path, encoded_count, damage
 ):
     images, _, _ = domain_images
-    first = _featurizer(tiny_clip_name, cache_dir=tmp_path).transform(images[:6])
-    (database,) = tmp_path.rglob("cache.db")
-    close_stores()
-    clear_memory_cache()
+    first, database = _encode_then_restart(tiny_clip_name, images[:6], tmp_path)
     content = database.read_bytes()
     replacement = {
         "garbage": b"this is no sqlite database " * 300,
@@ -247,10 +253,7 @@ def test_a_read_only_cache_serves_hits_and_keeps_new_embeddings_in_memory(
     tiny_clip_name, domain_images, tmp_path, encoded_count, monkeypatch
 ):
     images, _, _ = domain_images
-    first = _featurizer(tiny_clip_name, cache_dir=tmp_path).transform(images[:4])
-    (database,) = tmp_path.rglob("cache.db")
-    close_stores()
-    clear_memory_cache()
+    first, database = _encode_then_restart(tiny_clip_name, images[:4], tmp_path)
     modified = database.stat().st_mtime_ns
 
     def read_only(*args, **kwargs):
@@ -269,9 +272,7 @@ def test_a_folder_without_write_permission_serves_hits(
     tiny_clip_name, domain_images, tmp_path, encoded_count
 ):
     images, _, _ = domain_images
-    first = _featurizer(tiny_clip_name, cache_dir=tmp_path).transform(images[:4])
-    close_stores()
-    clear_memory_cache()
+    first, _ = _encode_then_restart(tiny_clip_name, images[:4], tmp_path)
     folders = [path for path in tmp_path.rglob("*") if path.is_dir()] + [tmp_path]
     for folder in folders:
         folder.chmod(0o555)
@@ -411,8 +412,7 @@ def test_embeddings_another_process_stored_meanwhile_are_not_re_encoded(
     tiny_clip_name, domain_images, tmp_path, encoded_count, monkeypatch
 ):
     images, _, _ = domain_images
-    _featurizer(tiny_clip_name, cache_dir=tmp_path).transform(images[:8])
-    clear_memory_cache()
+    _encode_then_restart(tiny_clip_name, images[:8], tmp_path)
     lookups = []
     real_get = EmbeddingCache.get
 
@@ -424,3 +424,17 @@ def test_embeddings_another_process_stored_meanwhile_are_not_re_encoded(
     again = _featurizer(tiny_clip_name, cache_dir=tmp_path).transform(images[:12])
     assert encoded_count["images"] == 8 + 4
     assert again.shape == (12, 32)
+
+
+def test_an_unusable_default_location_falls_back_to_memory_with_a_warning(
+    tiny_clip_name, domain_images, tmp_path, monkeypatch
+):
+    images, _, _ = domain_images
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("SKCICM_CACHE_DIR", str(blocker))
+    with pytest.warns(UserWarning, match="No on-disk embedding cache .*SKCICM_CACHE_DIR"):
+        embeddings = _featurizer(tiny_clip_name).transform(images[:2])
+    np.testing.assert_array_equal(
+        embeddings, _featurizer(tiny_clip_name, cache_dir=None).transform(images[:2])
+    )
