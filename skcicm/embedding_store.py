@@ -193,6 +193,8 @@ class DiskStore:
             self._cache = None
         try:
             self.directory.rename(damaged)
+        except FileNotFoundError:
+            pass  # another process sharing the folder moved it aside first
         except OSError as rename_error:
             raise OSError(
                 f"The embedding cache database {self.database} is damaged ({error}) and cannot "
