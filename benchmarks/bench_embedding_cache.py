@@ -1,73 +1,120 @@
-"""How much the embedding cache saves in a leave-one-domain-out grid search.
+"""How many images a leave-one-domain-out grid search encodes, serial and with loky workers.
 
-Baseline and cached runs happen in the same process, on the same images and model:
+Each scenario runs in a fresh Python process (so no worker inherits another scenario's memory),
+on the same ToyWorld images, model and grid; encodes are counted in every worker process:
 
-- baseline: the cache is switched off (every lookup misses), as a featurizer without one
-  would behave, so each candidate and fold re-encodes its images;
-- cached: skcicm's default; each unique image and intervened copy is encoded once.
+- ``no cache``: every lookup misses, as a featurizer without a cache would behave;
+- ``memory only``: ``cache_dir=None``, the default before the on-disk default existed;
+- ``default``: ``cache_dir="auto"`` (a fresh ``SKCICM_CACHE_DIR``), serial;
+- ``n_jobs=2, memory only``: each loky worker has its own memory cache, so it re-encodes;
+- ``n_jobs=2, default``: ``cache_dir="auto"`` (a fresh ``SKCICM_CACHE_DIR``), shared by workers.
 
-Reports wall time, images sent through the encoder, and the ratio baseline / cached.
+Prints wall time, images sent through the encoder, and the unique embeddings needed.
 
     python benchmarks/bench_embedding_cache.py [--model toyclip] [--n-per-cell 10]
 """
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
-import open_clip
 from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
 from sklearn.pipeline import Pipeline
 
 from skcicm import CLIPFeaturizer, InvariantCausalMechanism
 from skcicm.datasets import make_toyworld
-from skcicm.embedding_cache import EmbeddingCache, clear_memory_cache
+from skcicm.embedding_cache import EmbeddingCache
+
+ENCODE_LOG = "SKCICM_BENCH_ENCODE_LOG"
+SCENARIOS = {
+    "no cache": dict(n_jobs=1, cache_dir=None, disable=True),
+    "memory only": dict(n_jobs=1, cache_dir=None, disable=False),
+    "default": dict(n_jobs=1, cache_dir="auto", disable=False),
+    "n_jobs=2, memory only": dict(n_jobs=2, cache_dir=None, disable=False),
+    "n_jobs=2, default": dict(n_jobs=2, cache_dir="auto", disable=False),
+}
 
 
-def run_search(model: str, images, labels, domains) -> tuple[float, int]:
-    counter = {"images": 0}
-    original = open_clip.model.CLIP.encode_image
+class CountingFeaturizer(CLIPFeaturizer):
+    """Logs every encoder batch size to the file named by $SKCICM_BENCH_ENCODE_LOG."""
 
-    def counting(self, image, normalize=False):
-        counter["images"] += image.shape[0]
-        return original(self, image, normalize=normalize)
+    def _loaded(self):
+        loaded = super()._loaded()
+        model = loaded.model
+        if not getattr(model, "_bench_counted", False):
+            encode_image = model.encode_image
 
-    pipe = Pipeline(
-        [
-            ("clip", CLIPFeaturizer(model, pretrained=None, progress=False)),
-            ("icm", InvariantCausalMechanism()),
-        ]
+            def counting(images, *args, **kwargs):
+                with open(os.environ[ENCODE_LOG], "a") as log:
+                    log.write(f"{images.shape[0]}\n")
+                return encode_image(images, *args, **kwargs)
+
+            model.encode_image = counting
+            model._bench_counted = True
+        return loaded
+
+
+def run_scenario(name: str, model: str, n_per_cell: int) -> dict:
+    settings = SCENARIOS[name]
+    world = make_toyworld(n_per_cell=n_per_cell, domains=["photo", "sketch", "cartoon"])
+    featurizer = CountingFeaturizer(
+        model, pretrained=None, progress=False, cache_dir=settings["cache_dir"]
     )
+    pipe = Pipeline([("clip", featurizer), ("icm", InvariantCausalMechanism())])
     grid = {"icm__lam": [0.0, 1.0, 10.0], "icm__n_components": [16, 64]}
-    clear_memory_cache()
+    search = GridSearchCV(pipe, grid, cv=LeaveOneGroupOut(), n_jobs=settings["n_jobs"])
     start = time.perf_counter()
-    with mock.patch.object(open_clip.model.CLIP, "encode_image", counting):
-        GridSearchCV(pipe, grid, cv=LeaveOneGroupOut()).fit(images, labels, groups=domains)
-    return time.perf_counter() - start, counter["images"]
+    if settings["disable"]:
+        with mock.patch.object(EmbeddingCache, "get", lambda self, keys: {}):
+            search.fit(world.images, world.labels, groups=np.asarray(world.domains))
+    else:
+        search.fit(world.images, world.labels, groups=np.asarray(world.domains))
+    seconds = time.perf_counter() - start
+    encoded = sum(int(line) for line in Path(os.environ[ENCODE_LOG]).read_text().split())
+    # Clean copy and one intervened copy of each image.
+    return {"seconds": seconds, "encoded": encoded, "unique": 2 * len(world.images)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="toyclip")
     parser.add_argument("--n-per-cell", type=int, default=10)
+    parser.add_argument("--scenario", choices=SCENARIOS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    world = make_toyworld(
-        n_per_cell=args.n_per_cell, domains=["photo", "sketch", "cartoon"], random_state=0
-    )
-    images, labels, domains = world.images, world.labels, np.asarray(world.domains)
-
-    with mock.patch.object(EmbeddingCache, "get", lambda self, keys: {}):
-        baseline_seconds, baseline_images = run_search(args.model, images, labels, domains)
-    cached_seconds, cached_images = run_search(args.model, images, labels, domains)
-
-    print(f"{len(images)} images, 3 folds x 6 candidates + refit, model {args.model}")
-    print(f"baseline (no cache): {baseline_seconds:7.2f} s, {baseline_images} images encoded")
-    print(f"cached (default):    {cached_seconds:7.2f} s, {cached_images} images encoded")
-    print(
-        f"speed-up: {baseline_seconds / cached_seconds:.1f}x wall time, "
-        f"{baseline_images / cached_images:.1f}x fewer encodes"
-    )
+    if args.scenario:
+        print(json.dumps(run_scenario(args.scenario, args.model, args.n_per_cell)))
+        return
+    rows = {}
+    for name in SCENARIOS:
+        with tempfile.TemporaryDirectory() as scratch:
+            environment = {
+                **os.environ,
+                ENCODE_LOG: str(Path(scratch) / "encodes.log"),
+                "SKCICM_CACHE_DIR": str(Path(scratch) / "cache"),
+            }
+            Path(environment[ENCODE_LOG]).touch()
+            command = [sys.executable, __file__, "--scenario", name, "--model", args.model]
+            command += ["--n-per-cell", str(args.n_per_cell)]
+            output = subprocess.run(
+                command, env=environment, check=True, capture_output=True, text=True
+            ).stdout
+            rows[name] = json.loads(output.strip().splitlines()[-1])
+    unique = next(iter(rows.values()))["unique"]
+    print(f"GridSearchCV, 3 folds x 6 candidates + refit, {args.model}: {unique} unique embeddings")
+    baseline = rows["no cache"]
+    for name, row in rows.items():
+        print(
+            f"{name:24s} {row['seconds']:7.2f} s  {row['encoded']:6d} encoded  "
+            f"{row['encoded'] / unique:5.2f}x unique  "
+            f"{baseline['seconds'] / row['seconds']:5.2f}x faster than no cache"
+        )
 
 
 if __name__ == "__main__":

@@ -1,40 +1,169 @@
-"""Embedding cache: in memory for the process, optionally on disk, keyed by model and content.
+"""Embedding cache: a bounded in-memory LRU for the process, in front of an on-disk store.
 
 GridSearchCV clones the featurizer for every candidate and fold; the cache lives outside the
-featurizer instances so that each unique image is encoded once per process. On disk, each
-embedding is its own small ``.npy`` file written atomically as soon as its batch is encoded,
-so a run that crashes or is interrupted resumes where it stopped.
+featurizer instances so that each unique image is encoded once per process, and on disk so that
+worker processes (loky, Dask) and later runs reuse what any of them encoded. The disk store
+(:mod:`skcicm.embedding_store`) is one checksummed SQLite database per model, written batch by
+batch, so an interrupted run resumes where it stopped.
+
+Memory: at most :data:`DEFAULT_MEMORY_LIMIT_BYTES` (1 GiB) of embeddings per process, least
+recently used first out; set ``SKCICM_MEMORY_CACHE_BYTES`` in the environment (worker processes
+inherit it) or call :func:`set_memory_cache_limit`.
+
+Disk: ``cache_dir="auto"`` means ``$SKCICM_CACHE_DIR`` when set, else
+``$XDG_CACHE_HOME/skcicm/embeddings`` (``~/.cache/skcicm/embeddings``). The folder is never
+pruned; delete it at any time to reclaim the space.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
+import warnings
+from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-_memory: dict[tuple[str, str], np.ndarray] = {}
-_memory_lock = threading.Lock()
+from skcicm.cache_keys import UNCACHED_PREFIX
+from skcicm.embedding_store import DiskStore, open_store
+
+DEFAULT_MEMORY_LIMIT_BYTES = 1 << 30
+
+
+class _MemoryLRU:
+    """Arrays by key, evicting the least recently used beyond ``limit_bytes``."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.nbytes = 0
+        self._entries: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> np.ndarray | None:
+        with self._lock:
+            array = self._entries.get(key)
+            if array is not None:
+                self._entries.move_to_end(key)
+            return array
+
+    def put(self, key: tuple[str, str], array: np.ndarray) -> None:
+        array = np.array(array, copy=True)
+        # Callers get the cached array itself; read-only keeps them from altering the cache.
+        array.setflags(write=False)
+        with self._lock:
+            previous = self._entries.pop(key, None)
+            if previous is not None:
+                self.nbytes -= previous.nbytes
+            if array.nbytes > self.limit_bytes:
+                return
+            self._entries[key] = array
+            self.nbytes += array.nbytes
+            self._evict()
+
+    def _evict(self) -> None:
+        while self.nbytes > self.limit_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self.nbytes -= evicted.nbytes
+
+    def resize(self, limit_bytes: int) -> None:
+        with self._lock:
+            self.limit_bytes = limit_bytes
+            self._evict()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _limit_from_environment() -> int:
+    value = os.environ.get("SKCICM_MEMORY_CACHE_BYTES")
+    if value is None:
+        return DEFAULT_MEMORY_LIMIT_BYTES
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = -1
+    if limit < 0:
+        raise ValueError(
+            f"SKCICM_MEMORY_CACHE_BYTES={value!r}: expected a number of bytes >= 0 (0 turns "
+            "the in-memory embedding cache off)."
+        )
+    return limit
+
+
+_memory = _MemoryLRU(_limit_from_environment())
+
+
+def set_memory_cache_limit(n_bytes: int) -> None:
+    """Bound this process's in-memory embedding cache to ``n_bytes`` (0 turns it off).
+
+    Examples
+    --------
+    >>> set_memory_cache_limit(256 * 2**20)
+    >>> memory_cache_info()["limit_bytes"]
+    268435456
+    >>> set_memory_cache_limit(DEFAULT_MEMORY_LIMIT_BYTES)
+    """
+    if isinstance(n_bytes, bool) or not isinstance(n_bytes, int) or n_bytes < 0:
+        raise ValueError(f"n_bytes must be an int >= 0; got {n_bytes!r}.")
+    _memory.resize(n_bytes)
+
+
+def memory_cache_info() -> dict[str, int]:
+    """Entries, bytes held and byte limit of this process's in-memory embedding cache."""
+    return {"entries": len(_memory), "bytes": _memory.nbytes, "limit_bytes": _memory.limit_bytes}
 
 
 def clear_memory_cache() -> None:
     """Forget every embedding cached in this process (the disk cache is kept)."""
-    with _memory_lock:
-        _memory.clear()
+    _memory.clear()
+
+
+def default_cache_dir() -> Path:
+    """Where ``cache_dir="auto"`` keeps embeddings: see the module docstring."""
+    if os.environ.get("SKCICM_CACHE_DIR"):
+        return Path(os.environ["SKCICM_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "skcicm" / "embeddings"
+
+
+def _open_disk_store(
+    directory: str | os.PathLike | None, model_fingerprint: str
+) -> DiskStore | None:
+    if directory is None:
+        return None
+    if isinstance(directory, str) and directory == "auto":
+        try:
+            return open_store(default_cache_dir() / model_fingerprint)
+        except OSError as error:
+            # The default location is a convenience: without it the cache is per process.
+            warnings.warn(
+                f"No on-disk embedding cache ({error}); set SKCICM_CACHE_DIR or cache_dir to a "
+                "writable folder to share embeddings between processes and runs.",
+                stacklevel=4,
+            )
+            return None
+    return open_store(Path(directory) / model_fingerprint)
 
 
 class EmbeddingCache:
     """Embeddings of one model, looked up by content key.
+
+    Keys that start with :data:`skcicm.cache_keys.UNCACHED_PREFIX` are never stored.
 
     Parameters
     ----------
     model_fingerprint : str
         Identifies the model and its weights; part of every key.
     directory : str or Path or None
-        Folder for the on-disk cache; None keeps embeddings in memory only.
+        Folder for the on-disk cache (one sub-folder per model), ``"auto"`` for
+        :func:`default_cache_dir`, or None for the in-memory cache only.
 
     Examples
     --------
@@ -47,39 +176,33 @@ class EmbeddingCache:
 
     def __init__(self, model_fingerprint: str, directory: str | os.PathLike | None) -> None:
         self.model_fingerprint = model_fingerprint
-        self.directory = Path(directory) / model_fingerprint if directory is not None else None
-
-    def _path(self, key: str) -> Path:
-        return self.directory / key[:2] / f"{key}.npy"
+        self.store = _open_disk_store(directory, model_fingerprint)
 
     def get(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
         """Return the cached embeddings among ``keys``; missing keys are absent from the dict."""
         found: dict[str, np.ndarray] = {}
+        on_disk: list[str] = []
         for key in keys:
+            if key.startswith(UNCACHED_PREFIX):
+                continue
             embedding = _memory.get((self.model_fingerprint, key))
-            if embedding is None and self.directory is not None:
-                path = self._path(key)
-                if path.is_file():
-                    embedding = np.load(path)
-                    with _memory_lock:
-                        _memory[(self.model_fingerprint, key)] = embedding
-            if embedding is not None:
+            if embedding is None:
+                on_disk.append(key)
+            else:
                 found[key] = embedding
+        if self.store is not None and on_disk:
+            stored = self.store.get_many(on_disk)
+            for key, embedding in stored.items():
+                _memory.put((self.model_fingerprint, key), embedding)
+            found.update(stored)
         return found
 
     def put(self, embeddings: dict[str, np.ndarray]) -> None:
         """Store embeddings in memory and, when a directory is set, on disk."""
-        with _memory_lock:
-            for key, embedding in embeddings.items():
-                _memory[(self.model_fingerprint, key)] = embedding
-        if self.directory is None:
-            return
-        for key, embedding in embeddings.items():
-            path = self._path(key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Write then rename, so an interrupted run never leaves a truncated file behind.
-            with tempfile.NamedTemporaryFile(
-                dir=path.parent, suffix=".tmp", delete=False
-            ) as handle:
-                np.save(handle, embedding)
-            os.replace(handle.name, path)
+        kept = {
+            key: value for key, value in embeddings.items() if not key.startswith(UNCACHED_PREFIX)
+        }
+        for key, embedding in kept.items():
+            _memory.put((self.model_fingerprint, key), embedding)
+        if self.store is not None:
+            self.store.put_many(kept)

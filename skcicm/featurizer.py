@@ -23,6 +23,7 @@ from sklearn.base import (
 from sklearn.utils._param_validation import Interval, StrOptions
 from tqdm.auto import tqdm
 
+from skcicm.cache_keys import check_weights_unchanged, intervened_key, interventions_cache_id
 from skcicm.embedding_cache import EmbeddingCache
 from skcicm.fit_context import EmbeddingsWithContext
 from skcicm.images import ImageLoadError, ImageSource, as_image_list, image_source
@@ -58,7 +59,12 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Image interventions: ``"paper"`` draws from the seven augmentations of
         :func:`skcicm.interventions.paper_interventions`; a list draws from those transforms
         (torchvision transforms or any callable from PIL image to PIL image or tensor); None
-        computes no intervened copies.
+        computes no intervened copies. Intervened copies are cached only when every transform
+        has a stable key: torchvision transforms (except ``Lambda``) by their ``repr``, which
+        holds their parameters, and any callable by its ``cache_key`` string attribute, which
+        must change whenever its behaviour does. Other callables (functions, lambdas,
+        closures) are recomputed on every call, with an ``UncachedInterventionWarning``; see
+        :mod:`skcicm.cache_keys`.
     n_interventions : int, default=1
         Intervened copies per training image, each with its own randomly drawn transform.
     text_interventions : list of (str, str) or None, default=None
@@ -81,9 +87,15 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     num_workers : int, default=2
         Threads that read, decode, intervene on and preprocess images while the model encodes
         the previous batch; 0 does it all in the calling thread.
-    cache_dir : str or path or None, default=None
-        Folder for an on-disk embedding cache, written batch by batch so that an interrupted
-        run resumes. The in-memory cache of the process is always used.
+    cache_dir : str or path, "auto" or None, default="auto"
+        Folder for the on-disk embedding cache: one checksummed SQLite database per model,
+        written batch by batch so that an interrupted run resumes, and shared safely by
+        processes (``GridSearchCV(n_jobs=...)`` workers, Dask workers) and later runs.
+        ``"auto"`` uses ``$SKCICM_CACHE_DIR`` or else ``~/.cache/skcicm/embeddings``
+        (``$XDG_CACHE_HOME`` is honoured); None keeps embeddings in this process's memory
+        only. Damaged entries are reported, discarded and re-encoded; a read-only folder
+        still serves its embeddings. The in-memory cache of the process (an LRU bounded to
+        1 GiB by default) is always used; see :mod:`skcicm.embedding_cache`.
     progress : bool or "auto", default="auto"
         Show a tqdm progress bar; ``"auto"`` shows it when stderr is a terminal.
     random_state : int, default=0
@@ -94,6 +106,10 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     ----------
     embedding_dim_ : int
         Dimension of the embeddings (set by ``fit``; ``transform`` works without fit).
+    model_fingerprint_ : str
+        Identifies the weights the featurizer was fitted with. Once fitted, it refuses to embed
+        with other weights (``ModelWeightsChangedError``), e.g. when the checkpoint of a
+        ``local-dir:`` model was replaced after the fitted pipeline was pickled.
 
     Examples
     --------
@@ -143,7 +159,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         precision: str = "auto",
         batch_size: int = 64,
         num_workers: int = 2,
-        cache_dir: str | os.PathLike | None = None,
+        cache_dir: str | os.PathLike | None = "auto",
         progress: bool | str = "auto",
         random_state: int = 0,
     ) -> None:
@@ -168,6 +184,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> CLIPFeaturizer:
         """Load the model (so that a bad name fails here) and record the embedding size."""
+        self._pin_weights()
         self.embedding_dim_ = self._embedding_dim()
         return self
 
@@ -182,6 +199,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             ``interventions`` (n_interventions, n_samples, embedding_dim) and, when
             configured, ``intervention_pairs``, ``class_embeddings`` and ``class_labels``.
         """
+        self._pin_weights()
         views = [None] if self.interventions is None else [None, *range(self.n_interventions)]
         clean, *intervened = self._embed_images(X, views)
         context: dict[str, Any] = {}
@@ -305,7 +323,14 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return torch.autocast(device_type=device.type, dtype=dtype)
 
     def _loaded(self) -> LoadedCLIP:
-        return load_clip(self.model_name, self.pretrained, str(self._torch_device()))
+        loaded = load_clip(self.model_name, self.pretrained, str(self._torch_device()))
+        pinned = getattr(self, "model_fingerprint_", None)
+        check_weights_unchanged(pinned, loaded.fingerprint, self.model_name)
+        return loaded
+
+    def _pin_weights(self) -> None:
+        device = str(self._torch_device())
+        self.model_fingerprint_ = load_clip(self.model_name, self.pretrained, device).fingerprint
 
     def _cache(self, loaded: LoadedCLIP) -> EmbeddingCache:
         precision = self._resolved_precision(self._torch_device())
@@ -322,16 +347,17 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         items = as_image_list(X)
         loaded = self._loaded()
         cache = self._cache(loaded)
-        interventions = None
+        interventions = interventions_id = None
         if any(view is not None for view in views):
             transforms = (
                 paper_interventions() if self.interventions == "paper" else self.interventions
             )
             interventions = ImageInterventions(transforms, self.random_state)
+            interventions_id = interventions_cache_id(interventions.transforms, self.random_state)
 
         def view_key(source: ImageSource, view: int | None) -> str:
             return (
-                source.key if view is None else f"{source.key}-do{interventions.fingerprint}-{view}"
+                source.key if view is None else intervened_key(source.key, interventions_id, view)
             )
 
         with self._pool() as pool:
@@ -419,17 +445,23 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         keys: list[str],
         tensors: list[torch.Tensor],
     ) -> dict[str, np.ndarray]:
-        batch = torch.stack(tensors).to(device, non_blocking=True)
+        # Another process sharing the disk cache (a GridSearchCV or Dask worker) may have
+        # stored some of these since this call's first lookup.
+        stored = cache.get(keys)
+        missing = [i for i, key in enumerate(keys) if key not in stored]
+        if not missing:
+            return stored
+        batch = torch.stack([tensors[i] for i in missing]).to(device, non_blocking=True)
         with torch.inference_mode(), self._autocast(device):
             features = loaded.model.encode_image(batch).float().cpu().numpy()
         if not np.isfinite(features).all():
             raise FloatingPointError(
-                f"The model produced non-finite embeddings for a batch of {len(keys)} images; "
+                f"The model produced non-finite embeddings for a batch of {len(missing)} images; "
                 "try precision='fp32'."
             )
-        encoded = dict(zip(keys, features, strict=True))
+        encoded = dict(zip([keys[i] for i in missing], features, strict=True))
         cache.put(encoded)
-        return encoded
+        return {**stored, **encoded}
 
 
 def _map(pool: Executor | None, function: Callable, *iterables: Iterable) -> Iterator:

@@ -11,6 +11,7 @@ from PIL import Image
 
 from skcicm import CLIPFeaturizer
 from skcicm.embedding_cache import clear_memory_cache
+from skcicm.embedding_store import open_store
 from skcicm.images import ImageLoadError
 from skcicm.models import (
     UnknownModelError,
@@ -167,7 +168,8 @@ def test_disk_cache_resumes_in_a_new_process_state(
     again = _featurizer(tiny_clip_name, cache_dir=tmp_path / "cache").transform(images[:8])
     assert encoded_count["images"] == 8
     np.testing.assert_array_equal(first, again)
-    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 8
+    (database,) = (tmp_path / "cache").rglob("cache.db")
+    assert len(open_store(database.parent)) == 8
 
 
 def test_corrupt_and_missing_files_are_named_and_the_rest_is_kept(

@@ -1,0 +1,128 @@
+"""What identifies an embedding: the model's weights, the image content and the intervention.
+
+Cache keys must never let two different embeddings share a key, within a process or across
+processes. Model weights are identified by :attr:`skcicm.models.LoadedCLIP.fingerprint`, image
+content by :attr:`skcicm.images.ImageSource.key`; this module identifies intervention lists and
+pins a fitted featurizer to the weights it was fitted with.
+
+An intervention list is cacheable only when every transform in it has a stable key:
+
+- an explicit ``cache_key`` attribute (a non-empty string), which the user promises changes
+  whenever the transform's behaviour does;
+- otherwise a torchvision transform (``torchvision.transforms`` or ``.v2``) other than
+  ``Lambda``, keyed by its ``repr``, which spells out its parameters; containers such as
+  ``Compose`` or ``RandomChoice`` need every transform inside them to be cacheable too.
+
+Anything else (plain functions, lambdas, closures, ``functools.partial``, other classes) has
+no key that survives the process or tells two parameterisations apart, so its intervened
+copies are never cached, neither in memory nor on disk: they are recomputed on every call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+UNCACHED_PREFIX = "uncached~"
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
+
+
+class UncachedInterventionWarning(UserWarning):
+    """An intervention has no stable cache key, so its copies are recomputed on every call."""
+
+
+class ModelWeightsChangedError(ValueError):
+    """A fitted featurizer was asked to embed with other weights than those it was fitted on."""
+
+
+def transform_cache_key(transform: Any) -> str | None:
+    """A key that identifies what ``transform`` does, or None when there is none.
+
+    Examples
+    --------
+    >>> from torchvision.transforms import v2
+    >>> transform_cache_key(v2.Grayscale(3))
+    'torchvision.transforms.v2._color.Grayscale|Grayscale(num_output_channels=3)'
+    >>> def brighten(image):
+    ...     return image
+    >>> transform_cache_key(brighten) is None
+    True
+    >>> brighten.cache_key = "brighten-v1"
+    >>> transform_cache_key(brighten)
+    'cache_key|brighten-v1'
+    """
+    explicit = getattr(transform, "cache_key", None)
+    if explicit is not None:
+        if not isinstance(explicit, str) or not explicit:
+            raise TypeError(
+                f"The cache_key of intervention {transform!r} must be a non-empty string; got "
+                f"{explicit!r}."
+            )
+        return f"cache_key|{explicit}"
+    cls = type(transform)
+    if not cls.__module__.startswith("torchvision.transforms") or cls.__name__ == "Lambda":
+        return None
+    description = repr(transform)
+    if _ADDRESS.search(description):
+        return None
+    children = getattr(transform, "transforms", None)
+    child_keys = []
+    if isinstance(children, list | tuple):
+        child_keys = [transform_cache_key(child) for child in children]
+        if None in child_keys:
+            return None
+    return "|".join([f"{cls.__module__}.{cls.__qualname__}", description, *child_keys])
+
+
+def interventions_cache_id(transforms: Sequence[Any], random_state: int) -> str | None:
+    """Identify a list of interventions drawn with ``random_state``, or None if uncacheable.
+
+    Warns once per call site when a transform has no stable key.
+
+    Examples
+    --------
+    >>> from skcicm.interventions import paper_interventions
+    >>> first = interventions_cache_id(paper_interventions(), random_state=0)
+    >>> first == interventions_cache_id(paper_interventions(), random_state=0)
+    True
+    >>> first == interventions_cache_id(paper_interventions(), random_state=1)
+    False
+    """
+    keys = [transform_cache_key(transform) for transform in transforms]
+    if None in keys:
+        unkeyed = transforms[keys.index(None)]
+        name = getattr(unkeyed, "__qualname__", type(unkeyed).__qualname__)
+        warnings.warn(
+            f"Intervention {name} has no stable cache key, so the intervened copies are "
+            "recomputed on every call and never cached. Give it a `cache_key` string attribute "
+            "that changes whenever its behaviour does (e.g. f'brightness-{factor}').",
+            UncachedInterventionWarning,
+            stacklevel=3,
+        )
+        return None
+    text = "\n".join([*keys, f"random_state={random_state}"])
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def intervened_key(content_key: str, interventions_id: str | None, view: int) -> str:
+    """Cache key of the ``view``-th intervened copy of an image.
+
+    With ``interventions_id=None`` the key starts with :data:`UNCACHED_PREFIX`, which the
+    cache never stores or looks up; it still tells the copies apart within one call.
+    """
+    if interventions_id is None:
+        return f"{UNCACHED_PREFIX}{content_key}-{view}"
+    return f"{content_key}-do{interventions_id}-{view}"
+
+
+def check_weights_unchanged(pinned: str | None, loaded: str, model_name: str) -> None:
+    """Refuse to embed with weights other than the ``pinned`` fingerprint (None: not fitted)."""
+    if pinned is not None and pinned != loaded:
+        raise ModelWeightsChangedError(
+            f"The weights of model {model_name!r} differ from those this featurizer was fitted "
+            f"with (fingerprint {pinned}, now {loaded}): its fitted pipeline would predict "
+            "from embeddings it never saw. Restore the original weights, or refit."
+        )

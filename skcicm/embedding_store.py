@@ -1,0 +1,306 @@
+"""On-disk embedding store: one SQLite database per model folder, each entry checksummed.
+
+The store is a :class:`diskcache.Cache` (SQLite in WAL mode), so millions of embeddings live in
+one database file instead of millions of small files, several processes (loky workers, Dask
+workers) may read and write it at once, and a process killed mid-write leaves the last
+committed batch intact. Each batch is one transaction, synced to disk (``synchronous=FULL``)
+before ``put`` returns.
+
+Every value is a self-describing record (dtype, shape, data) followed by a BLAKE2b digest of
+the key and the record, so an entry that was altered, truncated or swapped with another key is
+detected on read: it is reported with the database's path, deleted and re-encoded by the caller.
+A database file that SQLite cannot read at all is moved aside, reported, and started afresh.
+
+A folder that cannot be written to still serves hits: it is opened read-only, and new
+embeddings are kept in memory only, with one warning that says so.
+
+SQLite's locks need a local file system or one with working POSIX locks: on NFS, give each
+machine its own ``cache_dir`` (SQLite's and diskcache's documentation say the same).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import struct
+import threading
+import time
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import diskcache
+import numpy as np
+
+_MAGIC = b"SKE1"
+_DIGEST_SIZE = 16
+_DATABASE = "cache.db"
+_PAGE_SIZE = 16384
+# SQLite primary result codes (sqlite3.h).
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+
+
+class CacheIntegrityWarning(UserWarning):
+    """Damaged cache entries or a damaged cache database were found, discarded and redone."""
+
+
+class ReadOnlyCacheWarning(UserWarning):
+    """The cache folder cannot be written to: hits are served, new embeddings are not stored."""
+
+
+def encode_record(key: str, array: np.ndarray) -> bytes:
+    """Serialise ``array`` with its dtype, shape and a digest bound to ``key``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> record = encode_record("k", np.arange(3, dtype=np.float32))
+    >>> decode_record("k", record)
+    array([0., 1., 2.], dtype=float32)
+    """
+    array = np.ascontiguousarray(array)
+    dtype = array.dtype.str.encode()
+    header = _MAGIC + struct.pack(f"<B{len(dtype)}sB", len(dtype), dtype, array.ndim)
+    header += struct.pack(f"<{array.ndim}Q", *array.shape)
+    body = header + array.tobytes()
+    return body + _digest(key, body)
+
+
+def decode_record(key: str, record: bytes) -> np.ndarray:
+    """Inverse of :func:`encode_record`; raises ``ValueError`` naming what is wrong."""
+    if not isinstance(record, bytes | bytearray | memoryview):
+        raise ValueError(f"holds a {type(record).__name__}, not an embedding record")
+    record = bytes(record)
+    if len(record) < len(_MAGIC) + _DIGEST_SIZE or not record.startswith(_MAGIC):
+        raise ValueError(f"is not an embedding record ({len(record)} bytes)")
+    body, digest = record[:-_DIGEST_SIZE], record[-_DIGEST_SIZE:]
+    if _digest(key, body) != digest:
+        raise ValueError("fails its checksum (altered, truncated or written for another key)")
+    offset = len(_MAGIC)
+    (dtype_length,) = struct.unpack_from("<B", body, offset)
+    dtype, ndim = struct.unpack_from(f"<{dtype_length}sB", body, offset + 1)
+    offset += 2 + dtype_length
+    shape = struct.unpack_from(f"<{ndim}Q", body, offset)
+    array = np.frombuffer(body, dtype=np.dtype(dtype.decode()), offset=offset + 8 * ndim)
+    return array.reshape(shape)
+
+
+def _digest(key: str, body: bytes) -> bytes:
+    hasher = hashlib.blake2b(key.encode(), digest_size=_DIGEST_SIZE)
+    hasher.update(body)
+    return hasher.digest()
+
+
+def _is_corruption(error: sqlite3.DatabaseError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    message = str(error)
+    return "malformed" in message or "not a database" in message
+
+
+class DiskStore:
+    """Checksummed embeddings in one folder, shared by threads and processes.
+
+    Use :func:`open_store` to get the process's one instance per folder.
+
+    Parameters
+    ----------
+    directory : Path
+        Folder of the database; created when missing.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.database = self.directory / _DATABASE
+        self._lock = threading.Lock()
+        self._cache: diskcache.Cache | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._open()
+
+    @property
+    def writable(self) -> bool:
+        return self._cache is not None
+
+    def _open(self) -> None:
+        try:
+            self._create_database()
+            self._cache = diskcache.Cache(
+                str(self.directory), eviction_policy="none", sqlite_synchronous=2
+            )
+        except sqlite3.DatabaseError as error:
+            if _is_corruption(error):
+                self._quarantine(error)
+            else:
+                self._open_read_only(error)
+        except OSError as error:
+            self._open_read_only(error)
+
+    def _create_database(self) -> None:
+        """Fix a page size that packs several embeddings per page before diskcache creates it.
+
+        With SQLite's default 4 KiB pages a 2 KiB record (512 float32) fills half a page.
+        """
+        if self.database.exists():
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.database, isolation_level=None)
+        try:
+            connection.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
+            connection.execute("PRAGMA journal_mode = wal")
+        finally:
+            connection.close()
+
+    def _open_read_only(self, error: Exception) -> None:
+        if not self.database.is_file():
+            raise OSError(
+                f"Cannot create the embedding cache in {self.directory}: {error}. Pass a "
+                "writable cache_dir, or cache_dir=None for an in-memory cache only."
+            ) from error
+        warnings.warn(
+            f"The embedding cache {self.database} is read-only ({error}): cached embeddings "
+            "are served, new ones are kept in memory only.",
+            ReadOnlyCacheWarning,
+            stacklevel=4,
+        )
+        self._cache = None
+        for options in ("mode=ro", "immutable=1"):
+            try:
+                reader = sqlite3.connect(
+                    f"{self.database.as_uri()}?{options}", uri=True, check_same_thread=False
+                )
+                reader.execute("SELECT count(*) FROM Cache LIMIT 1").fetchall()
+            except sqlite3.DatabaseError:
+                continue
+            self._reader = reader
+            return
+
+    def _quarantine(self, error: sqlite3.DatabaseError) -> None:
+        """Move a database that SQLite cannot read aside and start an empty one."""
+        damaged = self.directory.with_name(
+            f"{self.directory.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        )
+        warnings.warn(
+            f"The embedding cache database {self.database} is damaged ({error}); it was moved "
+            f"to {damaged} and its embeddings will be re-encoded.",
+            CacheIntegrityWarning,
+            stacklevel=4,
+        )
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
+        try:
+            self.directory.rename(damaged)
+        except FileNotFoundError:
+            pass  # another process sharing the folder moved it aside first
+        except OSError as rename_error:
+            raise OSError(
+                f"The embedding cache database {self.database} is damaged ({error}) and cannot "
+                f"be moved aside ({rename_error}); delete {self.directory}."
+            ) from error
+        self._open()
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
+        """The stored embeddings among ``keys``; damaged entries are reported and deleted."""
+        found: dict[str, np.ndarray] = {}
+        damaged: dict[str, str] = {}
+        try:
+            for key in keys:
+                record = self._fetch(key)
+                if record is None:
+                    continue
+                try:
+                    found[key] = decode_record(key, record)
+                except ValueError as reason:
+                    damaged[key] = str(reason)
+        except sqlite3.DatabaseError as error:
+            if not _is_corruption(error):
+                raise
+            self._quarantine(error)
+            return {}
+        if damaged:
+            self._discard(damaged)
+        return found
+
+    def _fetch(self, key: str) -> bytes | None:
+        if self._cache is not None:
+            return self._cache.get(key, retry=True)
+        if self._reader is None:
+            return None
+        with self._lock:
+            row = self._reader.execute(
+                "SELECT value, filename FROM Cache WHERE key = ? AND raw = 1", (key,)
+            ).fetchone()
+        if row is None:
+            return None
+        value, filename = row
+        return (self.directory / filename).read_bytes() if value is None else bytes(value)
+
+    def _discard(self, damaged: dict[str, str]) -> None:
+        first, reason = next(iter(damaged.items()))
+        warnings.warn(
+            f"{len(damaged)} damaged embedding cache entries in {self.database} (first: "
+            f"{first!r}, which {reason}) were discarded and will be re-encoded.",
+            CacheIntegrityWarning,
+            stacklevel=4,
+        )
+        if self._cache is not None:
+            for key in damaged:
+                self._cache.delete(key, retry=True)
+
+    def put_many(self, embeddings: dict[str, np.ndarray]) -> None:
+        """Store embeddings in one durable transaction (nothing happens when read-only)."""
+        if self._cache is None or not embeddings:
+            return
+        records = {key: encode_record(key, value) for key, value in embeddings.items()}
+        try:
+            with self._cache.transact(retry=True):
+                for key, record in records.items():
+                    self._cache.set(key, record, retry=True)
+        except sqlite3.OperationalError as error:
+            if "readonly" not in str(error) and "read-only" not in str(error):
+                raise
+            with self._lock:
+                if self._cache is not None:
+                    self._cache.close()
+                    self._open_read_only(error)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._cache is not None:
+                self._cache.close()
+            if self._reader is not None:
+                self._reader.close()
+            self._cache = self._reader = None
+
+    def __len__(self) -> int:
+        if self._cache is not None:
+            return len(self._cache)
+        if self._reader is None:
+            return 0
+        with self._lock:
+            return self._reader.execute("SELECT count(*) FROM Cache").fetchone()[0]
+
+
+_stores: dict[tuple[int, str], DiskStore] = {}
+_stores_lock = threading.Lock()
+
+
+def open_store(directory: str | os.PathLike) -> DiskStore:
+    """The process's :class:`DiskStore` for ``directory``, opened on first use."""
+    key = (os.getpid(), str(Path(directory).resolve()))
+    with _stores_lock:
+        store = _stores.get(key)
+        if store is None:
+            store = _stores[key] = DiskStore(Path(directory))
+        return store
+
+
+def close_stores() -> None:
+    """Close this process's open stores; the next :func:`open_store` reopens from disk."""
+    with _stores_lock:
+        for store in _stores.values():
+            store.close()
+        _stores.clear()

@@ -1,0 +1,440 @@
+"""The embedding cache: keys that cannot collide, checked entries, bounded memory, a shared disk."""
+
+import functools
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import diskcache
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+from torchvision import transforms as v1
+from torchvision.transforms import v2
+
+from skcicm import CLIPFeaturizer
+from skcicm.cache_keys import (
+    UncachedInterventionWarning,
+    interventions_cache_id,
+    transform_cache_key,
+)
+from skcicm.embedding_cache import (
+    DEFAULT_MEMORY_LIMIT_BYTES,
+    EmbeddingCache,
+    clear_memory_cache,
+    memory_cache_info,
+    set_memory_cache_limit,
+)
+from skcicm.embedding_store import (
+    CacheIntegrityWarning,
+    ReadOnlyCacheWarning,
+    close_stores,
+    decode_record,
+    encode_record,
+    open_store,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _featurizer(model_name, **params):
+    defaults = dict(pretrained=None, progress=False, num_workers=0, batch_size=4)
+    return CLIPFeaturizer(model_name, **{**defaults, **params})
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_state():
+    """Each test starts like a new process: no embeddings in memory, no open databases."""
+    _restart()
+    yield
+    close_stores()
+    set_memory_cache_limit(DEFAULT_MEMORY_LIMIT_BYTES)
+
+
+def _restart():
+    """Forget what this process holds, as a new process would start."""
+    clear_memory_cache()
+    close_stores()
+
+
+def _encode_then_restart(model_name, images, cache_dir):
+    """Embeddings of ``images`` stored in ``cache_dir``, and the database that holds them."""
+    embeddings = _featurizer(model_name, cache_dir=cache_dir).transform(images)
+    (database,) = Path(cache_dir).rglob("cache.db")
+    _restart()
+    return embeddings, database
+
+
+# 1. Keys of intervened copies ----------------------------------------------------------------
+
+
+def _brightness(factor):
+    return lambda image: ImageEnhance.Brightness(image).enhance(factor)
+
+
+@pytest.mark.filterwarnings("ignore::skcicm.cache_keys.UncachedInterventionWarning")
+def test_closures_with_different_parameters_never_share_embeddings(
+    tiny_clip_name, domain_images, tmp_path
+):
+    images, _, _ = domain_images
+    reference = _featurizer(tiny_clip_name, cache_dir=None)
+    for factor in (0.2, 1.8, 0.5, 3.0):
+        # Each closure is dropped before the next is made, so CPython reuses its address.
+        featurizer = _featurizer(
+            tiny_clip_name, interventions=[_brightness(factor)], cache_dir=tmp_path
+        )
+        intervened = featurizer.intervention_embeddings(images[:3])[0]
+        brightened = [
+            np.asarray(ImageEnhance.Brightness(Image.fromarray(im)).enhance(factor))
+            for im in images[:3]
+        ]
+        np.testing.assert_allclose(intervened, reference.transform(brightened), atol=1e-5)
+
+
+def test_uncached_interventions_are_recomputed_and_warned_about(
+    tiny_clip_name, domain_images, encoded_count
+):
+    images, _, _ = domain_images
+    featurizer = _featurizer(tiny_clip_name, interventions=[_brightness(0.5)])
+    with pytest.warns(UncachedInterventionWarning, match="cache_key"):
+        first = featurizer.intervention_embeddings(images[:4])
+    with pytest.warns(UncachedInterventionWarning):
+        again = featurizer.intervention_embeddings(images[:4])
+    assert encoded_count["images"] == 8
+    np.testing.assert_array_equal(first, again)
+
+
+def test_a_cache_key_attribute_makes_a_callable_cacheable_across_processes(
+    tiny_clip_name, domain_images, tmp_path, encoded_count
+):
+    images, _, _ = domain_images
+    first_closure = _brightness(0.5)
+    first_closure.cache_key = "brightness-0.5"
+    first = _featurizer(
+        tiny_clip_name, interventions=[first_closure], cache_dir=tmp_path
+    ).intervention_embeddings(images[:4])
+    _restart()
+    same_key = _brightness(0.5)
+    same_key.cache_key = "brightness-0.5"
+    again = _featurizer(
+        tiny_clip_name, interventions=[same_key], cache_dir=tmp_path
+    ).intervention_embeddings(images[:4])
+    assert encoded_count["images"] == 4
+    np.testing.assert_array_equal(first, again)
+    other = _brightness(1.8)
+    other.cache_key = "brightness-1.8"
+    _featurizer(tiny_clip_name, interventions=[other], cache_dir=tmp_path).intervention_embeddings(
+        images[:4]
+    )
+    assert encoded_count["images"] == 8
+
+
+def test_torchvision_transforms_are_keyed_by_their_parameters():
+    assert transform_cache_key(v2.ColorJitter(brightness=0.2)) != transform_cache_key(
+        v2.ColorJitter(brightness=0.5)
+    )
+    assert transform_cache_key(v1.ColorJitter(brightness=0.2)) == transform_cache_key(
+        v1.ColorJitter(brightness=0.2)
+    )
+    assert transform_cache_key(v2.Compose([v2.Grayscale(3), v2.RandomInvert(1.0)])) is not None
+    for unkeyable in (
+        v1.Lambda(lambda image: image),
+        v2.Lambda(lambda image: image),
+        v2.Compose([v2.Grayscale(3), lambda image: image]),
+        v1.RandomChoice([v1.Grayscale(3), v1.Lambda(lambda image: image)]),
+        functools.partial(ImageEnhance.Brightness),
+        str.upper,
+    ):
+        assert transform_cache_key(unkeyable) is None, unkeyable
+
+
+def test_interventions_cache_id_depends_on_order_and_seed_and_rejects_bad_keys():
+    gray, invert = v2.Grayscale(3), v2.RandomInvert(1.0)
+    assert interventions_cache_id([gray, invert], 0) != interventions_cache_id([invert, gray], 0)
+    assert interventions_cache_id([gray], 0) != interventions_cache_id([gray], 1)
+    with pytest.warns(UncachedInterventionWarning):
+        assert interventions_cache_id([gray, lambda image: image], 0) is None
+    bad = _brightness(0.5)
+    bad.cache_key = 42
+    with pytest.raises(TypeError, match="cache_key .* must be a non-empty string"):
+        interventions_cache_id([bad], 0)
+
+
+# 2. Integrity ------------------------------------------------------------------------------
+
+
+def _negated(key, array):
+    """A record of -array that keeps the digest of array: what a flipped sign on disk looks like."""
+    good = encode_record(key, array)
+    return encode_record(key, -array)[:-16] + good[-16:]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        _negated,
+        lambda key, array: b"",
+        lambda key, array: encode_record(key, array)[:-5],
+        lambda key, array: b"\x00garbage" * 9,
+        lambda key, array: encode_record("another key", array),
+        lambda key, array: 123,
+    ],
+    ids=["negated", "zero-byte", "truncated", "garbage", "other-key", "not-bytes"],
+)
+def test_damaged_entries_are_reported_with_the_database_and_discarded(tmp_path, damage):
+    store = open_store(tmp_path / "model")
+    value = np.arange(4, dtype=np.float32) + 1
+    store.put_many({"good": value, "bad": value})
+    store._cache.set("bad", damage("bad", value))
+    with pytest.warns(CacheIntegrityWarning, match=r"cache\.db.*'bad'") as caught:
+        found = store.get_many(["good", "bad"])
+    assert len(caught) == 1 and str(tmp_path / "model" / "cache.db") in str(caught[0].message)
+    assert list(found) == ["good"]
+    np.testing.assert_array_equal(found["good"], value)
+    assert len(store) == 1
+
+
+def test_record_round_trip_keeps_dtype_and_shape():
+    for array in (np.zeros((2, 3), dtype=np.float16), np.arange(5.0), np.ones(0, np.float32)):
+        decoded = decode_record("k", encode_record("k", array))
+        assert decoded.dtype == array.dtype and decoded.shape == array.shape
+        np.testing.assert_array_equal(decoded, array)
+
+
+def test_an_altered_embedding_on_disk_is_re_encoded_not_served(
+    tiny_clip_name, domain_images, tmp_path, encoded_count
+):
+    images, _, _ = domain_images
+    first, database = _encode_then_restart(tiny_clip_name, images[:4], tmp_path)
+    with diskcache.Cache(str(database.parent)) as raw:
+        key = next(key for key in raw.iterkeys() if not key.startswith("text-"))
+        raw.set(key, _negated(key, decode_record(key, raw.get(key))))
+    with pytest.warns(CacheIntegrityWarning, match=str(database)):
+        again = _featurizer(tiny_clip_name, cache_dir=tmp_path).transform(images[:4])
+    # Re-encoded alone rather than in a batch of four: equal up to float rounding.
+    np.testing.assert_allclose(first, again, atol=1e-6)
+    assert encoded_count["images"] == 5
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "zero-byte"])
+def test_a_damaged_database_file_is_moved_aside_and_rebuilt(
+    tiny_clip_name, domain_images, tmp_path, encoded_count, damage
+):
+    images, _, _ = domain_images
+    first, database = _encode_then_restart(tiny_clip_name, images[:6], tmp_path)
+    content = database.read_bytes()
+    replacement = {
+        "garbage": b"this is no sqlite database " * 300,
+        "truncated": content[: len(content) // 2],
+        "zero-byte": b"",
+    }[damage]
+    database.write_bytes(replacement)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = _featurizer(tiny_clip_name, cache_dir=tmp_path).transform(images[:6])
+    np.testing.assert_array_equal(first, again)
+    assert encoded_count["images"] == 12
+    integrity = [w for w in caught if issubclass(w.category, CacheIntegrityWarning)]
+    if damage == "garbage":
+        assert len(integrity) == 1 and str(database) in str(integrity[0].message)
+        assert len(list(tmp_path.glob("*.damaged-*"))) == 1
+    clear_memory_cache()
+    _featurizer(tiny_clip_name, cache_dir=tmp_path).transform(images[:6])
+    assert encoded_count["images"] == 12
+
+
+def test_a_read_only_cache_serves_hits_and_keeps_new_embeddings_in_memory(
+    tiny_clip_name, domain_images, tmp_path, encoded_count, monkeypatch
+):
+    images, _, _ = domain_images
+    first, database = _encode_then_restart(tiny_clip_name, images[:4], tmp_path)
+    modified = database.stat().st_mtime_ns
+
+    def read_only(*args, **kwargs):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(diskcache, "Cache", read_only)
+    with pytest.warns(ReadOnlyCacheWarning, match="read-only"):
+        again = _featurizer(tiny_clip_name, cache_dir=tmp_path).transform(images[:6])
+    np.testing.assert_array_equal(first, again[:4])
+    assert encoded_count["images"] == 6
+    assert database.stat().st_mtime_ns == modified
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores permissions")
+def test_a_folder_without_write_permission_serves_hits(
+    tiny_clip_name, domain_images, tmp_path, encoded_count
+):
+    images, _, _ = domain_images
+    first, _ = _encode_then_restart(tiny_clip_name, images[:4], tmp_path)
+    folders = [path for path in tmp_path.rglob("*") if path.is_dir()] + [tmp_path]
+    for folder in folders:
+        folder.chmod(0o555)
+    try:
+        with pytest.warns(ReadOnlyCacheWarning):
+            again = _featurizer(tiny_clip_name, cache_dir=tmp_path).transform(images[:5])
+    finally:
+        for folder in folders:
+            folder.chmod(0o755)
+    np.testing.assert_array_equal(first, again[:4])
+    assert encoded_count["images"] == 5
+
+
+def test_an_uncreatable_cache_dir_is_a_clear_error(tiny_clip_name, domain_images, tmp_path):
+    images, _, _ = domain_images
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OSError, match="Cannot create the embedding cache in .*a-file"):
+        _featurizer(tiny_clip_name, cache_dir=blocker).transform(images[:2])
+
+
+# 3. Concurrent writers and SIGKILL ---------------------------------------------------------
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from skcicm.embedding_store import open_store
+
+    store = open_store(sys.argv[1])
+    start, stop, forever = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "forever"
+    while True:
+        for first in range(start, stop, 50):
+            keys = range(first, min(first + 50, stop))
+            store.put_many({f"k{i}": np.full(64, i, dtype=np.float32) for i in keys})
+        if not forever:
+            break
+    """
+)
+
+
+def _writer(directory, start, stop, mode="once"):
+    return subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(directory), str(start), str(stop), mode], cwd=REPO
+    )
+
+
+def test_concurrent_writer_processes_leave_every_entry_intact(tmp_path):
+    writers = [_writer(tmp_path, start, start + 600) for start in (0, 300, 600)]
+    assert [writer.wait(timeout=300) for writer in writers] == [0, 0, 0]
+    found = open_store(tmp_path).get_many(f"k{i}" for i in range(1200))
+    assert len(found) == 1200
+    for i in (0, 299, 300, 899, 1199):
+        np.testing.assert_array_equal(found[f"k{i}"], np.full(64, i, dtype=np.float32))
+
+
+def test_a_writer_killed_mid_write_leaves_a_usable_store(tmp_path):
+    writer = _writer(tmp_path, 0, 5000, "forever")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (
+        not (tmp_path / "cache.db").exists() or len(open_store(tmp_path)) < 200
+    ):
+        time.sleep(0.05)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    close_stores()
+    store = open_store(tmp_path)
+    n_stored = len(store)
+    assert n_stored >= 200
+    found = store.get_many(f"k{i}" for i in range(5000))
+    assert len(found) == n_stored
+    assert all(value[0] == int(key[1:]) for key, value in found.items())
+    store.put_many({"after": np.ones(3, np.float32)})
+    assert "after" in store.get_many(["after"])
+
+
+# 4. Bounded memory -------------------------------------------------------------------------
+
+
+def test_memory_cache_evicts_least_recently_used_beyond_its_byte_limit():
+    cache = EmbeddingCache("lru-test", directory=None)
+    row = np.zeros(256, dtype=np.float32)  # 1 KiB
+    set_memory_cache_limit(3 * row.nbytes)
+    cache.put({"a": row, "b": row, "c": row})
+    cache.get(["a"])
+    cache.put({"d": row})
+    assert sorted(cache.get(["a", "b", "c", "d"])) == ["a", "c", "d"]
+    assert memory_cache_info() == {"entries": 3, "bytes": 3 * 1024, "limit_bytes": 3 * 1024}
+    set_memory_cache_limit(1024)
+    assert sorted(cache.get(["a", "b", "c", "d"])) == ["d"]
+    set_memory_cache_limit(0)
+    assert cache.get(["d"]) == {}
+
+
+def test_memory_cache_limit_is_validated_and_read_from_the_environment():
+    with pytest.raises(ValueError, match="n_bytes must be an int >= 0"):
+        set_memory_cache_limit(-1)
+    code = "from skcicm.embedding_cache import memory_cache_info; print(memory_cache_info())"
+    environment = {**os.environ, "SKCICM_MEMORY_CACHE_BYTES": "12345"}
+    output = subprocess.run(
+        [sys.executable, "-c", code], env=environment, cwd=REPO, capture_output=True, text=True
+    )
+    assert "'limit_bytes': 12345" in output.stdout, output.stderr
+    environment["SKCICM_MEMORY_CACHE_BYTES"] = "lots"
+    failed = subprocess.run(
+        [sys.executable, "-c", code], env=environment, cwd=REPO, capture_output=True, text=True
+    )
+    assert failed.returncode != 0 and "SKCICM_MEMORY_CACHE_BYTES='lots'" in failed.stderr
+
+
+def test_cached_arrays_cannot_be_altered_through_a_returned_reference():
+    cache = EmbeddingCache("immutable-test", directory=None)
+    cache.put({"a": np.ones(3, dtype=np.float32)})
+    with pytest.raises(ValueError, match="read-only"):
+        cache.get(["a"])["a"][0] = -1.0
+
+
+# 6. The default on-disk location -----------------------------------------------------------
+
+
+def test_the_default_cache_dir_is_shared_by_featurizers_and_can_be_disabled(
+    tiny_clip_name, domain_images, tmp_path, monkeypatch, encoded_count
+):
+    images, _, _ = domain_images
+    monkeypatch.setenv("SKCICM_CACHE_DIR", str(tmp_path / "default"))
+    _featurizer(tiny_clip_name).transform(images[:4])
+    assert len(list((tmp_path / "default").rglob("cache.db"))) == 1
+    clear_memory_cache()
+    _featurizer(tiny_clip_name).transform(images[:4])
+    assert encoded_count["images"] == 4
+    clear_memory_cache()
+    _featurizer(tiny_clip_name, cache_dir=None).transform(images[:4])
+    assert encoded_count["images"] == 8
+
+
+def test_embeddings_another_process_stored_meanwhile_are_not_re_encoded(
+    tiny_clip_name, domain_images, tmp_path, encoded_count, monkeypatch
+):
+    images, _, _ = domain_images
+    _encode_then_restart(tiny_clip_name, images[:8], tmp_path)
+    lookups = []
+    real_get = EmbeddingCache.get
+
+    def first_lookup_before_the_other_process_stored(self, keys):
+        lookups.append(keys)
+        return {} if len(lookups) == 1 else real_get(self, keys)
+
+    monkeypatch.setattr(EmbeddingCache, "get", first_lookup_before_the_other_process_stored)
+    again = _featurizer(tiny_clip_name, cache_dir=tmp_path).transform(images[:12])
+    assert encoded_count["images"] == 8 + 4
+    assert again.shape == (12, 32)
+
+
+def test_an_unusable_default_location_falls_back_to_memory_with_a_warning(
+    tiny_clip_name, domain_images, tmp_path, monkeypatch
+):
+    images, _, _ = domain_images
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("SKCICM_CACHE_DIR", str(blocker))
+    with pytest.warns(UserWarning, match="No on-disk embedding cache .*SKCICM_CACHE_DIR"):
+        embeddings = _featurizer(tiny_clip_name).transform(images[:2])
+    np.testing.assert_array_equal(
+        embeddings, _featurizer(tiny_clip_name, cache_dir=None).transform(images[:2])
+    )
