@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import sys
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from numbers import Integral
 from typing import Any
 
@@ -21,11 +20,11 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.utils._param_validation import Interval, StrOptions
-from tqdm.auto import tqdm
 
 from skcicm.embedding_cache import EmbeddingCache
 from skcicm.fit_context import EmbeddingsWithContext
-from skcicm.images import ImageLoadError, ImageSource, as_image_list, image_source
+from skcicm.image_encoding import ImageEncoder
+from skcicm.images import as_image_list
 from skcicm.interventions import ImageInterventions, paper_interventions
 from skcicm.models import LoadedCLIP, load_clip
 from skcicm.prompts import expand_prompt_pairs
@@ -321,135 +320,35 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """Embeddings of the clean images (view None) and of intervened copies (view 0, 1, ...)."""
         items = as_image_list(X)
         loaded = self._loaded()
-        cache = self._cache(loaded)
+        device = self._torch_device()
         interventions = None
         if any(view is not None for view in views):
             transforms = (
                 paper_interventions() if self.interventions == "paper" else self.interventions
             )
             interventions = ImageInterventions(transforms, self.random_state)
-
-        def view_key(source: ImageSource, view: int | None) -> str:
-            return (
-                source.key if view is None else f"{source.key}-do{interventions.fingerprint}-{view}"
-            )
-
-        with self._pool() as pool:
-            sources = list(_map(pool, image_source, items, range(len(items))))
-            keys = [[view_key(source, view) for source in sources] for view in views]
-            found = cache.get({key for view_keys in keys for key in view_keys})
-            # One task per unique image still missing a view, so it is decoded once.
-            tasks: dict[str, tuple[ImageSource, list[tuple[str, int | None]]]] = {}
-            for view, view_keys in zip(views, keys, strict=True):
-                for source, key in zip(sources, view_keys, strict=True):
-                    if key not in found:
-                        task = tasks.setdefault(source.key, (source, []))
-                        if (key, view) not in task[1]:
-                            task[1].append((key, view))
-            failures = self._encode_missing(
-                list(tasks.values()), loaded, cache, interventions, pool, found
-            )
-        if failures:
-            raise ImageLoadError(failures)
-        return [self._finish(np.stack([found[key] for key in view_keys])) for view_keys in keys]
-
-    def _pool(self) -> contextlib.AbstractContextManager[Executor | None]:
-        if self.num_workers == 0:
-            return contextlib.nullcontext()
-        return ThreadPoolExecutor(self.num_workers, thread_name_prefix="skcicm-decode")
-
-    def _encode_missing(
-        self,
-        tasks: list[tuple[ImageSource, list[tuple[str, int | None]]]],
-        loaded: LoadedCLIP,
-        cache: EmbeddingCache,
-        interventions: ImageInterventions | None,
-        pool: Executor | None,
-        found: dict[str, np.ndarray],
-    ) -> list[tuple[str, str]]:
-        def prepare(task):
-            source, wanted = task
-            try:
-                image = source.decode()
-                return [
-                    (
-                        key,
-                        loaded.preprocess(
-                            image
-                            if view is None
-                            else interventions.apply(image, key=source.key, view=view)
-                        ),
-                    )
-                    for key, view in wanted
-                ], None
-            except Exception as error:  # noqa: BLE001 - reported per file, the rest go on
-                return [], (source.name, str(error))
-
-        device = self._torch_device()
-        failures: list[tuple[str, str]] = []
-        batch_keys: list[str] = []
-        batch_tensors: list[torch.Tensor] = []
-        show = sys.stderr.isatty() if self.progress == "auto" else bool(self.progress)
-        total = sum(len(wanted) for _, wanted in tasks)
-        with tqdm(
-            total=total, desc="Encoding images", unit="img", disable=not show or total == 0
-        ) as bar:
-            for prepared, failure in _bounded_map(pool, prepare, tasks, window=2 * self.batch_size):
-                if failure is not None:
-                    failures.append(failure)
-                for key, tensor in prepared:
-                    batch_keys.append(key)
-                    batch_tensors.append(tensor)
-                if len(batch_keys) >= self.batch_size:
-                    found.update(
-                        self._encode_batch(loaded, cache, device, batch_keys, batch_tensors)
-                    )
-                    bar.update(len(batch_keys))
-                    batch_keys, batch_tensors = [], []
-            if batch_keys:
-                found.update(self._encode_batch(loaded, cache, device, batch_keys, batch_tensors))
-                bar.update(len(batch_keys))
-        return failures
+        encoder = ImageEncoder(
+            loaded.preprocess,
+            functools.partial(self._encode_batch, loaded, device),
+            self._cache(loaded),
+            interventions,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            progress=sys.stderr.isatty() if self.progress == "auto" else bool(self.progress),
+        )
+        return [self._finish(raw) for raw in encoder.embed(items, views)]
 
     def _encode_batch(
-        self,
-        loaded: LoadedCLIP,
-        cache: EmbeddingCache,
-        device: torch.device,
-        keys: list[str],
-        tensors: list[torch.Tensor],
-    ) -> dict[str, np.ndarray]:
-        batch = torch.stack(tensors).to(device, non_blocking=True)
+        self, loaded: LoadedCLIP, device: torch.device, batch: torch.Tensor
+    ) -> np.ndarray:
+        if device.type == "cuda":
+            batch = batch.pin_memory()
+        batch = batch.to(device, non_blocking=True)
         with torch.inference_mode(), self._autocast(device):
             features = loaded.model.encode_image(batch).float().cpu().numpy()
         if not np.isfinite(features).all():
             raise FloatingPointError(
-                f"The model produced non-finite embeddings for a batch of {len(keys)} images; "
-                "try precision='fp32'."
+                f"The model produced non-finite embeddings for a batch of {len(features)} "
+                "images; try precision='fp32'."
             )
-        encoded = dict(zip(keys, features, strict=True))
-        cache.put(encoded)
-        return encoded
-
-
-def _map(pool: Executor | None, function: Callable, *iterables: Iterable) -> Iterator:
-    return map(function, *iterables) if pool is None else pool.map(function, *iterables)
-
-
-def _bounded_map(pool: Executor | None, function: Callable, items: list, window: int) -> Iterator:
-    """Like ``pool.map`` in order, but keeps at most ``window`` results in flight in memory."""
-    if pool is None:
-        yield from map(function, items)
-        return
-    pending: deque[Future] = deque()
-    remaining = iter(items)
-    for item in remaining:
-        pending.append(pool.submit(function, item))
-        if len(pending) >= window:
-            break
-    while pending:
-        result = pending.popleft().result()
-        following = next(remaining, None)
-        if following is not None:
-            pending.append(pool.submit(function, following))
-        yield result
+        return features
