@@ -71,7 +71,8 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Prompt templates with ``{}`` for the class name, ensembled by averaging their unit
         embeddings; None means ``["a photo of a {}."]``.
     device : str, default="auto"
-        ``"auto"`` uses CUDA when available, else the CPU; or any torch device string.
+        ``"auto"`` uses CUDA when available, else the CPU; or ``"cpu"``, ``"cuda"``,
+        ``"cuda:<index>"``. Anything else is an error when the model loads.
     precision : {"auto", "fp32", "amp", "amp_bf16"}, default="auto"
         ``"amp"``/``"amp_bf16"`` run the model under float16/bfloat16 autocast; ``"auto"``
         means bfloat16 autocast on GPUs that support it, float16 on other GPUs, fp32 on CPU.
@@ -178,14 +179,14 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         -------
         embeddings : EmbeddingsWithContext of shape (n_samples, embedding_dim)
             A numpy array of the clean embeddings whose ``fit_context`` holds
-            ``interventions`` (n_interventions, n_samples, embedding_dim) and, when
+            ``interventions`` (n_samples, n_interventions, embedding_dim) and, when
             configured, ``intervention_pairs``, ``class_embeddings`` and ``class_labels``.
         """
         views = [None] if self.interventions is None else [None, *range(self.n_interventions)]
         clean, *intervened = self._embed_images(X, views)
         context: dict[str, Any] = {}
         if intervened:
-            context["interventions"] = np.stack(intervened)
+            context["interventions"] = np.stack(intervened, axis=1)
         if self.text_interventions:
             context["intervention_pairs"] = self.text_intervention_pairs()
         if self.class_names is not None:
@@ -212,11 +213,14 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     # Embeddings beyond the sklearn API ---------------------------------------------------
 
     def intervention_embeddings(self, X: Any) -> np.ndarray:
-        """Embeddings of the intervened copies: (n_interventions, n_samples, embedding_dim)."""
+        """Embeddings of the intervened copies, sample-major: (n_samples, n_interventions, dim).
+
+        ``result[i, v]`` is copy ``v`` of image ``i``, so the rows split by sample like ``X``.
+        """
         self._validate_params()
         if self.interventions is None:
             raise ValueError("interventions=None: this featurizer computes no intervened copies.")
-        return np.stack(self._embed_images(X, list(range(self.n_interventions))))
+        return np.stack(self._embed_images(X, list(range(self.n_interventions))), axis=1)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts: float32 array of shape (n_texts, embedding_dim)."""
@@ -282,10 +286,26 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def _torch_device(self) -> torch.device:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        device = torch.device(self.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
+        try:
+            device = torch.device(self.device)
+        except RuntimeError:
             raise ValueError(
-                f"device={self.device!r} but CUDA is not available; use 'auto' or 'cpu'."
+                f"device={self.device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or "
+                "'cuda:<index>'."
+            ) from None
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError(
+                    f"device={self.device!r} but CUDA is not available; use 'auto' or 'cpu'."
+                )
+            if device.index is not None and device.index >= torch.cuda.device_count():
+                raise ValueError(
+                    f"device={self.device!r} but this machine has "
+                    f"{torch.cuda.device_count()} CUDA device(s)."
+                )
+        elif device.type != "cpu":
+            raise ValueError(
+                f"device={self.device!r}: skcicm runs on 'cpu' and 'cuda' devices only."
             )
         return device
 

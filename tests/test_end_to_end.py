@@ -23,7 +23,7 @@ def _hand_search(featurizer, images, y, domains, extra_fit=None):
                 train, test = domains != target, domains == target
                 kwargs = {key: value[train] for key, value in (extra_fit or {}).items()}
                 icm = InvariantCausalMechanism(n_components=k, lam=lam).fit(
-                    Z[train], y[train], interventions=views[:, train], **kwargs
+                    Z[train], y[train], interventions=views[train], **kwargs
                 )
                 folds.append(icm.score(Z[test], y[test]))
             scores[(lam, k)] = np.mean(folds)
