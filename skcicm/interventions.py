@@ -111,19 +111,25 @@ _LAYOUT_VERSION = 2
 _STANDARD_FORWARDS = (v2.Transform.forward, _RandomApplyTransform.forward)
 
 
+def _seed_cpu_generator(seed: int) -> None:
+    # Not torch.manual_seed: that also queues a lazy seeding of every CUDA device, recording a
+    # stack trace each time, which costs milliseconds. The transforms draw on the CPU only.
+    torch.default_generator.manual_seed(seed)
+
+
 def _seeded_call(transform: ImageTransform, image: Image.Image, seed: int) -> Any:
     """``transform(image)`` with torch's generator seeded; draws the same numbers as that call."""
     lock = ImageInterventions._global_rng_lock
     if not (isinstance(transform, v2.Transform) and type(transform).forward in _STANDARD_FORWARDS):
         with lock, torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            _seed_cpu_generator(seed)
             return transform(image)
     # The same draws, in the same order, as v2.Transform.forward and _RandomApplyTransform.forward.
     make_params = getattr(transform, "make_params", None) or transform._get_params
     apply = getattr(transform, "transform", None) or transform._transform
     (getattr(transform, "check_inputs", None) or transform._check_inputs)([image])
     with lock, torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        _seed_cpu_generator(seed)
         skipped = isinstance(transform, _RandomApplyTransform) and bool(
             torch.rand(1) >= transform.p
         )
