@@ -334,7 +334,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return int(self.encode_text(["a"]).shape[1])
 
     def _finish(self, raw: np.ndarray) -> np.ndarray:
-        return (unit_rows(raw) if self.normalize else raw).astype(np.float32)
+        return (unit_rows(raw) if self.normalize else raw).astype(np.float32, copy=False)
 
     def _embed_images(self, X: Any, views: Sequence[int | None]) -> list[np.ndarray]:
         """Embeddings of the clean images (view None) and of intervened copies (view 0, 1, ...)."""

@@ -76,99 +76,86 @@ class ImageEncoder:
             return key
         return f"{key}-do{self.interventions.fingerprint}-{view}"
 
-    def _all_found(self, key: str, views: Sequence[int | None], found: dict) -> bool:
-        return all(self.view_key(key, view) in found for view in views)
-
     def embed(self, items: Sequence[Any], views: Sequence[int | None]) -> list[np.ndarray]:
         """Raw embeddings, one (n_images, dim) array per view (None is the clean image)."""
-        sources = [image_source(item, index) for index, item in enumerate(items)]
-        found = self.cache.get(
-            {self.view_key(s.key, v) for s in sources if s.key is not None for v in views}
-        )
-        pending = [
-            source
-            for source in sources
-            if source.error is None
-            and (source.key is None or not self._all_found(source.key, views, found))
-        ]
-        failed = self._encode_pending(pending, views, found) if pending else {}
-        failures = [
-            (source.name, source.error or failed[source.key])
-            for source in sources
-            if source.error is not None or source.key in failed
-        ]
-        if failures:
-            raise ImageLoadError(failures)
-        return [
-            np.stack([found[self.view_key(source.key, view)] for source in sources])
-            for view in views
-        ]
-
-    def _encode_pending(
-        self,
-        pending: list[ImageSource],
-        views: Sequence[int | None],
-        found: dict[str, np.ndarray],
-    ) -> dict[str, str]:
-        """Encode what ``pending`` lacks into ``found``; return {content key: reason} failures."""
-        failed: dict[str, str] = {}
-        claimed: set[str] = set()
-        keys: list[str] = []
-        tensors: list[torch.Tensor] = []
-        windows = _windows(pending, self.window_files)
+        run = _Run(len(items), len(views))
+        windows = self._windows(items)
         with (
             _executor(self.num_workers) as pool,
-            tqdm(
-                total=len(pending) * len(views),
-                desc="Encoding images",
-                unit="img",
-                disable=not self.progress,
-            ) as bar,
+            tqdm(desc="Encoding images", unit="img", disable=not self.progress) as bar,
         ):
-            reading = [pool.submit(ImageSource.read, s) for s in next(windows, [])]
-            while reading:
-                window = [future.result() for future in reading]
-                tasks = self._plan(window, views, found, claimed)
-                bar.total -= len(window) * len(views) - sum(len(w) for _, w in tasks)
-                bar.refresh()
+            window = next(windows, [])
+            reading = _submit_reads(pool, window)
+            batch: list[tuple[str, torch.Tensor]] = []
+            while window:
+                for future in reading:
+                    future.result()
+                tasks = self._plan(window, views, run)
                 prepared = _bounded_map(pool, self._prepare, tasks, 2 * self.batch_size)
-                # Submitted after this window's first decodes, so the model is not kept waiting.
-                reading = [pool.submit(ImageSource.read, s) for s in next(windows, [])]
+                # Read the next window while this one decodes, so the model is not kept waiting.
+                window = next(windows, [])
+                reading = _submit_reads(pool, window)
                 for (source, _), (outputs, failure) in zip(tasks, prepared, strict=True):
-                    if failure is not None:
-                        failed[source.key] = failure
-                    for key, tensor in outputs:
-                        keys.append(key)
-                        tensors.append(tensor)
-                    if len(keys) >= self.batch_size:
-                        self._encode_batch(keys, tensors, found)
-                        bar.update(len(keys))
-                        keys, tensors = [], []
-            if keys:
-                self._encode_batch(keys, tensors, found)
-                bar.update(len(keys))
-        return failed
+                    if failure is None:
+                        run.names.pop(source.key)
+                    else:
+                        run.fail(source.key, failure)
+                    batch.extend(outputs)
+                    if len(batch) >= self.batch_size:
+                        self._encode_batch(batch, run)
+                        bar.update(len(batch))
+                        batch = []
+            if batch:
+                self._encode_batch(batch, run)
+                bar.update(len(batch))
+        if run.failures:
+            raise ImageLoadError([(name, reason) for _, name, reason in sorted(run.failures)])
+        return run.outputs
+
+    def _windows(self, items: Sequence[Any]) -> Iterator[list[tuple[int, ImageSource]]]:
+        """Consecutive inputs, at most ``window_files`` of them and about WINDOW_BYTES."""
+        window: list[tuple[int, ImageSource]] = []
+        window_bytes = 0
+        for row, item in enumerate(items):
+            source = image_source(item, row)
+            if window and (
+                len(window) >= self.window_files or window_bytes + source.file_size > WINDOW_BYTES
+            ):
+                yield window
+                window, window_bytes = [], 0
+            window.append((row, source))
+            window_bytes += source.file_size
+        if window:
+            yield window
 
     def _plan(
-        self,
-        window: list[ImageSource],
-        views: Sequence[int | None],
-        found: dict[str, np.ndarray],
-        claimed: set[str],
+        self, window: list[tuple[int, ImageSource]], views: Sequence[int | None], run: _Run
     ) -> list[Task]:
-        """One task per image content still missing a view, so that it is decoded once."""
-        hashed = [s for s in window if s.key is not None and s.key not in claimed]
-        found.update(
-            self.cache.get({self.view_key(s.key, v) for s in hashed for v in views} - found.keys())
-        )
+        """Fill what the cache holds; one task per image content still missing a view."""
+        lookup = set()
+        for _, source in window:
+            if source.key is not None and source.key not in run.failed:
+                lookup.update(self.view_key(source.key, view) for view in views)
+        found = self.cache.get(lookup - run.waiting.keys())
         tasks = []
-        for source in window:
+        for row, source in window:
+            if source.key is None or source.key in run.failed:
+                run.failures.append((row, source.name, source.error or run.failed[source.key]))
+                source.release()
+                continue
             wanted = []
-            if source.key is not None and source.key not in claimed:
-                keys = [self.view_key(source.key, view) for view in views]
-                wanted = [(k, v) for k, v in zip(keys, views, strict=True) if k not in found]
+            for column, view in enumerate(views):
+                key = self.view_key(source.key, view)
+                if key in found:
+                    run.store(column, row, found[key])
+                else:
+                    if key not in run.waiting:
+                        wanted.append((key, view))
+                    run.waiting.setdefault(key, []).append((row, column))
+            # Named while its content may still fail to decode, so that every copy is listed.
+            if wanted or source.key in run.names:
+                run.names.setdefault(source.key, []).append((row, source.name))
             if wanted:
-                claimed.add(source.key)
                 tasks.append((source, wanted))
             else:
                 source.release()
@@ -196,12 +183,40 @@ class ImageEncoder:
         finally:
             source.release()
 
-    def _encode_batch(
-        self, keys: list[str], tensors: list[torch.Tensor], found: dict[str, np.ndarray]
-    ) -> None:
-        encoded = dict(zip(keys, self.encode(torch.stack(tensors)), strict=True))
+    def _encode_batch(self, batch: list[tuple[str, torch.Tensor]], run: _Run) -> None:
+        keys = [key for key, _ in batch]
+        encoded = dict(zip(keys, self.encode(torch.stack([t for _, t in batch])), strict=True))
         self.cache.put(encoded)
-        found.update(encoded)
+        for key, embedding in encoded.items():
+            for row, column in run.waiting.pop(key):
+                run.store(column, row, embedding)
+
+
+class _Run:
+    """The state of one ``embed`` call: outputs filled row by row, and what is in flight.
+
+    Only images in flight (this window and the batch being filled) are tracked, so the
+    bookkeeping stays bounded while the outputs grow by one row per image.
+    """
+
+    def __init__(self, n_rows: int, n_views: int) -> None:
+        self.n_rows = n_rows
+        self.outputs: list[np.ndarray] = [None] * n_views
+        self.waiting: dict[str, list[tuple[int, int]]] = {}  # view key -> (row, view column)
+        self.names: dict[str, list[tuple[int, str]]] = {}  # content key in flight -> inputs
+        self.failed: dict[str, str] = {}  # content key -> reason
+        self.failures: list[tuple[int, str, str]] = []  # (row, name, reason)
+
+    def store(self, column: int, row: int, embedding: np.ndarray) -> None:
+        if self.outputs[column] is None:
+            self.outputs[column] = np.empty((self.n_rows, len(embedding)), np.float32)
+        self.outputs[column][row] = embedding
+
+    def fail(self, content_key: str, reason: str) -> None:
+        self.failed[content_key] = reason
+        self.failures.extend((row, name, reason) for row, name in self.names.pop(content_key))
+        for key in [key for key in self.waiting if key.startswith(content_key)]:
+            del self.waiting[key]
 
 
 def _leading_downscale(preprocess: Any) -> Callable[[Image.Image], Image.Image] | None:
@@ -228,18 +243,13 @@ def _leading_downscale(preprocess: Any) -> Callable[[Image.Image], Image.Image] 
     return downscale
 
 
-def _windows(sources: list[ImageSource], max_files: int) -> Iterator[list[ImageSource]]:
-    window: list[ImageSource] = []
-    window_bytes = 0
-    for source in sources:
-        size = source.file_size
-        if window and (len(window) >= max_files or window_bytes + size > WINDOW_BYTES):
-            yield window
-            window, window_bytes = [], 0
-        window.append(source)
-        window_bytes += size
-    if window:
-        yield window
+def _submit_reads(pool: Executor, window: list[tuple[int, ImageSource]]) -> list[Future]:
+    """Read and hash the files whose key is not remembered; the others need no thread."""
+    return [
+        pool.submit(ImageSource.read, source)
+        for _, source in window
+        if source.key is None and source.error is None
+    ]
 
 
 class _InlineExecutor(Executor):

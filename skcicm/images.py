@@ -16,18 +16,17 @@ import io
 import os
 import stat
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-#: Most file keys remembered per process (about 300 bytes each), least recently used first out.
+#: Most file keys remembered per process (about 200 bytes each), the oldest forgotten first.
 KEY_MEMO_SIZE = 1_000_000
 
-_key_memo: OrderedDict[tuple, str] = OrderedDict()
+# blake2b(path, size, mtime, inode, device) -> sha1 of the content, both as raw digests.
+_key_memo: dict[bytes, bytes] = {}
 _key_memo_lock = threading.Lock()
 
 
@@ -58,7 +57,7 @@ class ImageSource:
         name: str,
         key: str | None = None,
         *,
-        path: Path | None = None,
+        path: str | None = None,
         file_stat: os.stat_result | None = None,
         image: Image.Image | np.ndarray | None = None,
         error: str | None = None,
@@ -87,6 +86,7 @@ class ImageSource:
             return self
         self.key = hashlib.sha1(self._data).hexdigest()
         _remember_key(_memo_key(self._path, self._stat), self.key)
+        self._stat = None
         return self
 
     def decode(self) -> Image.Image:
@@ -140,10 +140,9 @@ def as_image_list(X: Any) -> list[Any]:
 def image_source(item: Any, index: int) -> ImageSource:
     """Describe one input without reading a file: a file's key comes from memory if known."""
     if isinstance(item, str | os.PathLike):
-        path = Path(item)
-        name = str(path)
+        path = name = os.fspath(item)
         try:
-            file_stat = path.stat()
+            file_stat = os.stat(path)
         except OSError as error:
             return ImageSource(name, error=f"cannot read file ({error.strerror or error})")
         if not stat.S_ISREG(file_stat.st_mode):
@@ -151,9 +150,10 @@ def image_source(item: Any, index: int) -> ImageSource:
             return ImageSource(name, error=f"{kind} (not opened)")
         if file_stat.st_size == 0:
             return ImageSource(name, error="empty file (0 bytes)")
-        with _key_memo_lock:
-            key = _key_memo.get(_memo_key(path, file_stat))
-        return ImageSource(name, key, path=path, file_stat=file_stat)
+        known = _key_memo.get(_memo_key(path, file_stat))
+        if known is not None:
+            return ImageSource(name, known.hex(), path=path)
+        return ImageSource(name, path=path, file_stat=file_stat)
     if isinstance(item, Image.Image):
         _check_size(item.width, item.height, index)
         key = _pixel_key(np.asarray(to_rgb(item)))
@@ -189,7 +189,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _read_regular_file(path: Path) -> bytes:
+def _read_regular_file(path: str) -> bytes:
     # O_NONBLOCK: a FIFO swapped in after the stat must not block the run forever.
     descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     with open(descriptor, "rb") as handle:
@@ -201,22 +201,19 @@ def _read_regular_file(path: Path) -> bytes:
     return data
 
 
-def _memo_key(path: Path, file_stat: os.stat_result) -> tuple:
-    return (
-        os.path.abspath(path),
-        file_stat.st_size,
-        file_stat.st_mtime_ns,
-        file_stat.st_ino,
-        file_stat.st_dev,
+def _memo_key(path: str, file_stat: os.stat_result) -> bytes:
+    described = (
+        f"{os.path.abspath(path)}\0{file_stat.st_size}\0{file_stat.st_mtime_ns}\0"
+        f"{file_stat.st_ino}\0{file_stat.st_dev}"
     )
+    return hashlib.blake2b(described.encode(errors="surrogateescape"), digest_size=16).digest()
 
 
-def _remember_key(memo_key: tuple, key: str) -> None:
+def _remember_key(memo_key: bytes, key: str) -> None:
     with _key_memo_lock:
-        _key_memo[memo_key] = key
-        _key_memo.move_to_end(memo_key)
+        _key_memo[memo_key] = bytes.fromhex(key)
         while len(_key_memo) > KEY_MEMO_SIZE:
-            _key_memo.popitem(last=False)
+            del _key_memo[next(iter(_key_memo))]
 
 
 def forget_file_keys() -> None:
