@@ -57,7 +57,12 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Image interventions: ``"paper"`` draws from the seven augmentations of
         :func:`skcicm.interventions.paper_interventions`; a list draws from those transforms
         (torchvision transforms or any callable from PIL image to PIL image or tensor); None
-        computes no intervened copies.
+        computes no intervened copies. Images larger than the model's input are first
+        resized by the model's own first preprocessing step (e.g. shorter side to 224 px),
+        then intervened on, so that an augmentation costs the same for any file size; the
+        clean embedding is unchanged by this. torchvision ``v2`` transforms run in parallel
+        threads; other callables are seeded through torch's global generator and so run one
+        at a time (see :class:`skcicm.interventions.ImageInterventions`).
     n_interventions : int, default=1
         Intervened copies per training image, each with its own randomly drawn transform.
     text_interventions : list of (str, str) or None, default=None
@@ -80,7 +85,11 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Images per forward pass.
     num_workers : int, default=2
         Threads that read, decode, intervene on and preprocess images while the model encodes
-        the previous batch; 0 does it all in the calling thread.
+        the previous batch; 0 does it all in the calling thread. Files are read, hashed and
+        decoded a bounded window at a time (see :mod:`skcicm.image_encoding`), so memory does
+        not grow with the number of images beyond the output; a file's content key is
+        remembered by path, size, modification time and inode, so a transform whose
+        embeddings are cached reads no file.
     cache_dir : str or path or None, default=None
         Folder for an on-disk embedding cache, written batch by batch so that an interrupted
         run resumes. The in-memory cache of the process is always used.

@@ -124,6 +124,7 @@ def test_fit_transform_carries_interventions_text_pairs_and_classes(tiny_clip_na
     )
     Z = featurizer.fit_transform(images[:5])
     context = Z.fit_context
+    assert context["interventions"].shape == (5, 2, 32)  # sample-major
     np.testing.assert_allclose(np.asarray(Z), featurizer.transform(images[:5]))
     np.testing.assert_allclose(
         context["interventions"], featurizer.intervention_embeddings(images[:5])
