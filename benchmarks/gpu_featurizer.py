@@ -264,6 +264,7 @@ def main() -> None:
             "-p",
             "no:cacheprovider",
             "tests/test_featurizer.py",
+            "tests/test_image_streaming.py",
             "-k",
             "gpu",
         ],

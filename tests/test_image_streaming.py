@@ -232,3 +232,19 @@ def test_unknown_device_is_a_one_line_error_at_fit(tiny_clip_name):
         CLIPFeaturizer(tiny_clip_name, device="banana").fit([])
     with pytest.raises(ValueError, match=r"device='banana'"):
         CLIPFeaturizer(tiny_clip_name, device="banana").transform([np.zeros((4, 4, 3), np.uint8)])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_views_from_files_match_cpu(tiny_clip_name, domain_images, tmp_path):
+    images, _, _ = domain_images
+    paths = _save(images[:24], tmp_path)
+    params = dict(interventions="paper", n_interventions=3, num_workers=2, batch_size=8)
+    cpu = _featurizer(tiny_clip_name, device="cpu", **params).fit_transform(paths)
+    clear_memory_cache()
+    gpu = _featurizer(tiny_clip_name, device="cuda", precision="auto", **params).fit_transform(
+        paths
+    )
+    assert (np.asarray(cpu) * np.asarray(gpu)).sum(axis=1).min() > 0.99
+    cpu_views, gpu_views = cpu.fit_context["interventions"], gpu.fit_context["interventions"]
+    assert gpu_views.shape == (24, 3, 32)
+    assert (cpu_views * gpu_views).sum(axis=2).min() > 0.99
