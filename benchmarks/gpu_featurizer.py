@@ -178,6 +178,7 @@ def main() -> None:
             scratch / "vit-b-16-random",
             open_clip.get_model_config("ViT-B-16"),
             {"size": 224},
+            dtype=torch.float16,  # half the file; open_clip loads it back as float32
         )
         del random_model
         model_name = f"local-dir:{folder}"
