@@ -1,13 +1,18 @@
 """Featurizer peak memory against the number of images, and the cost of a cached transform.
 
-For each data set size, a fresh process loads the model, then calls ``transform`` on that
-many PNG files twice: cold (nothing cached) and warm (every embedding cached in memory).
+For each data set size, fresh processes load the model and call ``transform`` on that many
+PNG files, with an on-disk embedding cache:
+
+- cold: nothing cached (the call encodes every image and fills the disk cache);
+- warm: a new process, every embedding on disk (the call hashes every file, decodes none).
+
 A sampling thread records the peak resident set size during each call, above the RSS just
 before it. Flat memory means the peak does not grow with the number of images beyond the
-output itself (n x embedding_dim float32) and a few hundred bytes of bookkeeping per image.
+output (n x embedding_dim float32) and bookkeeping of a few hundred bytes per image.
 
-The warm call is also timed per path, against ``np.load`` of the same embeddings stacked in
-one ``.npy`` file, in the same process: the floor for "the embeddings are already on disk".
+The cold process then repeats its call (every embedding in memory and every file key
+remembered), timed per path against ``np.load`` of the same embeddings stacked in one
+``.npy`` file: the floor for "the embeddings are already computed".
 
     python benchmarks/bench_featurizer_memory.py [--sizes 2000 20000] [--model toyclip]
 """
@@ -67,7 +72,7 @@ class PeakRSS:
         return (self.peak - self.start) / 2**20
 
 
-def child(model: str, folder: str, n: int, workers: int) -> None:
+def child(model: str, folder: str, n: int, workers: int, cache_dir: str, phase: str) -> None:
     import torch
 
     from skcicm import CLIPFeaturizer
@@ -75,40 +80,34 @@ def child(model: str, folder: str, n: int, workers: int) -> None:
     torch.set_num_threads(1)
     paths = sorted(str(p) for p in Path(folder).glob("*.png"))[:n]
     featurizer = CLIPFeaturizer(
-        model, pretrained=None, interventions=None, num_workers=workers, progress=False
+        model,
+        pretrained=None,
+        interventions=None,
+        num_workers=workers,
+        cache_dir=cache_dir,
+        progress=False,
     )
-    featurizer.transform(paths[:4])  # the model and its caches are loaded before measuring
-    with PeakRSS() as cold:
+    featurizer.encode_text(["a"])  # load the model before measuring
+    with PeakRSS() as first:
         start = time.perf_counter()
         embeddings = featurizer.transform(paths)
-        cold_s = time.perf_counter() - start
-    with PeakRSS() as warm:
+        first_s = time.perf_counter() - start
+    row = {"n": n, "phase": phase, "peak_mb": first.growth_mb, "seconds": first_s}
+    if phase == "cold":
         start = time.perf_counter()
         again = featurizer.transform(paths)
-        warm_s = time.perf_counter() - start
-    assert np.array_equal(embeddings, again)
-    with tempfile.TemporaryDirectory() as scratch:
-        stacked = os.path.join(scratch, "stacked.npy")
-        np.save(stacked, embeddings)
-        start = time.perf_counter()
-        loaded = np.load(stacked)
-        load_s = time.perf_counter() - start
-    assert np.array_equal(loaded, embeddings)
-    data_mb = sum(os.path.getsize(p) for p in paths) / 2**20
-    print(
-        json.dumps(
-            {
-                "n": n,
-                "files_mb": data_mb,
-                "output_mb": embeddings.nbytes / 2**20,
-                "cold_peak_mb": cold.growth_mb,
-                "warm_peak_mb": warm.growth_mb,
-                "cold_s": cold_s,
-                "warm_us_per_path": warm_s / n * 1e6,
-                "np_load_us_per_path": load_s / n * 1e6,
-            }
-        )
-    )
+        row["repeat_us_per_path"] = (time.perf_counter() - start) / n * 1e6
+        assert np.array_equal(embeddings, again)
+        with tempfile.TemporaryDirectory() as scratch:
+            stacked = os.path.join(scratch, "stacked.npy")
+            np.save(stacked, embeddings)
+            start = time.perf_counter()
+            loaded = np.load(stacked)
+            row["np_load_us_per_path"] = (time.perf_counter() - start) / n * 1e6
+        assert np.array_equal(loaded, embeddings)
+        row["files_mb"] = sum(os.path.getsize(p) for p in paths) / 2**20
+        row["output_mb"] = embeddings.nbytes / 2**20
+    print(json.dumps(row))
 
 
 def main() -> None:
@@ -118,10 +117,11 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--folder", help="reuse generated PNGs here (default: a temp folder)")
-    parser.add_argument("--child", nargs=2, metavar=("FOLDER", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.model, args.child[0], int(args.child[1]), args.workers)
+        folder, n, cache_dir, phase = args.child
+        child(args.model, folder, int(n), args.workers, cache_dir, phase)
         return
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(args.folder or scratch)
@@ -129,27 +129,34 @@ def main() -> None:
         write_pngs(folder, max(args.sizes), args.image_size)
         rows = []
         for n in args.sizes:
-            command = [sys.executable, __file__, "--child", str(folder), str(n)]
-            command += ["--model", args.model, "--workers", str(args.workers)]
-            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            rows.append(json.loads(output.strip().splitlines()[-1]))
+            cache_dir = os.path.join(scratch, f"cache-{n}")
+            row = {}
+            for phase in ("cold", "warm"):
+                command = [sys.executable, __file__, "--child", str(folder), str(n)]
+                command += [cache_dir, phase, "--model", args.model, "--workers", str(args.workers)]
+                output = subprocess.run(command, check=True, capture_output=True, text=True)
+                result = json.loads(output.stdout.strip().splitlines()[-1])
+                row.update({f"{phase}_{key}": value for key, value in result.items()})
+                row.update(result)
+            rows.append(row)
     print(
         f"{'images':>7} {'files MB':>9} {'output MB':>9} {'cold peak MB':>12} "
-        f"{'warm peak MB':>12} {'warm us/path':>12} {'np.load us/path':>15} {'ratio':>6}"
+        f"{'warm peak MB':>12} {'repeat us/path':>14} {'np.load us/path':>15} {'ratio':>6}"
     )
     for row in rows:
         print(
             f"{row['n']:>7} {row['files_mb']:>9.1f} {row['output_mb']:>9.1f} "
             f"{row['cold_peak_mb']:>12.1f} {row['warm_peak_mb']:>12.1f} "
-            f"{row['warm_us_per_path']:>12.2f} {row['np_load_us_per_path']:>15.3f} "
-            f"{row['warm_us_per_path'] / row['np_load_us_per_path']:>6.0f}"
+            f"{row['repeat_us_per_path']:>14.2f} {row['np_load_us_per_path']:>15.3f} "
+            f"{row['repeat_us_per_path'] / row['np_load_us_per_path']:>6.0f}"
         )
     first, last = rows[0], rows[-1]
     print(
         f"peak growth from {first['n']} to {last['n']} images: cold "
         f"{last['cold_peak_mb'] - first['cold_peak_mb']:+.1f} MB, warm "
         f"{last['warm_peak_mb'] - first['warm_peak_mb']:+.1f} MB, for "
-        f"{last['files_mb'] - first['files_mb']:+.1f} MB more files"
+        f"{last['files_mb'] - first['files_mb']:+.1f} MB more files and "
+        f"{last['output_mb'] - first['output_mb']:+.1f} MB more output"
     )
 
 
