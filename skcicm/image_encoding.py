@@ -1,9 +1,11 @@
 """Streaming image encoding: read, hash, decode and encode images a bounded window at a time.
 
-Memory does not grow with the number of images: a window holds at most ``window_files``
-files (and about ``WINDOW_BYTES`` of their bytes), and decoded images turn into model-sized
-tensors as soon as a decoding thread is done with them. Each file is read once. While the
-model encodes one window, the threads decode the rest of it and read and hash the next.
+Memory does not grow with the number of images beyond the output: a window holds at most
+``window_files`` files and about ``WINDOW_BYTES`` of their bytes (two windows at once, as the
+next one is read ahead), decoded images turn into model-sized tensors as soon as a decoding
+thread is done with them, and embeddings go straight into preallocated output rows. Each file
+is read once. While the model encodes one window, the threads decode the rest of it and read
+and hash the next.
 A file's content key is remembered (see :mod:`skcicm.images`), so a call whose embeddings are
 all cached only ``stat``\\ s the files.
 """
