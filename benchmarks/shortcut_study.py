@@ -159,7 +159,7 @@ def _embed(
     )
     if twins is not None:
         # Views-major from the featurizer today; sample-major for GridSearchCV's splits.
-        data.augment = featurizer.intervention_embeddings(images).transpose(1, 0, 2)
+        data.augment = featurizer.intervention_embeddings(images)
         data.counterfactual = _encode_views(featurizer, twins)
         data.pairs = featurizer.text_intervention_pairs()
     return data

@@ -27,6 +27,9 @@ from collections.abc import Sequence
 from typing import Any
 
 UNCACHED_PREFIX = "uncached~"
+# Bumped when the way intervened copies are produced changes (2: intervened after the model's
+# leading resize), so that copies made the old way are never served.
+INTERVENTION_PIPELINE_VERSION = 2
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
 
 
@@ -103,7 +106,9 @@ def interventions_cache_id(transforms: Sequence[Any], random_state: int) -> str 
             stacklevel=3,
         )
         return None
-    text = "\n".join([*keys, f"random_state={random_state}"])
+    text = "\n".join(
+        [*keys, f"random_state={random_state}", f"pipeline={INTERVENTION_PIPELINE_VERSION}"]
+    )
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 

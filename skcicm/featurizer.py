@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import sys
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from numbers import Integral
 from typing import Any
 
@@ -21,12 +20,12 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.utils._param_validation import Interval, StrOptions
-from tqdm.auto import tqdm
 
-from skcicm.cache_keys import check_weights_unchanged, intervened_key, interventions_cache_id
+from skcicm.cache_keys import check_weights_unchanged, interventions_cache_id
 from skcicm.embedding_cache import EmbeddingCache
 from skcicm.fit_context import EmbeddingsWithContext
-from skcicm.images import ImageLoadError, ImageSource, as_image_list, image_source
+from skcicm.image_encoding import ImageEncoder
+from skcicm.images import as_image_list
 from skcicm.interventions import ImageInterventions, paper_interventions
 from skcicm.models import LoadedCLIP, load_clip
 from skcicm.prompts import expand_prompt_pairs
@@ -59,12 +58,17 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Image interventions: ``"paper"`` draws from the seven augmentations of
         :func:`skcicm.interventions.paper_interventions`; a list draws from those transforms
         (torchvision transforms or any callable from PIL image to PIL image or tensor); None
-        computes no intervened copies. Intervened copies are cached only when every transform
-        has a stable key: torchvision transforms (except ``Lambda``) by their ``repr``, which
-        holds their parameters, and any callable by its ``cache_key`` string attribute, which
-        must change whenever its behaviour does. Other callables (functions, lambdas,
-        closures) are recomputed on every call, with an ``UncachedInterventionWarning``; see
-        :mod:`skcicm.cache_keys`.
+        computes no intervened copies. Images larger than the model's input are first
+        resized by the model's own first preprocessing step (e.g. shorter side to 224 px),
+        then intervened on, so that an augmentation costs the same for any file size; the
+        clean embedding is unchanged by this. torchvision ``v2`` transforms run in parallel
+        threads; other callables are seeded through torch's global generator and so run one
+        at a time (see :class:`skcicm.interventions.ImageInterventions`). Intervened copies
+        are cached only when every transform has a stable key: torchvision transforms
+        (except ``Lambda``) by their ``repr``, which holds their parameters, and any callable
+        by its ``cache_key`` string attribute, which must change whenever its behaviour
+        does. Other callables (functions, lambdas, closures) are recomputed on every call,
+        with an ``UncachedInterventionWarning``; see :mod:`skcicm.cache_keys`.
     n_interventions : int, default=1
         Intervened copies per training image, each with its own randomly drawn transform.
     text_interventions : list of (str, str) or None, default=None
@@ -78,7 +82,8 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Prompt templates with ``{}`` for the class name, ensembled by averaging their unit
         embeddings; None means ``["a photo of a {}."]``.
     device : str, default="auto"
-        ``"auto"`` uses CUDA when available, else the CPU; or any torch device string.
+        ``"auto"`` uses CUDA when available, else the CPU; or ``"cpu"``, ``"cuda"``,
+        ``"cuda:<index>"``. Anything else is an error when the model loads.
     precision : {"auto", "fp32", "amp", "amp_bf16"}, default="auto"
         ``"amp"``/``"amp_bf16"`` run the model under float16/bfloat16 autocast; ``"auto"``
         means bfloat16 autocast on GPUs that support it, float16 on other GPUs, fp32 on CPU.
@@ -86,7 +91,11 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Images per forward pass.
     num_workers : int, default=2
         Threads that read, decode, intervene on and preprocess images while the model encodes
-        the previous batch; 0 does it all in the calling thread.
+        the previous batch; 0 does it all in the calling thread. Files are read, hashed and
+        decoded a bounded window at a time (see :mod:`skcicm.image_encoding`), so memory does
+        not grow with the number of images beyond the output; a file's content key is
+        remembered by path, size, modification time and inode, so a transform whose
+        embeddings are cached reads no file.
     cache_dir : str or path, "auto" or None, default="auto"
         Folder for the on-disk embedding cache: one checksummed SQLite database per model,
         written batch by batch so that an interrupted run resumes, and shared safely by
@@ -196,7 +205,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         -------
         embeddings : EmbeddingsWithContext of shape (n_samples, embedding_dim)
             A numpy array of the clean embeddings whose ``fit_context`` holds
-            ``interventions`` (n_interventions, n_samples, embedding_dim) and, when
+            ``interventions`` (n_samples, n_interventions, embedding_dim) and, when
             configured, ``intervention_pairs``, ``class_embeddings`` and ``class_labels``.
         """
         self._pin_weights()
@@ -204,7 +213,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         clean, *intervened = self._embed_images(X, views)
         context: dict[str, Any] = {}
         if intervened:
-            context["interventions"] = np.stack(intervened)
+            context["interventions"] = np.stack(intervened, axis=1)
         if self.text_interventions:
             context["intervention_pairs"] = self.text_intervention_pairs()
         if self.class_names is not None:
@@ -231,11 +240,14 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     # Embeddings beyond the sklearn API ---------------------------------------------------
 
     def intervention_embeddings(self, X: Any) -> np.ndarray:
-        """Embeddings of the intervened copies: (n_interventions, n_samples, embedding_dim)."""
+        """Embeddings of the intervened copies, sample-major: (n_samples, n_interventions, dim).
+
+        ``result[i, v]`` is copy ``v`` of image ``i``, so the rows split by sample like ``X``.
+        """
         self._validate_params()
         if self.interventions is None:
             raise ValueError("interventions=None: this featurizer computes no intervened copies.")
-        return np.stack(self._embed_images(X, list(range(self.n_interventions))))
+        return np.stack(self._embed_images(X, list(range(self.n_interventions))), axis=1)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts: float32 array of shape (n_texts, embedding_dim)."""
@@ -301,10 +313,26 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def _torch_device(self) -> torch.device:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        device = torch.device(self.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
+        try:
+            device = torch.device(self.device)
+        except RuntimeError:
             raise ValueError(
-                f"device={self.device!r} but CUDA is not available; use 'auto' or 'cpu'."
+                f"device={self.device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or "
+                "'cuda:<index>'."
+            ) from None
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError(
+                    f"device={self.device!r} but CUDA is not available; use 'auto' or 'cpu'."
+                )
+            if device.index is not None and device.index >= torch.cuda.device_count():
+                raise ValueError(
+                    f"device={self.device!r} but this machine has "
+                    f"{torch.cuda.device_count()} CUDA device(s)."
+                )
+        elif device.type != "cpu":
+            raise ValueError(
+                f"device={self.device!r}: skcicm runs on 'cpu' and 'cuda' devices only."
             )
         return device
 
@@ -340,13 +368,13 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return int(self.encode_text(["a"]).shape[1])
 
     def _finish(self, raw: np.ndarray) -> np.ndarray:
-        return (unit_rows(raw) if self.normalize else raw).astype(np.float32)
+        return (unit_rows(raw) if self.normalize else raw).astype(np.float32, copy=False)
 
     def _embed_images(self, X: Any, views: Sequence[int | None]) -> list[np.ndarray]:
         """Embeddings of the clean images (view None) and of intervened copies (view 0, 1, ...)."""
         items = as_image_list(X)
         loaded = self._loaded()
-        cache = self._cache(loaded)
+        device = self._torch_device()
         interventions = interventions_id = None
         if any(view is not None for view in views):
             transforms = (
@@ -354,134 +382,29 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             )
             interventions = ImageInterventions(transforms, self.random_state)
             interventions_id = interventions_cache_id(interventions.transforms, self.random_state)
-
-        def view_key(source: ImageSource, view: int | None) -> str:
-            return (
-                source.key if view is None else intervened_key(source.key, interventions_id, view)
-            )
-
-        with self._pool() as pool:
-            sources = list(_map(pool, image_source, items, range(len(items))))
-            keys = [[view_key(source, view) for source in sources] for view in views]
-            found = cache.get({key for view_keys in keys for key in view_keys})
-            # One task per unique image still missing a view, so it is decoded once.
-            tasks: dict[str, tuple[ImageSource, list[tuple[str, int | None]]]] = {}
-            for view, view_keys in zip(views, keys, strict=True):
-                for source, key in zip(sources, view_keys, strict=True):
-                    if key not in found:
-                        task = tasks.setdefault(source.key, (source, []))
-                        if (key, view) not in task[1]:
-                            task[1].append((key, view))
-            failures = self._encode_missing(
-                list(tasks.values()), loaded, cache, interventions, pool, found
-            )
-        if failures:
-            raise ImageLoadError(failures)
-        return [self._finish(np.stack([found[key] for key in view_keys])) for view_keys in keys]
-
-    def _pool(self) -> contextlib.AbstractContextManager[Executor | None]:
-        if self.num_workers == 0:
-            return contextlib.nullcontext()
-        return ThreadPoolExecutor(self.num_workers, thread_name_prefix="skcicm-decode")
-
-    def _encode_missing(
-        self,
-        tasks: list[tuple[ImageSource, list[tuple[str, int | None]]]],
-        loaded: LoadedCLIP,
-        cache: EmbeddingCache,
-        interventions: ImageInterventions | None,
-        pool: Executor | None,
-        found: dict[str, np.ndarray],
-    ) -> list[tuple[str, str]]:
-        def prepare(task):
-            source, wanted = task
-            try:
-                image = source.decode()
-                return [
-                    (
-                        key,
-                        loaded.preprocess(
-                            image
-                            if view is None
-                            else interventions.apply(image, key=source.key, view=view)
-                        ),
-                    )
-                    for key, view in wanted
-                ], None
-            except Exception as error:  # noqa: BLE001 - reported per file, the rest go on
-                return [], (source.name, str(error))
-
-        device = self._torch_device()
-        failures: list[tuple[str, str]] = []
-        batch_keys: list[str] = []
-        batch_tensors: list[torch.Tensor] = []
-        show = sys.stderr.isatty() if self.progress == "auto" else bool(self.progress)
-        total = sum(len(wanted) for _, wanted in tasks)
-        with tqdm(
-            total=total, desc="Encoding images", unit="img", disable=not show or total == 0
-        ) as bar:
-            for prepared, failure in _bounded_map(pool, prepare, tasks, window=2 * self.batch_size):
-                if failure is not None:
-                    failures.append(failure)
-                for key, tensor in prepared:
-                    batch_keys.append(key)
-                    batch_tensors.append(tensor)
-                if len(batch_keys) >= self.batch_size:
-                    found.update(
-                        self._encode_batch(loaded, cache, device, batch_keys, batch_tensors)
-                    )
-                    bar.update(len(batch_keys))
-                    batch_keys, batch_tensors = [], []
-            if batch_keys:
-                found.update(self._encode_batch(loaded, cache, device, batch_keys, batch_tensors))
-                bar.update(len(batch_keys))
-        return failures
+        encoder = ImageEncoder(
+            loaded.preprocess,
+            functools.partial(self._encode_batch, loaded, device),
+            self._cache(loaded),
+            interventions,
+            interventions_id=interventions_id,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            progress=sys.stderr.isatty() if self.progress == "auto" else bool(self.progress),
+        )
+        return [self._finish(raw) for raw in encoder.embed(items, views)]
 
     def _encode_batch(
-        self,
-        loaded: LoadedCLIP,
-        cache: EmbeddingCache,
-        device: torch.device,
-        keys: list[str],
-        tensors: list[torch.Tensor],
-    ) -> dict[str, np.ndarray]:
-        # Another process sharing the disk cache (a GridSearchCV or Dask worker) may have
-        # stored some of these since this call's first lookup.
-        stored = cache.get(keys)
-        missing = [i for i, key in enumerate(keys) if key not in stored]
-        if not missing:
-            return stored
-        batch = torch.stack([tensors[i] for i in missing]).to(device, non_blocking=True)
+        self, loaded: LoadedCLIP, device: torch.device, batch: torch.Tensor
+    ) -> np.ndarray:
+        if device.type == "cuda":
+            batch = batch.pin_memory()
+        batch = batch.to(device, non_blocking=True)
         with torch.inference_mode(), self._autocast(device):
             features = loaded.model.encode_image(batch).float().cpu().numpy()
         if not np.isfinite(features).all():
             raise FloatingPointError(
-                f"The model produced non-finite embeddings for a batch of {len(missing)} images; "
-                "try precision='fp32'."
+                f"The model produced non-finite embeddings for a batch of {len(features)} "
+                "images; try precision='fp32'."
             )
-        encoded = dict(zip([keys[i] for i in missing], features, strict=True))
-        cache.put(encoded)
-        return {**stored, **encoded}
-
-
-def _map(pool: Executor | None, function: Callable, *iterables: Iterable) -> Iterator:
-    return map(function, *iterables) if pool is None else pool.map(function, *iterables)
-
-
-def _bounded_map(pool: Executor | None, function: Callable, items: list, window: int) -> Iterator:
-    """Like ``pool.map`` in order, but keeps at most ``window`` results in flight in memory."""
-    if pool is None:
-        yield from map(function, items)
-        return
-    pending: deque[Future] = deque()
-    remaining = iter(items)
-    for item in remaining:
-        pending.append(pool.submit(function, item))
-        if len(pending) >= window:
-            break
-    while pending:
-        result = pending.popleft().result()
-        following = next(remaining, None)
-        if following is not None:
-            pending.append(pool.submit(function, following))
-        yield result
+        return features

@@ -73,12 +73,7 @@ def fit_context_of(X: Any) -> dict[str, Any]:
     >>> fit_context_of(Z)["interventions"].shape
     (2, 5, 3)
     """
-    context = dict(getattr(X, "fit_context", {}) or {})
-    views = context.get("interventions")
-    if views is not None and np.ndim(views) == 3 and views.shape[0] != len(X):
-        # CLIPFeaturizer stacked its views first until it switched to the sample-major layout.
-        context["interventions"] = np.asarray(views).transpose(1, 0, 2)
-    return context
+    return dict(getattr(X, "fit_context", {}) or {})
 
 
 def complete_from_context(X: Any, **explicit: Any) -> dict[str, Any]:

@@ -3,6 +3,10 @@
 An input is an image path, a PIL image or an HxWxC ``uint8`` array. Each one is reduced to a
 content key (a hash of the file's bytes or of the pixels), which identifies it in the
 embedding cache whatever its position in a batch, fold or list.
+
+Files are never held all at once: the featurizer reads, hashes and decodes them a window at a
+time. A file's key is remembered by path, size, modification time and inode, so a repeated
+transform of unchanged files only ``stat``\\ s them.
 """
 
 from __future__ import annotations
@@ -10,13 +14,20 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+import stat
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+#: Most file keys remembered per process (about 200 bytes each), the oldest forgotten first.
+KEY_MEMO_SIZE = 1_000_000
+
+# blake2b(path, size, mtime, inode, device) -> sha1 of the content, both as raw digests.
+_key_memo: dict[bytes, bytes] = {}
+_key_memo_lock = threading.Lock()
 
 
 class ImageLoadError(ValueError):
@@ -32,13 +43,74 @@ class ImageLoadError(ValueError):
         )
 
 
-@dataclass(frozen=True)
 class ImageSource:
-    """One input image: a content key, a name for messages and a way to decode it."""
+    """One input image: a name for messages, its content key once known, and what to decode.
 
-    key: str
-    name: str
-    decode: Callable[[], Image.Image]
+    ``key`` is None for a file whose key is not remembered yet: :meth:`read` hashes it.
+    ``error`` is set, instead of a key, for a file that cannot be read at all.
+    """
+
+    __slots__ = ("name", "key", "error", "_path", "_stat", "_data", "_image")
+
+    def __init__(
+        self,
+        name: str,
+        key: str | None = None,
+        *,
+        path: str | None = None,
+        file_stat: os.stat_result | None = None,
+        image: Image.Image | np.ndarray | None = None,
+        error: str | None = None,
+    ) -> None:
+        self.name = name
+        self.key = key
+        self.error = error
+        self._path = path
+        self._stat = file_stat
+        self._data: bytes | None = None
+        self._image = image
+
+    @property
+    def file_size(self) -> int:
+        """Bytes of the file to read; 0 for images already in memory."""
+        return 0 if self._stat is None else self._stat.st_size
+
+    def read(self) -> ImageSource:
+        """Read and hash the file once, keeping its bytes until :meth:`release`."""
+        if self._path is None or self.error is not None or self._data is not None:
+            return self
+        try:
+            self._data = _read_regular_file(self._path)
+        except OSError as error:
+            self.error = f"cannot read file ({error.strerror or error})"
+            return self
+        self.key = hashlib.sha1(self._data).hexdigest()
+        _remember_key(_memo_key(self._path, self._stat), self.key)
+        self._stat = None
+        return self
+
+    def decode(self) -> Image.Image:
+        """The image as RGB; raises ValueError naming the problem when it cannot be decoded."""
+        if self.error is not None:
+            raise ValueError(self.error)
+        if self._path is None:
+            image = self._image
+            return to_rgb(Image.fromarray(image) if isinstance(image, np.ndarray) else image)
+        data = self._data
+        if data is None:
+            try:
+                data = _read_regular_file(self._path)
+            except OSError as error:
+                raise ValueError(f"cannot read file ({error.strerror or error})") from error
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                return to_rgb(image)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            raise ValueError(f"not a readable image ({error})") from error
+
+    def release(self) -> None:
+        """Drop the file's bytes, so that memory holds only the current window's files."""
+        self._data = None
 
 
 def as_image_list(X: Any) -> list[Any]:
@@ -49,76 +121,124 @@ def as_image_list(X: Any) -> list[Any]:
             f"not a single {type(X).__name__}; wrap it in a list."
         )
     if isinstance(X, np.ndarray) and X.dtype != object:
-        if X.ndim == 4:
-            return list(X)
+        if X.ndim != 4:
+            raise ValueError(
+                "An image array X must have shape (n_images, height, width, channels); "
+                f"got {X.shape}."
+            )
+        items = list(X)
+    else:
+        items = list(X.to_numpy() if hasattr(X, "to_numpy") else X)
+    if not items:
+        shape = f" of shape {X.shape}" if isinstance(X, np.ndarray) else ""
         raise ValueError(
-            f"An image array X must have shape (n_images, height, width, channels); got {X.shape}."
+            f"X{shape} holds no images; pass at least one image path, PIL image or array."
         )
-    if hasattr(X, "to_numpy"):
-        X = X.to_numpy()
-    return list(X)
+    return items
 
 
 def image_source(item: Any, index: int) -> ImageSource:
-    """Describe one input: read a file's bytes once, to hash and later to decode them."""
+    """Describe one input without reading a file: a file's key comes from memory if known."""
     if isinstance(item, str | os.PathLike):
-        path = Path(item)
+        path = name = os.fspath(item)
         try:
-            data = path.read_bytes()
+            file_stat = os.stat(path)
         except OSError as error:
-            return ImageSource(
-                key=f"unreadable:{path}",
-                name=str(path),
-                decode=_raiser(f"cannot read file ({error.strerror})"),
-            )
-        return ImageSource(
-            key=hashlib.sha1(data).hexdigest(),
-            name=str(path),
-            decode=lambda: _open(io.BytesIO(data)),
-        )
+            return ImageSource(name, error=f"cannot read file ({error.strerror or error})")
+        if not stat.S_ISREG(file_stat.st_mode):
+            kind = "a directory" if stat.S_ISDIR(file_stat.st_mode) else "not a regular file"
+            return ImageSource(name, error=f"{kind} (not opened)")
+        if file_stat.st_size == 0:
+            return ImageSource(name, error="empty file (0 bytes)")
+        known = _key_memo.get(_memo_key(path, file_stat))
+        if known is not None:
+            return ImageSource(name, known.hex(), path=path)
+        return ImageSource(name, path=path, file_stat=file_stat)
     if isinstance(item, Image.Image):
-        rgb = item.convert("RGB")
-        return ImageSource(
-            key=_pixel_key(np.asarray(rgb)), name=f"X[{index}] (PIL image)", decode=lambda: rgb
-        )
+        _check_size(item.width, item.height, index)
+        key = _pixel_key(np.asarray(to_rgb(item)))
+        return ImageSource(f"X[{index}] (PIL image)", key, image=item)
     if isinstance(item, np.ndarray):
         pixels = _check_pixels(item, index)
-        return ImageSource(
-            key=_pixel_key(pixels),
-            name=f"X[{index}] (array)",
-            decode=lambda: Image.fromarray(pixels).convert("RGB"),
-        )
+        return ImageSource(f"X[{index}] (array)", _pixel_key(pixels), image=pixels)
     raise TypeError(
         f"X[{index}] is a {type(item).__name__}; expected an image path, a PIL image or an "
         "HxWxC uint8 array."
     )
 
 
-def _open(stream: io.BytesIO) -> Image.Image:
-    try:
-        with Image.open(stream) as image:
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ValueError(f"not a readable image ({error})") from error
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert to 8-bit RGB, reading 16- and 32-bit integer greyscale as 0-65535.
+
+    PIL's own ``convert("RGB")`` clips 16-bit values at 255, which turns most of a 16-bit
+    greyscale PNG white.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> grey16 = Image.fromarray(np.array([[0, 32896, 65535]], dtype=np.uint16))
+    >>> np.asarray(to_rgb(grey16))[0, :, 0].tolist()
+    [0, 128, 255]
+    """
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        wide = np.clip(np.asarray(image).astype(np.int64), 0, 65535)
+        image = Image.fromarray(np.rint(wide * (255 / 65535)).astype(np.uint8))
+    elif image.mode == "F":
+        raise ValueError("floating-point (mode 'F') images have no defined 0-255 scale")
+    return image.convert("RGB")
 
 
-def _raiser(reason: str) -> Callable[[], Image.Image]:
-    def decode() -> Image.Image:
-        raise ValueError(reason)
+def _read_regular_file(path: str) -> bytes:
+    # O_NONBLOCK: a FIFO swapped in after the stat must not block the run forever.
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(0, "not a regular file (not read)")
+        data = handle.read()
+    if not data:
+        raise OSError(0, "empty file (0 bytes)")
+    return data
 
-    return decode
+
+def _memo_key(path: str, file_stat: os.stat_result) -> bytes:
+    described = (
+        f"{os.path.abspath(path)}\0{file_stat.st_size}\0{file_stat.st_mtime_ns}\0"
+        f"{file_stat.st_ino}\0{file_stat.st_dev}"
+    )
+    return hashlib.blake2b(described.encode(errors="surrogateescape"), digest_size=16).digest()
+
+
+def _remember_key(memo_key: bytes, key: str) -> None:
+    with _key_memo_lock:
+        _key_memo[memo_key] = bytes.fromhex(key)
+        while len(_key_memo) > KEY_MEMO_SIZE:
+            del _key_memo[next(iter(_key_memo))]
+
+
+def forget_file_keys() -> None:
+    """Forget every remembered file key, so that the next call hashes each file again."""
+    with _key_memo_lock:
+        _key_memo.clear()
+
+
+def _check_size(width: int, height: int, index: int) -> None:
+    if width < 1 or height < 1:
+        raise ValueError(
+            f"X[{index}] is {width}x{height} pixels; an image needs at least one pixel each way."
+        )
 
 
 def _check_pixels(item: np.ndarray, index: int) -> np.ndarray:
     if item.dtype != np.uint8:
         raise ValueError(f"X[{index}] has dtype {item.dtype}; image arrays must be uint8 (0-255).")
-    if item.ndim == 2:
-        return item
-    if item.ndim == 3 and item.shape[2] in (1, 3, 4):
-        return item[..., 0] if item.shape[2] == 1 else item
-    raise ValueError(
-        f"X[{index}] has shape {item.shape}; image arrays must be HxW or HxWxC with C in 1, 3, 4."
-    )
+    if not (item.ndim == 2 or (item.ndim == 3 and item.shape[2] in (1, 3, 4))):
+        raise ValueError(
+            f"X[{index}] has shape {item.shape}; image arrays must be HxW or HxWxC with C in "
+            "1, 3, 4."
+        )
+    _check_size(item.shape[1], item.shape[0], index)
+    return item[..., 0] if item.ndim == 3 and item.shape[2] == 1 else item
 
 
 def _pixel_key(pixels: np.ndarray) -> str:

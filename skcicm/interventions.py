@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import v2
+from torchvision.transforms.v2._transform import _RandomApplyTransform
 
 ImageTransform = Callable[[Image.Image], Any]
 
@@ -46,11 +47,17 @@ def paper_interventions() -> list[ImageTransform]:
 
 
 class ImageInterventions:
-    """Draw one transform per (image, view) and apply it, reproducibly.
+    """Draw one transform per (image, view) and apply it, reproducibly and in parallel.
 
     The draw and the transform's own randomness are seeded from ``random_state``, the image's
     content key and the view index, so an image gets the same intervened copy in any batch,
-    fold or order: a requirement for caching its embedding.
+    fold, order or number of threads: a requirement for caching its embedding.
+
+    torchvision's random transforms read torch's global generator. For a torchvision ``v2``
+    transform that keeps the standard ``forward`` (the paper's seven all do), only the draw of
+    its parameters, a few microseconds, runs under a process-wide lock with the seeded
+    generator; the pixel work runs outside it, so decoding threads do not wait on each other.
+    Any other callable runs whole under that lock, seeded the same way.
 
     Examples
     --------
@@ -63,8 +70,7 @@ class ImageInterventions:
     True
     """
 
-    # torchvision's random transforms read torch's global generator; the lock keeps a seed
-    # and the draws made under it together when decoding threads run in parallel.
+    # Keeps a seed and the draws made under it together when threads run in parallel.
     _global_rng_lock = threading.Lock()
 
     def __init__(self, transforms: Sequence[ImageTransform], random_state: int) -> None:
@@ -77,9 +83,6 @@ class ImageInterventions:
                 )
         self.transforms = list(transforms)
         self.random_state = random_state
-        self.fingerprint = hashlib.sha1(
-            (repr(self.transforms) + f"|{random_state}").encode()
-        ).hexdigest()[:16]
 
     def apply(self, image: Image.Image, *, key: str, view: int) -> Image.Image:
         seed = int.from_bytes(
@@ -87,9 +90,7 @@ class ImageInterventions:
         )
         rng = np.random.default_rng(seed)
         transform = self.transforms[rng.integers(len(self.transforms))]
-        with self._global_rng_lock, torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rng.integers(2**63)))
-            result = transform(image)
+        result = _seeded_call(transform, image, int(rng.integers(2**63)))
         if isinstance(result, torch.Tensor):
             result = v2.functional.to_pil_image(result)
         if not isinstance(result, Image.Image):
@@ -98,3 +99,32 @@ class ImageInterventions:
                 "PIL image or an image tensor."
             )
         return result.convert("RGB")
+
+
+_STANDARD_FORWARDS = (v2.Transform.forward, _RandomApplyTransform.forward)
+
+
+def _seed_cpu_generator(seed: int) -> None:
+    # Not torch.manual_seed: that also queues a lazy seeding of every CUDA device, recording a
+    # stack trace each time, which costs milliseconds. The transforms draw on the CPU only.
+    torch.default_generator.manual_seed(seed)
+
+
+def _seeded_call(transform: ImageTransform, image: Image.Image, seed: int) -> Any:
+    """``transform(image)`` with torch's generator seeded; draws the same numbers as that call."""
+    lock = ImageInterventions._global_rng_lock
+    if not (isinstance(transform, v2.Transform) and type(transform).forward in _STANDARD_FORWARDS):
+        with lock, torch.random.fork_rng(devices=[]):
+            _seed_cpu_generator(seed)
+            return transform(image)
+    # The same draws, in the same order, as v2.Transform.forward and _RandomApplyTransform.forward.
+    make_params = getattr(transform, "make_params", None) or transform._get_params
+    apply = getattr(transform, "transform", None) or transform._transform
+    (getattr(transform, "check_inputs", None) or transform._check_inputs)([image])
+    with lock, torch.random.fork_rng(devices=[]):
+        _seed_cpu_generator(seed)
+        skipped = isinstance(transform, _RandomApplyTransform) and bool(
+            torch.rand(1) >= transform.p
+        )
+        params = None if skipped else make_params([image])
+    return image if skipped else apply(image, params)

@@ -14,7 +14,7 @@ GRID = {"icm__lam": [0.0, 3.0], "icm__n_components": [4, 16]}
 def _hand_search(featurizer, images, y, domains, extra_fit=None):
     """The same leave-one-domain-out search in embedding space, without the Pipeline."""
     Z = featurizer.transform(images)
-    views = featurizer.intervention_embeddings(images).transpose(1, 0, 2)  # sample-major
+    views = featurizer.intervention_embeddings(images)
     scores = {}
     for lam in GRID["icm__lam"]:
         for k in GRID["icm__n_components"]:

@@ -91,14 +91,14 @@ def test_interventions_are_seeded_per_image_not_per_batch(tiny_clip_name, domain
         tiny_clip_name, interventions="paper", n_interventions=3, random_state=4
     )
     views = featurizer.intervention_embeddings(images[:6])
-    assert views.shape == (3, 6, 32)
+    assert views.shape == (6, 3, 32)
     clear_memory_cache()
     reordered = _featurizer(
         tiny_clip_name, interventions="paper", n_interventions=3, random_state=4, batch_size=2
     ).intervention_embeddings(images[:6][::-1])
-    np.testing.assert_allclose(reordered[:, ::-1], views, atol=1e-6)
+    np.testing.assert_allclose(reordered[::-1], views, atol=1e-6)
     clean = featurizer.transform(images[:6])
-    assert np.abs(views - clean[None]).max() > 1e-3
+    assert np.abs(views - clean[:, None]).max() > 1e-3
     other_seed = _featurizer(
         tiny_clip_name, interventions="paper", n_interventions=3, random_state=5
     ).intervention_embeddings(images[:6])
@@ -108,7 +108,7 @@ def test_interventions_are_seeded_per_image_not_per_batch(tiny_clip_name, domain
 def test_custom_intervention_callable(tiny_clip_name, domain_images):
     images, _, _ = domain_images
     flip = _featurizer(tiny_clip_name, interventions=[lambda image: image.transpose(0)])
-    flipped = flip.intervention_embeddings(images[:2])[0]
+    flipped = flip.intervention_embeddings(images[:2])[:, 0]
     direct = _featurizer(tiny_clip_name).transform(images[:2, :, ::-1].copy())
     np.testing.assert_allclose(flipped, direct, atol=1e-5)
 
@@ -125,6 +125,7 @@ def test_fit_transform_carries_interventions_text_pairs_and_classes(tiny_clip_na
     )
     Z = featurizer.fit_transform(images[:5])
     context = Z.fit_context
+    assert context["interventions"].shape == (5, 2, 32)  # sample-major
     np.testing.assert_allclose(np.asarray(Z), featurizer.transform(images[:5]))
     np.testing.assert_allclose(
         context["interventions"], featurizer.intervention_embeddings(images[:5])

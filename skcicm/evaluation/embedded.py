@@ -199,14 +199,6 @@ def pairs_without_target(
     return (pairs[0][keep], pairs[1][keep]), kept_texts
 
 
-def _sample_major_views(featurizer: Any, images: Any) -> np.ndarray:
-    """The featurizer's intervened copies as (n_samples, n_views, n_features).
-
-    ``CLIPFeaturizer.intervention_embeddings`` returns them view-major today.
-    """
-    return featurizer.intervention_embeddings(images).transpose(1, 0, 2)
-
-
 def _counterfactual_views(
     featurizer: Any, dataset: Mapping[str, Any], embeddings: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -301,7 +293,7 @@ default=("image",)
     embeddings = featurizer.transform(images)
     fields: dict[str, Any] = {}
     if "image" in interventions:
-        fields["interventions"] = _sample_major_views(featurizer, images)
+        fields["interventions"] = featurizer.intervention_embeddings(images)
     if "counterfactual" in interventions:
         fields["interventions"], fields["intervention_styles"] = _counterfactual_views(
             featurizer, dataset, embeddings

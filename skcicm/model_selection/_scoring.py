@@ -159,10 +159,7 @@ class InterventionalScorer:
                     "set_score_request(interventions=True), or score a Pipeline whose first "
                     "step is a CLIPFeaturizer with interventions set."
                 )
-            # LAYOUT: CLIPFeaturizer.intervention_embeddings returns views-major
-            # (n_views, n_samples, n_features) today; drop this transpose once it returns the
-            # canonical sample-major layout.
-            interventions = np.asarray(estimator[0].intervention_embeddings(X)).transpose(1, 0, 2)
+            interventions = estimator[0].intervention_embeddings(X)
         views = _check_views(interventions, y.shape[0])
         n_samples, n_views, n_features = views.shape
         head = estimator[1:] if featurized else estimator

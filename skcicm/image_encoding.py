@@ -1,0 +1,305 @@
+"""Streaming image encoding: read, hash, decode and encode images a bounded window at a time.
+
+Memory does not grow with the number of images beyond the output: a window holds at most
+``window_files`` files and about ``WINDOW_BYTES`` of their bytes (two windows at once, as the
+next one is read ahead), decoded images turn into model-sized tensors as soon as a decoding
+thread is done with them, and embeddings go straight into preallocated output rows. Each file
+is read once. While the model encodes one window, the threads decode the rest of it and read
+and hash the next.
+A file's content key is remembered (see :mod:`skcicm.images`), so a call whose embeddings are
+all cached only ``stat``\\ s the files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import transforms as transforms_v1
+from torchvision.transforms import v2
+from tqdm.auto import tqdm
+
+from skcicm.cache_keys import intervened_key
+from skcicm.embedding_cache import EmbeddingCache
+from skcicm.images import ImageLoadError, ImageSource, image_source
+from skcicm.interventions import ImageInterventions
+
+#: Bytes of image files held at once, at most (a window of one larger file is allowed).
+WINDOW_BYTES = 256 << 20
+
+Task = tuple[ImageSource, list[tuple[str, "int | None"]]]
+
+
+class ImageEncoder:
+    """Embed images and their intervened copies, from the cache where possible.
+
+    Parameters
+    ----------
+    preprocess : callable
+        The model's preprocessing, PIL image to tensor.
+    encode : callable
+        Batch tensor to a float32 array of raw embeddings (device, precision and checks).
+    cache : EmbeddingCache
+        Looked up before any file is decoded; filled batch by batch.
+    interventions : ImageInterventions or None
+        Needed when any requested view is not None.
+    interventions_id : str or None
+        :func:`skcicm.cache_keys.interventions_cache_id` of the interventions; None keys the
+        intervened copies so that the cache never stores them.
+    batch_size, num_workers, progress
+        As in :class:`skcicm.CLIPFeaturizer`.
+    """
+
+    def __init__(
+        self,
+        preprocess: Callable[[Image.Image], torch.Tensor],
+        encode: Callable[[torch.Tensor], np.ndarray],
+        cache: EmbeddingCache,
+        interventions: ImageInterventions | None,
+        *,
+        interventions_id: str | None = None,
+        batch_size: int,
+        num_workers: int,
+        progress: bool,
+    ) -> None:
+        self.preprocess = preprocess
+        self.encode = encode
+        self.cache = cache
+        self.interventions = interventions
+        self.interventions_id = interventions_id
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.progress = progress
+        self.window_files = max(4 * batch_size, 8 * num_workers, 64)
+        self._downscale = _leading_downscale(preprocess)
+
+    def view_key(self, key: str, view: int | None) -> str:
+        return key if view is None else intervened_key(key, self.interventions_id, view)
+
+    def embed(self, items: Sequence[Any], views: Sequence[int | None]) -> list[np.ndarray]:
+        """Raw embeddings, one (n_images, dim) array per view (None is the clean image)."""
+        run = _Run(len(items), len(views))
+        windows = self._windows(items)
+        with (
+            _executor(self.num_workers) as pool,
+            tqdm(desc="Encoding images", unit="img", disable=not self.progress) as bar,
+        ):
+            window = next(windows, [])
+            reading = _submit_reads(pool, window)
+            batch: list[tuple[str, torch.Tensor]] = []
+            while window:
+                for future in reading:
+                    future.result()
+                tasks = self._plan(window, views, run)
+                prepared = _bounded_map(pool, self._prepare, tasks, 2 * self.batch_size)
+                # Read the next window while this one decodes, so the model is not kept waiting.
+                window = next(windows, [])
+                reading = _submit_reads(pool, window)
+                for (source, _), (outputs, failure) in zip(tasks, prepared, strict=True):
+                    if failure is None:
+                        run.names.pop(source.key)
+                    else:
+                        run.fail(source.key, failure)
+                    batch.extend(outputs)
+                    if len(batch) >= self.batch_size:
+                        self._encode_batch(batch, run)
+                        bar.update(len(batch))
+                        batch = []
+            if batch:
+                self._encode_batch(batch, run)
+                bar.update(len(batch))
+        if run.failures:
+            raise ImageLoadError([(name, reason) for _, name, reason in sorted(run.failures)])
+        return run.outputs
+
+    def _windows(self, items: Sequence[Any]) -> Iterator[list[tuple[int, ImageSource]]]:
+        """Consecutive inputs, at most ``window_files`` of them and about WINDOW_BYTES."""
+        window: list[tuple[int, ImageSource]] = []
+        window_bytes = 0
+        for row, item in enumerate(items):
+            source = image_source(item, row)
+            if window and (
+                len(window) >= self.window_files or window_bytes + source.file_size > WINDOW_BYTES
+            ):
+                yield window
+                window, window_bytes = [], 0
+            window.append((row, source))
+            window_bytes += source.file_size
+        if window:
+            yield window
+
+    def _plan(
+        self, window: list[tuple[int, ImageSource]], views: Sequence[int | None], run: _Run
+    ) -> list[Task]:
+        """Fill what the cache holds; one task per image content still missing a view."""
+        lookup = set()
+        for _, source in window:
+            if source.key is not None and source.key not in run.failed:
+                lookup.update(self.view_key(source.key, view) for view in views)
+        found = self.cache.get(lookup - run.waiting.keys())
+        tasks = []
+        for row, source in window:
+            if source.key is None or source.key in run.failed:
+                run.failures.append((row, source.name, source.error or run.failed[source.key]))
+                source.release()
+                continue
+            wanted = []
+            for column, view in enumerate(views):
+                key = self.view_key(source.key, view)
+                if key in found:
+                    run.store(column, row, found[key])
+                else:
+                    if key not in run.waiting:
+                        wanted.append((key, view))
+                    run.waiting.setdefault(key, []).append((row, column))
+            # Named while its content may still fail to decode, so that every copy is listed.
+            if wanted or source.key in run.names:
+                run.names.setdefault(source.key, []).append((row, source.name))
+            if wanted:
+                tasks.append((source, wanted))
+            else:
+                source.release()
+        return tasks
+
+    def _prepare(self, task: Task) -> tuple[list[tuple[str, torch.Tensor]], str | None]:
+        source, wanted = task
+        try:
+            image = source.decode()
+            if self._downscale is not None and any(view is not None for _, view in wanted):
+                image = self._downscale(image)
+            return [
+                (
+                    key,
+                    self.preprocess(
+                        image
+                        if view is None
+                        else self.interventions.apply(image, key=source.key, view=view)
+                    ),
+                )
+                for key, view in wanted
+            ], None
+        except Exception as error:  # noqa: BLE001 - reported per file, the rest go on
+            return [], str(error)
+        finally:
+            source.release()
+
+    def _encode_batch(self, batch: list[tuple[str, torch.Tensor]], run: _Run) -> None:
+        # Another process sharing the disk cache (a GridSearchCV or Dask worker) may have
+        # stored some of these since this window was looked up.
+        stored = self.cache.get([key for key, _ in batch])
+        missing = [(key, tensor) for key, tensor in batch if key not in stored]
+        encoded = dict(stored)
+        if missing:
+            keys = [key for key, _ in missing]
+            fresh = self.encode(torch.stack([tensor for _, tensor in missing]))
+            new = dict(zip(keys, fresh, strict=True))
+            self.cache.put(new)
+            encoded.update(new)
+        for key, embedding in encoded.items():
+            for row, column in run.waiting.pop(key):
+                run.store(column, row, embedding)
+
+
+class _Run:
+    """The state of one ``embed`` call: outputs filled row by row, and what is in flight.
+
+    Only images in flight (this window and the batch being filled) are tracked, so the
+    bookkeeping stays bounded while the outputs grow by one row per image.
+    """
+
+    def __init__(self, n_rows: int, n_views: int) -> None:
+        self.n_rows = n_rows
+        self.outputs: list[np.ndarray] = [None] * n_views
+        self.waiting: dict[str, list[tuple[int, int]]] = {}  # view key -> (row, view column)
+        self.names: dict[str, list[tuple[int, str]]] = {}  # content key in flight -> inputs
+        self.failed: dict[str, str] = {}  # content key -> reason
+        self.failures: list[tuple[int, str, str]] = []  # (row, name, reason)
+
+    def store(self, column: int, row: int, embedding: np.ndarray) -> None:
+        if self.outputs[column] is None:
+            self.outputs[column] = np.empty((self.n_rows, len(embedding)), np.float32)
+        self.outputs[column][row] = embedding
+
+    def fail(self, content_key: str, reason: str) -> None:
+        self.failed[content_key] = reason
+        self.failures.extend((row, name, reason) for row, name in self.names.pop(content_key))
+        for key in [key for key in self.waiting if key.startswith(content_key)]:
+            del self.waiting[key]
+
+
+def _leading_downscale(preprocess: Any) -> Callable[[Image.Image], Image.Image] | None:
+    """The preprocessing's own first resize, applied only where it shrinks the image.
+
+    Intervened copies are made from the downscaled image: the augmentations then cost the
+    model's input size, not the file's. For the clean image this changes nothing, since the
+    preprocessing's resize of an image already at its target size returns it unchanged.
+    """
+    steps = getattr(preprocess, "transforms", None)
+    first = steps[0] if steps else None
+    if not isinstance(first, transforms_v1.Resize | v2.Resize) or first.max_size is not None:
+        return None
+    size = [first.size] if isinstance(first.size, int) else list(first.size)
+
+    def downscale(image: Image.Image) -> Image.Image:
+        width, height = image.size
+        if len(size) == 1:
+            shrinks = min(width, height) > size[0]
+        else:
+            shrinks = height >= size[0] and width >= size[1] and (height, width) != tuple(size)
+        return first(image) if shrinks else image
+
+    return downscale
+
+
+def _submit_reads(pool: Executor, window: list[tuple[int, ImageSource]]) -> list[Future]:
+    """Read and hash the files whose key is not remembered; the others need no thread."""
+    return [
+        pool.submit(ImageSource.read, source)
+        for _, source in window
+        if source.key is None and source.error is None
+    ]
+
+
+class _InlineExecutor(Executor):
+    """Runs each task at submit time: the ``num_workers=0`` case, with the same code path."""
+
+    def submit(self, function: Callable, /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(function(*args, **kwargs))
+        except BaseException as error:  # noqa: BLE001 - re-raised by future.result()
+            future.set_exception(error)
+        return future
+
+
+def _executor(num_workers: int) -> contextlib.AbstractContextManager[Executor]:
+    if num_workers == 0:
+        return _InlineExecutor()
+    return ThreadPoolExecutor(num_workers, thread_name_prefix="skcicm-decode")
+
+
+def _bounded_map(pool: Executor, function: Callable, items: Iterable, window: int) -> Iterator:
+    """Like ``pool.map`` in order, but at most ``window`` results in flight; submits eagerly."""
+    remaining = iter(items)
+    pending: deque[Future] = deque(
+        pool.submit(function, item) for _, item in zip(range(window), remaining, strict=False)
+    )
+
+    def results() -> Iterator:
+        while pending:
+            result = pending.popleft().result()
+            following = next(remaining, _DONE)
+            if following is not _DONE:
+                pending.append(pool.submit(function, following))
+            yield result
+
+    return results()
+
+
+_DONE = object()
