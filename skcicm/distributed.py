@@ -83,7 +83,7 @@ def encode_images_dask(
         Images per task. Each task runs ``featurizer.batch_size`` images per forward pass.
     method : {"transform", "intervention_embeddings"}, default="transform"
         The featurizer method each task runs: clean embeddings ``(n_images, dim)``, or the
-        intervened copies ``(n_interventions, n_images, dim)``.
+        intervened copies ``(n_images, n_interventions, dim)``.
     as_dask_array : bool, default=False
         Return the lazy ``dask.array`` (one block per partition) instead of computing it.
 
@@ -117,6 +117,10 @@ def encode_images_dask(
     if partition_size < 1:
         raise ValueError(f"partition_size must be at least 1; got {partition_size}.")
     items = as_image_list(images)
+    if not items:
+        raise ValueError(
+            "images holds no images; pass at least one image path, PIL image or array."
+        )
     partitions = [items[i : i + partition_size] for i in range(0, len(items), partition_size)]
     # Run first, on a worker: a bad parameter or model fails before the real work is queued,
     # and the model it loads serves that worker's partitions.
@@ -124,13 +128,9 @@ def encode_images_dask(
     blocks = []
     for partition in partitions:
         block = dask.delayed(_encode_partition, pure=True)(featurizer, partition, method)
-        shape = (len(partition), dim) if n_views is None else (n_views, len(partition), dim)
+        shape = (len(partition), dim) if n_views is None else (len(partition), n_views, dim)
         blocks.append(da.from_delayed(block, shape=shape, dtype=np.float32))
-    axis = 0 if n_views is None else 1
-    if not blocks:
-        empty = (0, dim) if n_views is None else (n_views, 0, dim)
-        blocks = [da.zeros(empty, dtype=np.float32)]
-    embeddings = da.concatenate(blocks, axis=axis)
+    embeddings = da.concatenate(blocks, axis=0)
     return embeddings if as_dask_array else _compute(embeddings, client)
 
 

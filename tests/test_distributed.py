@@ -83,8 +83,8 @@ def test_lazy_dask_array_keeps_input_order(client, tiny_clip_name, image_paths):
     assert lazy.chunks == ((5, 5, 5, 3), (32,))
     computed = client.compute(lazy).result()
     np.testing.assert_allclose(computed[::-1], featurizer.transform(image_paths), atol=1e-6)
-    empty = encode_images_dask(featurizer, [], client=client)
-    assert empty.shape == (0, 32)
+    with pytest.raises(ValueError, match="holds no images"):
+        encode_images_dask(featurizer, [], client=client)
 
 
 def test_bad_requests_fail_before_any_partition_is_encoded(client, tiny_clip_name, image_paths):

@@ -89,7 +89,7 @@ def test_closures_with_different_parameters_never_share_embeddings(
         featurizer = _featurizer(
             tiny_clip_name, interventions=[_brightness(factor)], cache_dir=tmp_path
         )
-        intervened = featurizer.intervention_embeddings(images[:3])[0]
+        intervened = featurizer.intervention_embeddings(images[:3])[:, 0]
         brightened = [
             np.asarray(ImageEnhance.Brightness(Image.fromarray(im)).enhance(factor))
             for im in images[:3]
