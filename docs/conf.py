@@ -93,12 +93,17 @@ def _kind(obj) -> str:
     return "Constants"
 
 
-def _api_page(module_name: str) -> str:
+def _api_page(module_name: str, documented: set[int]) -> str:
+    """The page of ``module_name``; a name re-exported from an earlier page stays there."""
     module = importlib.import_module(module_name)
     summary = (inspect.getdoc(module) or "").split("\n\n")[0]
     groups: dict[str, list[str]] = {}
     for name in _public_names(module):
-        groups.setdefault(_kind(getattr(module, name)), []).append(name)
+        obj = getattr(module, name)
+        if (inspect.isclass(obj) or inspect.isfunction(obj)) and id(obj) in documented:
+            continue
+        documented.add(id(obj))
+        groups.setdefault(_kind(obj), []).append(name)
     lines = [
         f"``{module_name}``",
         "=" * (len(module_name) + 4),
@@ -129,8 +134,9 @@ def _write_if_changed(path: Path, text: str) -> None:
         path.write_text(text)
 
 
+_documented: set[int] = set()
 for _name in PUBLIC_MODULES:
-    _write_if_changed(DOCS / "api" / f"{_name}.rst", _api_page(_name))
+    _write_if_changed(DOCS / "api" / f"{_name}.rst", _api_page(_name, _documented))
 
 autosummary_generate = True
 # Methods inherited from scikit-learn (get_params, set_output, set_fit_request...) are
