@@ -11,8 +11,8 @@ import numpy as np
 import open_clip
 import pytest
 import torch
-from conftest import TINY_MODEL_CFG, TINY_PREPROCESS_CFG
 
+from conftest import TINY_MODEL_CFG, TINY_PREPROCESS_CFG
 from skcicm import CLIPFeaturizer, models, weight_digests
 from skcicm.embedding_cache import clear_memory_cache
 from skcicm.models import (
