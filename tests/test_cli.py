@@ -305,12 +305,33 @@ def test_console_script_and_module_help(tmp_path):
 
 
 def test_help_loads_no_deep_learning_or_plotting_library():
+    heavy = ("sklearn", "torch", "torchvision", "open_clip", "matplotlib")
     code = (
-        "import sys\n"
-        "from skcicm.cli import build_parser\n"
-        "build_parser().format_help()\n"
-        "print(sorted(m for m in ('torch', 'torchvision', 'open_clip', 'matplotlib')"
-        " if m in sys.modules))\n"
+        "import runpy, sys\n"
+        "sys.argv = ['skcicm', '--help']\n"
+        "try:\n"
+        "    runpy.run_module('skcicm', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print('LOADED', sorted(m for m in {heavy!r} if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert "usage: skcicm" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "LOADED []"
+
+
+def test_package_names_are_imported_on_first_use():
+    code = (
+        "import sys, skcicm\n"
+        "print('sklearn' in sys.modules)\n"
+        "from skcicm import InvariantCausalMechanismCV, NoInterventionError\n"
+        "print('sklearn' in sys.modules, 'torch' in sys.modules)\n"
+        "print(sorted(set(skcicm.__all__) - set(dir(skcicm))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:3] == ["False", "True False", "[]"]
+    import skcicm
+
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        skcicm.Nope  # noqa: B018
+    assert skcicm.CLIPFeaturizer.__name__ == "CLIPFeaturizer"
