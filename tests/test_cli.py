@@ -11,6 +11,7 @@ import pytest
 from _protocol_fixtures import write_image_folder
 
 from skcicm.cli import build_parser, main
+from skcicm.evaluation.options import DEFAULT_LAM, default_n_components
 from skcicm.models import registered_models, resolve_model_name
 
 PACS_DOMAINS = "art_painting,photo,sketch"
@@ -284,14 +285,42 @@ def test_unknown_option_exits_with_one_line(capsys):
     ]
 
 
+def _option_help(parser, action):
+    formatter = parser._get_formatter()
+    formatter.add_argument(action)
+    return " ".join(formatter.format_help().split())
+
+
 def test_help_explains_every_option():
     parser = build_parser()
     evaluate = parser._subparsers._group_actions[0].choices["evaluate"]
-    options = [a for a in evaluate._actions if a.option_strings]
+    options = [a for a in evaluate._actions if a.option_strings and a.dest != "help"]
     assert len(options) > 20
     for action in options:
-        assert action.help and len(action.help) > 10, action.option_strings
-    assert "--lam" in evaluate.format_help()
+        text = _option_help(evaluate, action)
+        # Every option that takes a value says what it takes by default: argparse's own
+        # "(default: X)" from the code's default, or the help text's own words when None.
+        if action.nargs != 0:
+            assert "default" in text, action.option_strings
+            if action.default is not None:
+                assert f"(default: {action.default})" in text, (action.option_strings, text)
+        for choice in action.choices or ():
+            assert choice in text, (action.option_strings, choice)
+
+
+def test_help_defaults_are_the_code_defaults():
+    parser = build_parser()
+    evaluate = parser._subparsers._group_actions[0].choices["evaluate"]
+    actions = {a.dest: a for a in evaluate._actions}
+    assert [float(v) for v in actions["lam"].default.split(",")] == list(DEFAULT_LAM)
+    text = _option_help(evaluate, actions["n_components"])
+    fractions = []
+    for term in text.split("auto = ")[1].split(" for ")[0].split(","):  # "d/4", "3d/4", "d"
+        numerator, _, denominator = term.partition("/")
+        fractions.append(int(numerator.rstrip("d") or 1) / int(denominator or 1))
+    for d in (12, 512, 768):
+        from_help = sorted({max(1, round(f * d)) for f in fractions})
+        assert from_help == default_n_components(d), (fractions, d)
 
 
 def test_console_script_and_module_help(tmp_path):

@@ -7,9 +7,11 @@ the parser, and ``skcicm --help``, stays fast.
 from __future__ import annotations
 
 import argparse
+from fractions import Fraction
 from typing import NoReturn
 
 from skcicm.evaluation.options import (
+    DEFAULT_COMPONENT_FRACTIONS,
     DEFAULT_LAM,
     INTERVENTION_SOURCES,
     METHODS,
@@ -69,6 +71,13 @@ def add_evaluate_parser(commands: argparse._SubParsersAction) -> argparse.Argume
     return evaluate
 
 
+def _fraction_of_d(fraction: float) -> str:
+    """``0.25`` as ``d/4``, ``1.0`` as ``d``: a fraction of the embedding dimension d."""
+    ratio = Fraction(fraction).limit_denominator(1000)
+    numerator = "d" if ratio.numerator == 1 else f"{ratio.numerator}d"
+    return numerator if ratio.denominator == 1 else f"{numerator}/{ratio.denominator}"
+
+
 def _add_data_options(data: argparse._ArgumentGroup) -> None:
     data.add_argument(
         "--dataset",
@@ -81,7 +90,8 @@ def _add_data_options(data: argparse._ArgumentGroup) -> None:
         "--root",
         help="data folder: holds the DomainBed dataset folder (e.g. <root>/PACS/<domain>/...), "
         "or imagenet/train and the variant folders (imagenetv2-matched-frequency-format-val, "
-        "sketch, imagenet-r, imagenet-a)",
+        "sketch, imagenet-r, imagenet-a); default: none, which only toyworld and a dataset path "
+        "allow",
     )
     data.add_argument(
         "--domains", help="comma-separated domains to load (default: all of the dataset)"
@@ -151,7 +161,8 @@ def _add_protocol_options(protocol: argparse._ArgumentGroup) -> None:
     protocol.add_argument(
         "--n-components",
         default="auto",
-        help="subspace dimension K, or a comma-separated grid; auto = d/4,d/2,d for embedding "
+        help="subspace dimension K, or a comma-separated grid; auto = "
+        f"{','.join(_fraction_of_d(f) for f in DEFAULT_COMPONENT_FRACTIONS)} for embedding "
         "dimension d",
     )
     protocol.add_argument(
@@ -186,7 +197,9 @@ def _add_protocol_options(protocol: argparse._ArgumentGroup) -> None:
         "--holdout-fraction", type=float, default=0.2, help="fraction of each domain held out"
     )
     protocol.add_argument(
-        "--n-jobs", type=int, help="parallel fits in the cross-validation (joblib)"
+        "--n-jobs",
+        type=int,
+        help="parallel fits in the cross-validation (joblib; default: one at a time)",
     )
 
 
