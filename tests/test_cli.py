@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from _protocol_fixtures import write_image_folder
 
+from skcicm import CLIPFeaturizer, InvariantCausalMechanism
 from skcicm.cli import build_parser, main
 from skcicm.evaluation.options import DEFAULT_LAM, default_n_components
 from skcicm.models import registered_models, resolve_model_name
@@ -364,3 +366,50 @@ def test_package_names_are_imported_on_first_use():
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         skcicm.Nope  # noqa: B018
     assert skcicm.CLIPFeaturizer.__name__ == "CLIPFeaturizer"
+
+
+@pytest.mark.parametrize(
+    "protocol, results_format", [("domain-shift", "csv"), ("open-class", "jsonl")]
+)
+def test_report_rerenders_table_and_plots_without_refitting(
+    tmp_path, tiny_clip_name, capsys, monkeypatch, protocol, results_format
+):
+    out = tmp_path / "out"
+    argv = ["evaluate", "--model", tiny_clip_name, "--n-per-cell", "2", "--seeds", "0,1"]
+    argv += ["--domains", "photo,sketch,painting", "--protocol", protocol]
+    argv += ["--lam", "0,1", "--n-components", "4,8", "--results-format", results_format]
+    assert main([*argv, "--output-dir", str(out), "--progress", "off"]) == 0
+    run_dir = out / f"toyworld-{protocol}"
+    table = (run_dir / "table.md").read_text()
+    plots = sorted(path.name for path in (run_dir / "plots").glob("*.png"))
+    assert len(plots) == 5
+    (run_dir / "table.md").unlink()
+    shutil.rmtree(run_dir / "plots")
+    capsys.readouterr()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("report must not fit or encode")
+
+    monkeypatch.setattr(InvariantCausalMechanism, "fit", refuse)
+    monkeypatch.setattr(CLIPFeaturizer, "transform", refuse)
+    assert main(["report", str(run_dir)]) == 0
+    assert (run_dir / "table.md").read_text() == table
+    assert sorted(path.name for path in (run_dir / "plots").glob("*.png")) == plots
+    assert table.strip() in capsys.readouterr().out
+    # Without run.json, the names come from the rows.
+    (run_dir / "run.json").unlink()
+    assert main(["report", "--no-plots", str(run_dir)]) == 0
+    assert (run_dir / "table.md").read_text() == table
+
+
+def test_report_names_what_is_missing_or_ambiguous(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "absent")]) == 1
+    assert "is not a folder" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 1
+    assert "holds no results.csv or results.jsonl" in capsys.readouterr().err
+    (tmp_path / "results.csv").write_text("dataset,target,method,seed,accuracy\n")
+    assert main(["report", str(tmp_path)]) == 1
+    assert "holds no results rows" in capsys.readouterr().err
+    (tmp_path / "results.jsonl").write_text("")
+    assert main(["report", str(tmp_path)]) == 1
+    assert "both results.csv and results.jsonl" in capsys.readouterr().err

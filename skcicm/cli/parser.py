@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"skcicm {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     add_evaluate_parser(commands)
+    add_report_parser(commands)
     return parser
 
 
@@ -69,6 +70,27 @@ def add_evaluate_parser(commands: argparse._SubParsersAction) -> argparse.Argume
     _add_protocol_options(evaluate.add_argument_group("protocol"))
     _add_output_options(evaluate.add_argument_group("output"))
     return evaluate
+
+
+def add_report_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """The ``skcicm report`` subcommand."""
+    report = commands.add_parser(
+        "report",
+        help="re-render the table and plots of an evaluate run from its results files",
+        description="Re-render table.md and the plots of a folder written by 'skcicm evaluate' "
+        "from its results and sweep files (CSV or JSON lines), without refitting or encoding "
+        "anything; the protocol and model names come from its run.json.",
+        formatter_class=_DefaultsHelpFormatter,
+    )
+    report.add_argument(
+        "results_dir",
+        metavar="RESULTS_DIR",
+        help="a run folder: <output-dir>/<dataset>-<protocol>/, holding results.csv or "
+        "results.jsonl",
+    )
+    report.add_argument("--no-plots", action="store_true", help="rewrite the table only")
+    report.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    return report
 
 
 def _fraction_of_d(fraction: float) -> str:
