@@ -97,14 +97,21 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         remembered by path, size, modification time and inode, so a transform whose
         embeddings are cached reads no file.
     cache_dir : str or path, "auto" or None, default="auto"
-        Folder for the on-disk embedding cache: one checksummed SQLite database per model,
-        written batch by batch so that an interrupted run resumes, and shared safely by
+        Folder for the on-disk cache of *embeddings* (not of model weights: open_clip's
+        ``cache_dir`` is this featurizer's ``weights_dir``): one checksummed SQLite database
+        per model, written batch by batch so that an interrupted run resumes, and shared safely by
         processes (``GridSearchCV(n_jobs=...)`` workers, Dask workers) and later runs.
         ``"auto"`` uses ``$SKCICM_CACHE_DIR`` or else ``~/.cache/skcicm/embeddings``
         (``$XDG_CACHE_HOME`` is honoured); None keeps embeddings in this process's memory
         only. Damaged entries are reported, discarded and re-encoded; a read-only folder
         still serves its embeddings. The in-memory cache of the process (an LRU bounded to
         1 GiB by default) is always used; see :mod:`skcicm.embedding_cache`.
+    weights_dir : str or path or None, default=None
+        Folder where open_clip downloads the *model weights* of a pretrained tag, and looks
+        for them first: passed as open_clip's own ``cache_dir``. None means open_clip's
+        default (the Hugging Face cache, ``~/.cache/huggingface``, or ``~/.cache/clip`` for
+        weights served by URL). A folder copied from a machine with internet lets an offline
+        one load the same tag. Unused for ``local-dir:``, ``hf-hub:`` and checkpoint files.
     progress : bool or "auto", default="auto"
         Show a tqdm progress bar; ``"auto"`` shows it when stderr is a terminal.
     random_state : int, default=0
@@ -149,6 +156,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "num_workers": [Interval(Integral, 0, None, closed="left")],
         "cache_dir": [str, os.PathLike, None],
+        "weights_dir": [str, os.PathLike, None],
         "progress": ["boolean", StrOptions({"auto"})],
         "random_state": [Interval(Integral, 0, None, closed="left")],
     }
@@ -169,6 +177,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         batch_size: int = 64,
         num_workers: int = 2,
         cache_dir: str | os.PathLike | None = "auto",
+        weights_dir: str | os.PathLike | None = None,
         progress: bool | str = "auto",
         random_state: int = 0,
     ) -> None:
@@ -185,6 +194,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.cache_dir = cache_dir
+        self.weights_dir = weights_dir
         self.progress = progress
         self.random_state = random_state
 
@@ -351,14 +361,17 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return torch.autocast(device_type=device.type, dtype=dtype)
 
     def _loaded(self) -> LoadedCLIP:
-        loaded = load_clip(self.model_name, self.pretrained, str(self._torch_device()))
+        loaded = load_clip(
+            self.model_name, self.pretrained, str(self._torch_device()), self.weights_dir
+        )
         pinned = getattr(self, "model_fingerprint_", None)
         check_weights_unchanged(pinned, loaded.fingerprint, self.model_name)
         return loaded
 
     def _pin_weights(self) -> None:
         device = str(self._torch_device())
-        self.model_fingerprint_ = load_clip(self.model_name, self.pretrained, device).fingerprint
+        loaded = load_clip(self.model_name, self.pretrained, device, self.weights_dir)
+        self.model_fingerprint_ = loaded.fingerprint
 
     def _cache(self, loaded: LoadedCLIP) -> EmbeddingCache:
         precision = self._resolved_precision(self._torch_device())

@@ -165,13 +165,24 @@ class LoadedCLIP:
     fingerprint: str
 
 
-def load_clip(model_name: str, pretrained: str | None, device: str) -> LoadedCLIP:
-    """Load (once per process, model, device and weights version) an open_clip model."""
+def load_clip(
+    model_name: str,
+    pretrained: str | None,
+    device: str,
+    weights_dir: str | os.PathLike | None = None,
+) -> LoadedCLIP:
+    """Load (once per process, model, device and weights version) an open_clip model.
+
+    ``weights_dir`` is open_clip's ``cache_dir``: the folder where the weights of a pretrained
+    tag are downloaded, and looked for first (None: open_clip's default, the Hugging Face cache
+    or ``~/.cache/clip``). It plays no part in local-dir, hf-hub or checkpoint-file models.
+    """
     name, tag = resolve_model_name(model_name, pretrained)
     stamps = tuple((str(path), file_stamp(path)) for path in _weight_files(name, tag))
+    folder = None if weights_dir is None else str(weights_dir)
     # Threads of one process (a Dask worker's, a thread pool's) wait for one load, not race.
     with _load_lock:
-        return _load_resolved(name, tag, device, stamps)
+        return _load_resolved(name, tag, device, stamps, folder)
 
 
 def model_fingerprint(model_name: str, pretrained: str | None) -> str:
@@ -191,7 +202,11 @@ def model_fingerprint(model_name: str, pretrained: str | None) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _load_resolved(
-    name: str, tag: str | None, device: str, stamps: tuple[tuple[str, Stamp], ...]
+    name: str,
+    tag: str | None,
+    device: str,
+    stamps: tuple[tuple[str, Stamp], ...],
+    weights_dir: str | None,
 ) -> LoadedCLIP:
     # `stamps` (the weight files and their size, mtime...) keys the cache: a checkpoint
     # rewritten on disk is loaded again.
@@ -210,7 +225,7 @@ def _load_resolved(
                 )
         else:
             model, _, preprocess = open_clip.create_model_and_transforms(
-                name, pretrained=tag, device=device
+                name, pretrained=tag, device=device, cache_dir=weights_dir
             )
     except Exception as error:  # noqa: BLE001 - each cause becomes one clear error below
         raise _load_error(name, tag, files, error) from error
@@ -244,7 +259,8 @@ def _load_error(name: str, tag: str | None, files: list[Path], error: Exception)
         return WeightsUnavailableError(
             f"Could not load the weights of {name!r} (pretrained={tag!r}): {cause}. "
             "Without internet, supply them from disk: download once where there is a network "
-            "(open_clip caches them under ~/.cache/huggingface; copy that cache here), or pass "
+            "(open_clip caches them under ~/.cache/huggingface, or in weights_dir when set; "
+            "copy that folder here), or pass "
             "pretrained='/path/to/checkpoint.pt', or model_name='local-dir:/path/to/folder' "
             f"holding {CONFIG_FILE} and {WEIGHTS_FILE}."
         )

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 from _protocol_fixtures import write_image_folder
 
+from skcicm import CLIPFeaturizer, InvariantCausalMechanism
 from skcicm.cli import build_parser, main
+from skcicm.evaluation.options import DEFAULT_LAM, default_n_components
 from skcicm.models import registered_models, resolve_model_name
 
 PACS_DOMAINS = "art_painting,photo,sketch"
@@ -284,14 +287,42 @@ def test_unknown_option_exits_with_one_line(capsys):
     ]
 
 
+def _option_help(parser, action):
+    formatter = parser._get_formatter()
+    formatter.add_argument(action)
+    return " ".join(formatter.format_help().split())
+
+
 def test_help_explains_every_option():
     parser = build_parser()
     evaluate = parser._subparsers._group_actions[0].choices["evaluate"]
-    options = [a for a in evaluate._actions if a.option_strings]
+    options = [a for a in evaluate._actions if a.option_strings and a.dest != "help"]
     assert len(options) > 20
     for action in options:
-        assert action.help and len(action.help) > 10, action.option_strings
-    assert "--lam" in evaluate.format_help()
+        text = _option_help(evaluate, action)
+        # Every option that takes a value says what it takes by default: argparse's own
+        # "(default: X)" from the code's default, or the help text's own words when None.
+        if action.nargs != 0:
+            assert "default" in text, action.option_strings
+            if action.default is not None:
+                assert f"(default: {action.default})" in text, (action.option_strings, text)
+        for choice in action.choices or ():
+            assert choice in text, (action.option_strings, choice)
+
+
+def test_help_defaults_are_the_code_defaults():
+    parser = build_parser()
+    evaluate = parser._subparsers._group_actions[0].choices["evaluate"]
+    actions = {a.dest: a for a in evaluate._actions}
+    assert [float(v) for v in actions["lam"].default.split(",")] == list(DEFAULT_LAM)
+    text = _option_help(evaluate, actions["n_components"])
+    fractions = []
+    for term in text.split("auto = ")[1].split(" for ")[0].split(","):  # "d/4", "3d/4", "d"
+        numerator, _, denominator = term.partition("/")
+        fractions.append(int(numerator.rstrip("d") or 1) / int(denominator or 1))
+    for d in (12, 512, 768):
+        from_help = sorted({max(1, round(f * d)) for f in fractions})
+        assert from_help == default_n_components(d), (fractions, d)
 
 
 def test_console_script_and_module_help(tmp_path):
@@ -305,12 +336,80 @@ def test_console_script_and_module_help(tmp_path):
 
 
 def test_help_loads_no_deep_learning_or_plotting_library():
+    heavy = ("sklearn", "torch", "torchvision", "open_clip", "matplotlib")
     code = (
-        "import sys\n"
-        "from skcicm.cli import build_parser\n"
-        "build_parser().format_help()\n"
-        "print(sorted(m for m in ('torch', 'torchvision', 'open_clip', 'matplotlib')"
-        " if m in sys.modules))\n"
+        "import runpy, sys\n"
+        "sys.argv = ['skcicm', '--help']\n"
+        "try:\n"
+        "    runpy.run_module('skcicm', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print('LOADED', sorted(m for m in {heavy!r} if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert "usage: skcicm" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "LOADED []"
+
+
+def test_package_names_are_imported_on_first_use():
+    code = (
+        "import sys, skcicm\n"
+        "print('sklearn' in sys.modules)\n"
+        "from skcicm import InvariantCausalMechanismCV, NoInterventionError\n"
+        "print('sklearn' in sys.modules, 'torch' in sys.modules)\n"
+        "print(sorted(set(skcicm.__all__) - set(dir(skcicm))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:3] == ["False", "True False", "[]"]
+    import skcicm
+
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        skcicm.Nope  # noqa: B018
+    assert skcicm.CLIPFeaturizer.__name__ == "CLIPFeaturizer"
+
+
+@pytest.mark.parametrize(
+    "protocol, results_format", [("domain-shift", "csv"), ("open-class", "jsonl")]
+)
+def test_report_rerenders_table_and_plots_without_refitting(
+    tmp_path, tiny_clip_name, capsys, monkeypatch, protocol, results_format
+):
+    out = tmp_path / "out"
+    argv = ["evaluate", "--model", tiny_clip_name, "--n-per-cell", "2", "--seeds", "0,1"]
+    argv += ["--domains", "photo,sketch,painting", "--protocol", protocol]
+    argv += ["--lam", "0,1", "--n-components", "4,8", "--results-format", results_format]
+    assert main([*argv, "--output-dir", str(out), "--progress", "off"]) == 0
+    run_dir = out / f"toyworld-{protocol}"
+    table = (run_dir / "table.md").read_text()
+    plots = sorted(path.name for path in (run_dir / "plots").glob("*.png"))
+    assert len(plots) == 5
+    (run_dir / "table.md").unlink()
+    shutil.rmtree(run_dir / "plots")
+    capsys.readouterr()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("report must not fit or encode")
+
+    monkeypatch.setattr(InvariantCausalMechanism, "fit", refuse)
+    monkeypatch.setattr(CLIPFeaturizer, "transform", refuse)
+    assert main(["report", str(run_dir)]) == 0
+    assert (run_dir / "table.md").read_text() == table
+    assert sorted(path.name for path in (run_dir / "plots").glob("*.png")) == plots
+    assert table.strip() in capsys.readouterr().out
+    # Without run.json, the names come from the rows.
+    (run_dir / "run.json").unlink()
+    assert main(["report", "--no-plots", str(run_dir)]) == 0
+    assert (run_dir / "table.md").read_text() == table
+
+
+def test_report_names_what_is_missing_or_ambiguous(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "absent")]) == 1
+    assert "is not a folder" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 1
+    assert "holds no results.csv or results.jsonl" in capsys.readouterr().err
+    (tmp_path / "results.csv").write_text("dataset,target,method,seed,accuracy\n")
+    assert main(["report", str(tmp_path)]) == 1
+    assert "holds no results rows" in capsys.readouterr().err
+    (tmp_path / "results.jsonl").write_text("")
+    assert main(["report", str(tmp_path)]) == 1
+    assert "both results.csv and results.jsonl" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from skcicm import CLIPFeaturizer
+from skcicm import CLIPFeaturizer, models
 from skcicm.embedding_cache import clear_memory_cache
 from skcicm.embedding_store import open_store
 from skcicm.images import ImageLoadError
@@ -243,11 +243,16 @@ def test_weights_unavailable_offline_explains_how_to_supply_them():
 
 def test_pickled_featurizer_holds_no_weights_and_reloads(tiny_clip_name, domain_images):
     images, _, _ = domain_images
-    featurizer = _featurizer(tiny_clip_name)
+    featurizer = _featurizer(tiny_clip_name, cache_dir=None).fit(None)
     before = featurizer.transform(images[:3])
     payload = pickle.dumps(featurizer)
     assert len(payload) < 2_000  # the tiny model alone is ~6 MB of weights
-    np.testing.assert_allclose(pickle.loads(payload).transform(images[:3]), before)
+    # As in a new process: no loaded model, no embeddings in memory, none on disk.
+    models._load_resolved.cache_clear()
+    clear_memory_cache()
+    after = pickle.loads(payload).transform(images[:3])
+    assert models._load_resolved.cache_info().misses == 1  # the weights were read again
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
 
 
 def test_bad_parameters_are_rejected(tiny_clip_name):

@@ -295,3 +295,35 @@ def test_command_line_reports_bad_weight_files_in_one_line(
         assert code == 1
         assert lines[-1].startswith("skcicm: error: ") and str(named) in lines[-1], lines
         assert not any("Traceback" in line for line in lines)
+
+
+# Where open_clip keeps a pretrained tag's weights ----------------------------------------------
+
+
+def test_weights_dir_is_where_open_clip_finds_a_tag_s_weights(
+    tiny_architecture, tiny_clip_dir, tmp_path, monkeypatch, domain_images
+):
+    # A tag served by URL: open_clip looks in its cache_dir for the file before downloading.
+    url = f"https://weights.invalid/{models.WEIGHTS_FILE}"
+    monkeypatch.setitem(
+        open_clip.pretrained._PRETRAINED,
+        tiny_architecture,
+        {"tiny": open_clip.pretrained._pcfg(url=url)},
+    )
+    monkeypatch.setattr(open_clip.pretrained, "has_hf_hub", lambda *_: False)
+    weights_dir = tmp_path / "weights"
+    weights_dir.mkdir()
+    shutil.copy(tiny_clip_dir / models.WEIGHTS_FILE, weights_dir / models.WEIGHTS_FILE)
+    expected = load_clip(f"local-dir:{tiny_clip_dir}", None, "cpu").model.state_dict()
+
+    loaded = load_clip(tiny_architecture, "tiny", "cpu", weights_dir=weights_dir)
+    for key, value in loaded.model.state_dict().items():
+        torch.testing.assert_close(value, expected[key])
+    images, _, _ = domain_images
+    featurizer = CLIPFeaturizer(
+        tiny_architecture, "tiny", weights_dir=str(weights_dir), cache_dir=None, progress=False
+    )
+    assert featurizer.fit(None).transform(images[:2]).shape == (2, TINY_MODEL_CFG["embed_dim"])
+    # Elsewhere the file is not found, and nothing can be downloaded here.
+    with pytest.raises(WeightsUnavailableError, match="weights_dir"):
+        load_clip(tiny_architecture, "tiny", "cpu", weights_dir=tmp_path / "empty")

@@ -1,10 +1,13 @@
 """Evaluation protocols, model selection, results files, tables and plots."""
 
 import math
+from pathlib import Path
 
+import matplotlib.image
 import numpy as np
 import pytest
 from _protocol_fixtures import write_image_folder
+from matplotlib.figure import Figure
 from scipy import stats
 from sklearn.linear_model import LogisticRegression
 
@@ -253,7 +256,15 @@ def test_results_file_round_trip(tmp_path, suffix):
     assert suffix == "jsonl" or header.startswith("dataset,target,method,seed,accuracy")
 
 
-def test_plots_are_written(tmp_path, embedded):
+def test_plots_are_written(tmp_path, embedded, monkeypatch):
+    drawn = {}
+    save = Figure.savefig
+
+    def keep(figure, path, **kwargs):
+        drawn[Path(path).name] = figure
+        return save(figure, path, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
     result = domain_shift(
         embedded, seeds=[0, 1], lam=[0.0, 1.0, 10.0], n_components=[2, 4], progress=False
     )
@@ -267,7 +278,30 @@ def test_plots_are_written(tmp_path, embedded):
         "heatmap_c.png",
     ]
     for path in paths:
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+        pixels = matplotlib.image.imread(path)[..., :3]
+        assert pixels.shape[0] >= 300 and pixels.shape[1] >= 800, path.name
+        assert (pixels < 0.9).any(axis=-1).mean() > 0.05, f"{path.name} is nearly blank"
+
+    lam = drawn["accuracy_vs_lam.png"]
+    panels = [axis for axis in lam.axes if axis.get_title()]
+    assert [axis.get_title() for axis in panels] == DOMAINS
+    assert len({axis.get_ylim() for axis in panels}) == 1  # one y range for all targets
+    assert [t.get_text() for t in panels[0].get_xticklabels()] == ["0", "1", "10"]
+    assert not any(axis.get_legend() for axis in lam.axes) and len(lam.legends) == 1
+    legend = [t.get_text() for t in lam.legends[0].get_texts()]
+    assert "CLIP-ICM linear probe" in legend and any("selected by" in t for t in legend)
+    assert "95% t-interval" in lam.legends[0].get_title().get_text()
+    # One error bar per lam value and method, over the two seeds.
+    bars = [c for c in panels[0].containers if c.has_yerr]
+    assert len(bars) == 2 and all(len(c.lines[2][0].get_segments()) == 3 for c in bars)
+
+    heatmap = drawn["heatmap_b.png"]
+    assert heatmap._suptitle.get_text() == "synthetic: target b"
+    images = [axis.images[0] for axis in heatmap.axes if axis.images]
+    assert len(images) == 2 and len({image.get_clim() for image in images}) == 1
+    boxes = [p for axis in heatmap.axes for p in axis.patches if p.get_edgecolor()[:3] == (1, 0, 0)]
+    assert len(boxes) == 2 and len(heatmap.legends) == 1
+    assert "selected by" in heatmap.legends[0].get_texts()[0].get_text()
 
 
 @pytest.fixture(scope="module")

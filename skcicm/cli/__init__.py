@@ -4,7 +4,8 @@
 it loads a dataset, encodes every image once (cached on disk under the output folder), fits
 and scores the methods, and writes the results file, the Markdown table and the plots. With
 no arguments at all, ``skcicm`` evaluates ToyCLIP on ToyWorld, which needs nothing from the
-network.
+network. ``skcicm report RESULTS_DIR`` re-renders the table and plots of such a run from its
+results files, without refitting.
 
 :mod:`skcicm.cli.parser` builds the options (one builder per subcommand); the work of a
 subcommand is imported only when it runs, so that ``skcicm --help`` loads no deep-learning or
@@ -28,16 +29,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["evaluate", *argv]
     args = build_parser().parse_args(argv)
-    from skcicm.cli.evaluate import run_evaluate
-
     try:
+        if args.command == "report":
+            from skcicm.cli.report import run_report
+
+            return run_report(args)
+        from skcicm.cli.evaluate import run_evaluate
+
         return run_evaluate(args, argv)
     except KeyboardInterrupt:
-        print(
-            "skcicm: interrupted; embeddings encoded so far are cached, run the same command "
-            "again to resume.",
-            file=sys.stderr,
-        )
+        if args.command == "report":
+            print("skcicm: interrupted.", file=sys.stderr)
+        else:
+            print(
+                "skcicm: interrupted; embeddings encoded so far are cached, run the same "
+                "command again to resume.",
+                file=sys.stderr,
+            )
         return 130
     except (ValueError, OSError) as error:
         if args.debug:

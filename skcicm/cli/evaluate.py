@@ -272,8 +272,8 @@ def _write_outputs(
     run_dir: Path,
     seconds: float,
 ) -> dict[str, Any]:
-    from skcicm.evaluation.plots import plot_protocol
-    from skcicm.evaluation.reporting import markdown_table, write_rows
+    from skcicm.cli.report import render_run
+    from skcicm.evaluation.reporting import write_rows
 
     run_dir.mkdir(parents=True, exist_ok=True)
     _remove_earlier_outputs(run_dir)
@@ -284,20 +284,15 @@ def _write_outputs(
     ]
     if result.cv_results:
         files.append(write_rows(result.cv_results, run_dir / f"cv_results.{suffix}"))
-    title = f"{result.dataset}, {settings['protocol']}, {settings['model']}"
-    open_class = settings["protocol"] == "open-class"
-    headline = "harmonic mean of base and novel accuracy" if open_class else "accuracy"
-    tables = [markdown_table(result.results, title=f"### {title}: {headline} (%)")]
-    if open_class:
-        for value in ("base_accuracy", "novel_accuracy"):
-            tables.append(
-                markdown_table(result.results, value, title=f"### {value.replace('_', ' ')} (%)")
-            )
-    table_text = "\n\n".join(tables)
-    (run_dir / "table.md").write_text(table_text + "\n")
-    files.append(run_dir / "table.md")
-    if not args.no_plots:
-        files.extend(plot_protocol(result.sweep, result.results, run_dir / "plots", title=title))
+    table_text, rendered = render_run(
+        result.results,
+        result.sweep,
+        run_dir,
+        title=f"{result.dataset}, {settings['protocol']}, {settings['model']}",
+        open_class=settings["protocol"] == "open-class",
+        plots=not args.no_plots,
+    )
+    files.extend(rendered)
     record = {
         "command": ["skcicm", *argv],
         "arguments": vars(args),

@@ -7,9 +7,11 @@ the parser, and ``skcicm --help``, stays fast.
 from __future__ import annotations
 
 import argparse
+from fractions import Fraction
 from typing import NoReturn
 
 from skcicm.evaluation.options import (
+    DEFAULT_COMPONENT_FRACTIONS,
     DEFAULT_LAM,
     INTERVENTION_SOURCES,
     METHODS,
@@ -48,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"skcicm {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     add_evaluate_parser(commands)
+    add_report_parser(commands)
     return parser
 
 
@@ -69,6 +72,34 @@ def add_evaluate_parser(commands: argparse._SubParsersAction) -> argparse.Argume
     return evaluate
 
 
+def add_report_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """The ``skcicm report`` subcommand."""
+    report = commands.add_parser(
+        "report",
+        help="re-render the table and plots of an evaluate run from its results files",
+        description="Re-render table.md and the plots of a folder written by 'skcicm evaluate' "
+        "from its results and sweep files (CSV or JSON lines), without refitting or encoding "
+        "anything; the protocol and model names come from its run.json.",
+        formatter_class=_DefaultsHelpFormatter,
+    )
+    report.add_argument(
+        "results_dir",
+        metavar="RESULTS_DIR",
+        help="a run folder: <output-dir>/<dataset>-<protocol>/, holding results.csv or "
+        "results.jsonl",
+    )
+    report.add_argument("--no-plots", action="store_true", help="rewrite the table only")
+    report.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    return report
+
+
+def _fraction_of_d(fraction: float) -> str:
+    """``0.25`` as ``d/4``, ``1.0`` as ``d``: a fraction of the embedding dimension d."""
+    ratio = Fraction(fraction).limit_denominator(1000)
+    numerator = "d" if ratio.numerator == 1 else f"{ratio.numerator}d"
+    return numerator if ratio.denominator == 1 else f"{numerator}/{ratio.denominator}"
+
+
 def _add_data_options(data: argparse._ArgumentGroup) -> None:
     data.add_argument(
         "--dataset",
@@ -81,7 +112,8 @@ def _add_data_options(data: argparse._ArgumentGroup) -> None:
         "--root",
         help="data folder: holds the DomainBed dataset folder (e.g. <root>/PACS/<domain>/...), "
         "or imagenet/train and the variant folders (imagenetv2-matched-frequency-format-val, "
-        "sketch, imagenet-r, imagenet-a)",
+        "sketch, imagenet-r, imagenet-a); default: none, which only toyworld and a dataset path "
+        "allow",
     )
     data.add_argument(
         "--domains", help="comma-separated domains to load (default: all of the dataset)"
@@ -151,7 +183,8 @@ def _add_protocol_options(protocol: argparse._ArgumentGroup) -> None:
     protocol.add_argument(
         "--n-components",
         default="auto",
-        help="subspace dimension K, or a comma-separated grid; auto = d/4,d/2,d for embedding "
+        help="subspace dimension K, or a comma-separated grid; auto = "
+        f"{','.join(_fraction_of_d(f) for f in DEFAULT_COMPONENT_FRACTIONS)} for embedding "
         "dimension d",
     )
     protocol.add_argument(
@@ -186,7 +219,9 @@ def _add_protocol_options(protocol: argparse._ArgumentGroup) -> None:
         "--holdout-fraction", type=float, default=0.2, help="fraction of each domain held out"
     )
     protocol.add_argument(
-        "--n-jobs", type=int, help="parallel fits in the cross-validation (joblib)"
+        "--n-jobs",
+        type=int,
+        help="parallel fits in the cross-validation (joblib; default: one at a time)",
     )
 
 

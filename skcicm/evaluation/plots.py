@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-from skcicm.evaluation.reporting import method_label
+from skcicm.evaluation.reporting import mean_confidence_interval, method_label
 
 _CLIP_BASELINE = {"icm_zero_shot": "clip_zero_shot", "icm_linear_probe": "clip_linear_probe"}
 
@@ -37,6 +39,38 @@ def _grid_means(sweep: Sequence[dict[str, Any]], target: str, method: str):
         counts[i, j] += 1
     with np.errstate(invalid="ignore"):
         return lams, ks, sums / counts
+
+
+def _grid_half_widths(sweep: Sequence[dict[str, Any]], target: str, method: str) -> np.ndarray:
+    """Half-widths of the 95% t-intervals over seeds of :func:`_grid_means`' cells (NaN: 1 seed)."""
+    lams, ks, _ = _grid_means(sweep, target, method)
+    cells: dict[tuple[int, int], list[float]] = {}
+    for r in sweep:
+        if r["target"] == target and r["method"] == method:
+            cell = (lams.index(float(r["lam"])), ks.index(int(r["n_components"])))
+            cells.setdefault(cell, []).append(r["accuracy"])
+    half_widths = np.full((len(lams), len(ks)), np.nan)
+    for (i, j), values in cells.items():
+        half_widths[i, j] = mean_confidence_interval(values)[1]
+    return half_widths
+
+
+def _clipped_to_percent(means: np.ndarray, half_widths: np.ndarray) -> np.ndarray:
+    """Error bars in percent (2 x n: below, above) that stop at 0% and 100% accuracy."""
+    half_widths = np.nan_to_num(half_widths)
+    return 100 * np.stack([np.minimum(half_widths, means), np.minimum(half_widths, 1 - means)])
+
+
+def _n_seeds(sweep: Sequence[dict[str, Any]]) -> int:
+    return len({r["seed"] for r in sweep if "seed" in r})
+
+
+def _selection_label(results: Sequence[dict[str, Any]]) -> str:
+    """What the star and the box mark: the value each tuning rule chose most often over seeds."""
+    rules = sorted({str(r["tuning"]) for r in results if r.get("tuning") not in (None, "none")})
+    if not rules:
+        return "best seed mean (no tuning in the results)"
+    return f"selected by {' / '.join(rules)} tuning (most often over seeds)"
 
 
 def _selected(results: Sequence[dict[str, Any]], target: str, method: str):
@@ -58,12 +92,15 @@ def _baseline(results: Sequence[dict[str, Any]], target: str, method: str) -> fl
     return float(np.mean(values)) if values else None
 
 
-def _figure(n_panels: int, width: float = 4.0, height: float = 3.2) -> tuple[Figure, list]:
+def _figure(
+    n_panels: int, width: float = 4.0, height: float = 3.2, *, sharey: bool = False
+) -> tuple[Figure, list]:
     n_cols = min(n_panels, 4)
     n_rows = -(-n_panels // n_cols)
-    figure = Figure(figsize=(width * n_cols, height * n_rows), layout="constrained")
+    # Room below the panels for the figure's one legend.
+    figure = Figure(figsize=(width * n_cols, height * n_rows + 0.8), layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(n_rows, n_cols, squeeze=False).ravel()
+    axes = figure.subplots(n_rows, n_cols, squeeze=False, sharey=sharey).ravel()
     for extra in axes[n_panels:]:
         extra.set_visible(False)
     return figure, list(axes[:n_panels])
@@ -82,6 +119,9 @@ def _scale_lam_axis(axis, lams: Sequence[float]) -> None:
             axis.set_xscale("symlog", linthresh=min(positive))
         else:
             axis.set_xscale("log")
+    # The grid's own values as plain numbers (0, 0.1, 1), not powers of ten.
+    axis.set_xticks(lams, [f"{v:g}" for v in lams])
+    axis.minorticks_off()
 
 
 def plot_accuracy_vs_param(
@@ -94,8 +134,11 @@ def plot_accuracy_vs_param(
 ) -> Path:
     """Target accuracy against ``lam`` (at the selected K) or K (at the selected ``lam``).
 
-    One panel per target, one line per CLIP-ICM method; the dotted line of the same colour is
-    the matching CLIP baseline and the star marks the selected value.
+    One panel per target, one line per CLIP-ICM method: the mean over seeds, with error bars
+    of the 95% t-interval over seeds. The dotted line of the same colour is the matching
+    CLIP baseline; the star marks the selected value, and the fixed value of the other
+    hyperparameter is written beside it. All panels share one y axis and the figure one
+    legend, below the panels.
 
     Parameters
     ----------
@@ -117,38 +160,73 @@ def plot_accuracy_vs_param(
     if not sweep:
         raise ValueError("The sweep is empty: no CLIP-ICM method was evaluated.")
     targets, methods = _keys(sweep)
-    figure, axes = _figure(len(targets))
+    figure, axes = _figure(len(targets), sharey=True)
+    legend: dict[str, Any] = {}
     for axis, target in zip(axes, targets, strict=True):
         for index, method in enumerate(methods):
             color = f"C{index}"
             lams, ks, means = _grid_means(sweep, target, method)
+            if np.isnan(means).all():
+                continue
+            half_widths = _grid_half_widths(sweep, target, method)
             selected = _selected(results, target, method)
             best = np.unravel_index(np.nanargmax(means), means.shape)
             lam_sel, k_sel = selected if selected else (lams[best[0]], ks[best[1]])
             if param == "lam":
-                x, y, at = lams, means[:, ks.index(k_sel)], f"K={k_sel}"
+                x, at = lams, f"K={k_sel}"
+                y, spread = means[:, ks.index(k_sel)], half_widths[:, ks.index(k_sel)]
                 star = lams.index(lam_sel)
             else:
-                x, y, at = ks, means[lams.index(lam_sel), :], f"λ={lam_sel:g}"
+                x, at = ks, f"λ={lam_sel:g}"
+                y, spread = means[lams.index(lam_sel), :], half_widths[lams.index(lam_sel), :]
                 star = ks.index(k_sel)
-            axis.plot(x, 100 * y, marker="o", color=color, label=f"{method_label(method)} ({at})")
+            legend[method_label(method)] = axis.errorbar(
+                x,
+                100 * y,
+                yerr=None if np.isnan(spread).all() else _clipped_to_percent(y, spread),
+                marker="o",
+                color=color,
+                capsize=3,
+            )
             axis.plot(x[star], 100 * y[star], marker="*", markersize=14, color=color)
+            axis.annotate(
+                at,
+                (x[star], 100 * y[star]),
+                # Two methods' labels apart; inside the panel at its right edge.
+                xytext=(-6 if star == len(x) - 1 else 6, 6 if index % 2 == 0 else -14),
+                ha="right" if star == len(x) - 1 else "left",
+                textcoords="offset points",
+                color=color,
+                fontsize="small",
+            )
             baseline = _baseline(results, target, method)
             if baseline is not None:
-                axis.axhline(
-                    100 * baseline,
-                    linestyle=":",
-                    color=color,
-                    label=method_label(_CLIP_BASELINE[method]),
-                )
+                label = method_label(_CLIP_BASELINE[method])
+                legend[label] = axis.axhline(100 * baseline, linestyle=":", color=color)
         if param == "lam":
             _scale_lam_axis(axis, lams)
         else:
             axis.set_xticks(ks)
         axis.set_xlabel("λ (lam)" if param == "lam" else "K (n_components)")
-        axis.set_ylabel("target accuracy (%)")
+        if axis.get_subplotspec().is_first_col():
+            axis.set_ylabel("target accuracy (%)")
         axis.set_title(target)
-        axis.legend(fontsize="small")
+    legend[_selection_label(results)] = Line2D(
+        [], [], marker="*", markersize=14, linestyle="none", color="grey"
+    )
+    n_seeds = _n_seeds(sweep)
+    other = "K" if param == "lam" else "λ"
+    figure.legend(
+        legend.values(),
+        legend.keys(),
+        loc="outside lower center",
+        ncols=min(len(legend), 3),
+        fontsize="small",
+        title=f"mean over {n_seeds} seed(s)"
+        + (", bars: 95% t-interval (within 0-100%)" if n_seeds > 1 else "")
+        + f"; {other} fixed at its selected value (beside the star); y axis shared",
+        title_fontsize="small",
+    )
     if title:
         figure.suptitle(title)
     path = Path(path)
@@ -167,24 +245,33 @@ def plot_heatmap(
 ) -> Path:
     """Heatmap of the target accuracy over the lam x K grid, one panel per CLIP-ICM method.
 
-    The selected cell is outlined.
+    Each cell is the mean over seeds; all panels share one colour scale (one colour bar), and
+    the outlined cell is the selected (lam, K), as the legend below the panels says.
     """
     _, methods = _keys(sweep)
     methods = [m for m in methods if any(r["target"] == target and r["method"] == m for r in sweep)]
     if not methods:
         raise ValueError(f"The sweep has no rows for target {target!r}.")
     figure, axes = _figure(len(methods), width=4.5, height=3.8)
-    for axis, method in zip(axes, methods, strict=True):
-        lams, ks, means = _grid_means(sweep, target, method)
-        image = axis.imshow(100 * means, cmap="viridis", aspect="auto", origin="lower")
-        figure.colorbar(image, ax=axis, label="target accuracy (%)")
+    grids = [_grid_means(sweep, target, method) for method in methods]
+    low = min(float(np.nanmin(means)) for _, _, means in grids)
+    high = max(float(np.nanmax(means)) for _, _, means in grids)
+    # Dark text on the bright (high) end of viridis, light text on the dark end.
+    middle = (low + high) / 2
+    for axis, method, (lams, ks, means) in zip(axes, methods, grids, strict=True):
+        image = axis.imshow(
+            100 * means,
+            cmap="viridis",
+            aspect="auto",
+            origin="lower",
+            vmin=100 * low,
+            vmax=100 * high,
+        )
         axis.set_xticks(range(len(ks)), [str(k) for k in ks])
         axis.set_yticks(range(len(lams)), [f"{v:g}" for v in lams])
         axis.set_xlabel("K (n_components)")
         axis.set_ylabel("λ (lam)")
         axis.set_title(method_label(method))
-        # Dark text on the bright (high) end of viridis, light text on the dark end.
-        middle = np.nanmean([np.nanmin(means), np.nanmax(means)])
         for i in range(len(lams)):
             for j in range(len(ks)):
                 axis.text(
@@ -200,6 +287,14 @@ def plot_heatmap(
         if selected:
             i, j = lams.index(selected[0]), ks.index(selected[1])
             axis.add_patch(_outline(j, i))
+    figure.colorbar(image, ax=axes, label="target accuracy (%), mean over seeds")
+    box = Patch(fill=False, edgecolor="red", linewidth=2.5)
+    figure.legend(
+        [box],
+        [f"{_selection_label(results)}; colour scale shared by the panels"],
+        loc="outside lower center",
+        fontsize="small",
+    )
     figure.suptitle(title or target)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -257,7 +352,13 @@ def plot_protocol(
     ]
     targets, _ = _keys(sweep)
     paths.extend(
-        plot_heatmap(sweep, results, target, directory / f"heatmap_{safe_filename(target)}.png")
+        plot_heatmap(
+            sweep,
+            results,
+            target,
+            directory / f"heatmap_{safe_filename(target)}.png",
+            title=f"{title}: target {target}" if title else None,
+        )
         for target in targets
     )
     return paths

@@ -1,0 +1,121 @@
+"""``skcicm report``: re-render a run folder's tables and plots from its results files.
+
+Nothing is refitted or encoded: the Markdown table comes from ``results.csv`` (or
+``results.jsonl``) and the plots from ``sweep.csv`` (or ``.jsonl``) with the selected values
+marked from the results, as CLIP_benchmark's ``build`` re-renders its tables. ``skcicm
+evaluate`` writes its own table and plots with :func:`render_run` too, so that both give the
+same text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+RESULTS_FORMATS = ("csv", "jsonl")
+
+
+def render_run(
+    results: Sequence[dict[str, Any]],
+    sweep: Sequence[dict[str, Any]],
+    run_dir: Path,
+    *,
+    title: str,
+    open_class: bool,
+    plots: bool = True,
+) -> tuple[str, list[Path]]:
+    """Write ``table.md`` (and the plots) of a run into ``run_dir``; return text and files."""
+    from skcicm.evaluation.reporting import markdown_table
+
+    headline = "harmonic mean of base and novel accuracy" if open_class else "accuracy"
+    tables = [markdown_table(results, title=f"### {title}: {headline} (%)")]
+    if open_class:
+        for value in ("base_accuracy", "novel_accuracy"):
+            tables.append(
+                markdown_table(results, value, title=f"### {value.replace('_', ' ')} (%)")
+            )
+    table_text = "\n\n".join(tables)
+    (run_dir / "table.md").write_text(table_text + "\n")
+    files = [run_dir / "table.md"]
+    if plots:
+        from skcicm.evaluation.plots import plot_protocol
+
+        files.extend(plot_protocol(sweep, results, run_dir / "plots", title=title))
+    return table_text, files
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Run ``skcicm report`` with parsed ``args``; return the exit status (raises ValueError)."""
+    from skcicm.evaluation.reporting import read_rows
+
+    run_dir = Path(args.results_dir)
+    if not run_dir.is_dir():
+        raise ValueError(f"RESULTS_DIR {str(run_dir)!r} is not a folder.")
+    results_path = _rows_file(run_dir, "results")
+    if results_path is None:
+        raise ValueError(
+            f"{run_dir} holds no results.csv or results.jsonl; give the folder that "
+            "'skcicm evaluate' wrote (<output-dir>/<dataset>-<protocol>/)."
+        )
+    results = _with_string_names(read_rows(results_path))
+    if not results:
+        raise ValueError(f"{results_path} holds no results rows.")
+    sweep_path = _rows_file(run_dir, "sweep")
+    sweep = _with_string_names(read_rows(sweep_path)) if sweep_path else []
+    protocol, model = _protocol_and_model(run_dir, results)
+    title = f"{results[0]['dataset']}, {protocol}, {model}"
+    (run_dir / "table.md").unlink(missing_ok=True)
+    for plot in (run_dir / "plots").glob("*.png"):
+        plot.unlink()
+    table_text, files = render_run(
+        results,
+        sweep,
+        run_dir,
+        title=title,
+        open_class=protocol == "open-class",
+        plots=not args.no_plots,
+    )
+    print(table_text)
+    sources = ", ".join(path.name for path in (results_path, sweep_path) if path)
+    written = ", ".join(str(path.relative_to(run_dir)) for path in files)
+    print(f"\nRe-rendered from {sources} in {run_dir}/: {written}")
+    return 0
+
+
+def _rows_file(run_dir: Path, stem: str) -> Path | None:
+    """``<stem>.csv`` or ``<stem>.jsonl`` in ``run_dir``; both at once is ambiguous."""
+    found = [run_dir / f"{stem}.{suffix}" for suffix in RESULTS_FORMATS]
+    found = [path for path in found if path.is_file()]
+    if len(found) > 1:
+        raise ValueError(
+            f"{run_dir} holds both {found[0].name} and {found[1].name}; remove the stale one."
+        )
+    return found[0] if found else None
+
+
+def _with_string_names(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # A domain named "2007" reads back as a number from CSV; evaluate's rows hold strings.
+    for row in rows:
+        for key in ("dataset", "target", "method"):
+            if key in row:
+                row[key] = str(row[key])
+    return rows
+
+
+def _protocol_and_model(run_dir: Path, results: Sequence[dict[str, Any]]) -> tuple[str, str]:
+    """The protocol and model names of the run: from ``run.json``, else from the rows."""
+    record = run_dir / "run.json"
+    if record.is_file():
+        try:
+            settings = json.loads(record.read_text())["settings"]
+            return str(settings["protocol"]), str(settings["model"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"{record} is not the run.json that 'skcicm evaluate' writes ({error!r}); "
+                "remove it to take the protocol and model from the results rows."
+            ) from None
+    first = results[0]
+    return str(first.get("protocol", "?")).replace("_", "-"), str(first.get("model", "?"))
