@@ -26,9 +26,11 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+#: Prefix of the keys of images whose intervened copies cannot be cached (an intervention
+#: without a stable description); the caches never store them.
 UNCACHED_PREFIX = "uncached~"
-# Bumped when the way intervened copies are produced changes (2: intervened after the model's
-# leading resize), so that copies made the old way are never served.
+#: Bumped when the way intervened copies are produced changes (2: intervened after the model's
+#: leading resize), so that copies made the old way are never served.
 INTERVENTION_PIPELINE_VERSION = 2
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
 

@@ -53,6 +53,7 @@ import numpy as np
 
 from skcicm.images import as_image_list
 
+#: The :class:`~skcicm.CLIPFeaturizer` methods :func:`encode_images_dask` can run per block.
 METHODS = ("transform", "intervention_embeddings")
 
 

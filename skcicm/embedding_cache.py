@@ -29,6 +29,7 @@ import numpy as np
 from skcicm.cache_keys import UNCACHED_PREFIX
 from skcicm.embedding_store import DiskStore, open_store
 
+#: Default bound of the process-wide in-memory embedding cache (LRU), in bytes: 1 GiB.
 DEFAULT_MEMORY_LIMIT_BYTES = 1 << 30
 
 

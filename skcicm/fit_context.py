@@ -17,6 +17,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+#: What :class:`EmbeddingsWithContext` may carry to a later step's ``fit``: the keyword
+#: arguments of :meth:`skcicm.InvariantCausalMechanism.fit` the featurizer computes.
 FIT_CONTEXT_KEYS = ("interventions", "intervention_pairs", "class_embeddings", "class_labels")
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse
 from sklearn.utils.validation import _assert_all_finite
 
-# Rows per chunk are chosen so that one chunk of X and its views stays near this size.
+#: Rows per chunk are chosen so that one chunk of X and its views stays near this size.
 CHUNK_BYTES = 32 * 2**20
 
 
