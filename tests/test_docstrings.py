@@ -1,0 +1,88 @@
+"""Every public name of skcicm has a numpydoc docstring that documents what it takes and gives.
+
+numpydoc's own validator checks each public class, function and method (those defined in
+skcicm, not the ones inherited from scikit-learn) for the codes in ``CHECKS``, so that a new
+parameter without its description, or a new public function without a docstring, fails here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+
+validate = pytest.importorskip("numpydoc.validate")
+
+#: The public modules whose names are documented on the API reference pages.
+PUBLIC_MODULES = (
+    "skcicm",
+    "skcicm.datasets",
+    "skcicm.evaluation",
+    "skcicm.model_selection",
+    "skcicm.prompts",
+    "skcicm.distributed",
+    "skcicm.statistics",
+    "skcicm.fit_context",
+    "skcicm.embedding_cache",
+    "skcicm.embedding_store",
+    "skcicm.cache_keys",
+    "skcicm.image_encoding",
+)
+
+#: GL08: no docstring; PR01: a parameter not documented; PR02: a documented parameter that does
+#: not exist; RT01: no Returns section; SS01: no summary; PR07/RT03: no description of a
+#: parameter / of what is returned; YD01: no Yields section.
+CHECKS = {"GL08", "PR01", "PR02", "PR07", "RT01", "RT03", "SS01", "YD01"}
+
+
+def _public_names(module) -> list[str]:
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [
+            name
+            for name, obj in vars(module).items()
+            if not name.startswith("_")
+            and (inspect.isfunction(obj) or inspect.isclass(obj))
+            and obj.__module__ == module.__name__
+        ]
+    return sorted(names)
+
+
+def _documented_objects() -> list[str]:
+    paths = set()
+    for module_name in PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        for name in _public_names(module):
+            obj = getattr(module, name)
+            if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+                continue
+            path = f"{obj.__module__}.{obj.__qualname__}"
+            paths.add(path)
+            if not inspect.isclass(obj) or issubclass(obj, BaseException):
+                continue
+            for attribute, member in vars(obj).items():
+                # available_if methods (predict, score...) are descriptors holding the function.
+                function = getattr(member, "fn", member)
+                if attribute.startswith("_") or not (
+                    inspect.isfunction(function) or isinstance(function, (classmethod, staticmethod))
+                ):
+                    continue
+                paths.add(f"{path}.{attribute}")
+    return sorted(paths)
+
+
+def _problems(path: str) -> list[str]:
+    result = validate.validate(path)
+    return [f"{code}: {message}" for code, message in result["errors"] if code in CHECKS]
+
+
+def test_public_api_is_found():
+    paths = _documented_objects()
+    assert "skcicm.estimator.InvariantCausalMechanism.fit" in paths
+    assert "skcicm.distributed.encode_images_dask" in paths
+
+
+@pytest.mark.parametrize("path", _documented_objects())
+def test_public_docstring_is_complete(path):
+    assert _problems(path) == []
