@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -65,7 +69,8 @@ def _documented_objects() -> list[str]:
                 # available_if methods (predict, score...) are descriptors holding the function.
                 function = getattr(member, "fn", member)
                 if attribute.startswith("_") or not (
-                    inspect.isfunction(function) or isinstance(function, (classmethod, staticmethod))
+                    inspect.isfunction(function)
+                    or isinstance(function, (classmethod, staticmethod))
                 ):
                     continue
                 paths.add(f"{path}.{attribute}")
@@ -86,3 +91,32 @@ def test_public_api_is_found():
 @pytest.mark.parametrize("path", _documented_objects())
 def test_public_docstring_is_complete(path):
     assert _problems(path) == []
+
+
+@pytest.mark.parametrize(
+    "name", ["InvariantCausalMechanism", "InvariantCausalMechanismCV", "CLIPFeaturizer"]
+)
+def test_html_repr_links_to_the_api_page(name):
+    import skcicm
+    from skcicm.estimator import DOCS_URL
+
+    # The API pages are generated from skcicm.__all__ as api/generated/skcicm.<Name>.html.
+    assert name in skcicm.__all__
+    estimator = getattr(skcicm, name)()
+    expected = DOCS_URL.rstrip("/") + f"/api/generated/skcicm.{name}.html"
+    assert estimator._get_doc_link() == expected
+    assert f'href="{expected}"' in estimator._repr_html_()
+
+
+def test_doc_link_site_root_is_configurable():
+    code = "from skcicm import InvariantCausalMechanism as E; print(E()._get_doc_link())"
+    env = {**os.environ, "SKCICM_DOCS_URL": "file:///tmp/site/html/"}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert out == "file:///tmp/site/html/api/generated/skcicm.InvariantCausalMechanism.html"
