@@ -69,6 +69,12 @@ PUBLIC_MODULES = (
     "skcicm.evaluation",
     "skcicm.model_selection",
     "skcicm.prompts",
+    "skcicm.fit_context",
+    "skcicm.statistics",
+    "skcicm.distributed",
+    "skcicm.embedding_cache",
+    "skcicm.embedding_store",
+    "skcicm.cache_keys",
 )
 
 
@@ -93,12 +99,23 @@ def _kind(obj) -> str:
     return "Constants"
 
 
-def _api_page(module_name: str) -> str:
+def _api_page(module_name: str, documented: dict[int, str]) -> str:
+    """The page of ``module_name``; ``documented`` maps the id of each object already given a
+    page to its documented name. A class or function re-exported by a later package (such as
+    ``skcicm.model_selection.InvariantCausalMechanismCV``, also ``skcicm``'s) gets one page
+    only: Sphinx refuses two descriptions of one object."""
     module = importlib.import_module(module_name)
     summary = (inspect.getdoc(module) or "").split("\n\n")[0]
     groups: dict[str, list[str]] = {}
+    elsewhere: list[str] = []
     for name in _public_names(module):
-        groups.setdefault(_kind(getattr(module, name)), []).append(name)
+        obj = getattr(module, name)
+        if (inspect.isclass(obj) or inspect.isfunction(obj)) and id(obj) in documented:
+            elsewhere.append(documented[id(obj)])
+            continue
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            documented[id(obj)] = f"{module_name}.{name}"
+        groups.setdefault(_kind(obj), []).append(name)
     lines = [
         f"``{module_name}``",
         "=" * (len(module_name) + 4),
@@ -120,6 +137,9 @@ def _api_page(module_name: str) -> str:
         if template:
             lines.append(template)
         lines += ["", *(f"   {name}" for name in groups[kind]), ""]
+    if elsewhere:
+        names = ", ".join(f":obj:`~{name}`" for name in elsewhere)
+        lines += [f"Also exported here (see its page): {names}.", ""]
     return "\n".join(lines)
 
 
@@ -129,8 +149,9 @@ def _write_if_changed(path: Path, text: str) -> None:
         path.write_text(text)
 
 
+_documented: dict[int, str] = {}
 for _name in PUBLIC_MODULES:
-    _write_if_changed(DOCS / "api" / f"{_name}.rst", _api_page(_name))
+    _write_if_changed(DOCS / "api" / f"{_name}.rst", _api_page(_name, _documented))
 
 autosummary_generate = True
 # Methods inherited from scikit-learn (get_params, set_output, set_fit_request...) are
@@ -207,6 +228,11 @@ sphinx_gallery_conf = {
 }
 
 # -- HTML ----------------------------------------------------------------------------------------
+# The estimators' HTML repr in a notebook links to their page of this site,
+# ``<site root>/api/generated/skcicm.<Name>.html``, as scikit-learn's do. The site root is
+# ``skcicm.estimator.DOCS_URL``: a placeholder until the site is published; set the environment
+# variable SKCICM_DOCS_URL (read when skcicm is imported) to the root where this build is
+# served, e.g. ``file:///path/to/docs/_build/html/``, to make those links point here.
 html_theme = "pydata_sphinx_theme"
 html_title = f"skcicm {release}"
 html_static_path = ["_static"]

@@ -93,6 +93,17 @@ def encode_images_dask(
     embeddings : ndarray or dask.array.Array
         What ``getattr(featurizer, method)(images)`` returns, in input order.
 
+    Raises
+    ------
+    ValueError
+        When ``method`` or ``partition_size`` is invalid, ``images`` is empty, or the
+        featurizer cannot run ``method`` (checked by one task before the partitions are
+        queued).
+    TypeError
+        When ``partition_size`` is not an int.
+    skcicm.images.ImageLoadError
+        When images of a partition cannot be read; the others are encoded and cached.
+
     Examples
     --------
     >>> from dask.distributed import Client, LocalCluster
