@@ -241,10 +241,12 @@ class InvariantCausalMechanism(
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             Embeddings. When ``X`` comes from :class:`skcicm.CLIPFeaturizer` inside a
             Pipeline, it carries the interventional embeddings, text prompt pairs and class
-            embeddings the featurizer computed; explicit arguments take precedence.
+            embeddings the featurizer computed; explicit arguments take precedence. A
+            row-chunked Dask array is reduced on its cluster, block by block (with
+            ``interventions`` or ``intervention_pairs``, and ``head="zero_shot"`` or None).
         y : array-like of shape (n_samples,), default=None
             Class labels, needed by the linear probe and by ``domains``. Without them only
             the subspace is learned: :meth:`transform` works, :meth:`predict` does not.
@@ -273,6 +275,10 @@ class InvariantCausalMechanism(
         ------
         NoInterventionError
             When ``lam > 0`` and there is no interventional data, before any fitting work.
+        ValueError
+            When the inputs' shapes disagree, they hold NaN or infinity, ``n_components``
+            exceeds ``n_features``, or a Dask ``X`` comes with ``domains`` or the linear
+            probe's labels.
         """
         self._statistics = None
         return self._fit_batch(
