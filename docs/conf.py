@@ -61,34 +61,10 @@ exclude_patterns = [
 nitpicky = False
 
 # -- API reference ---------------------------------------------------------------------------
-# One page per public package, listing every name of its __all__ (for a package without
-# __all__, the public functions and classes defined in it).
-PUBLIC_MODULES = (
-    "skcicm",
-    "skcicm.datasets",
-    "skcicm.evaluation",
-    "skcicm.model_selection",
-    "skcicm.prompts",
-    "skcicm.fit_context",
-    "skcicm.statistics",
-    "skcicm.distributed",
-    "skcicm.embedding_cache",
-    "skcicm.embedding_store",
-    "skcicm.cache_keys",
-)
-
-
-def _public_names(module) -> list[str]:
-    names = getattr(module, "__all__", None)
-    if names is None:
-        names = [
-            name
-            for name, obj in vars(module).items()
-            if not name.startswith("_")
-            and (inspect.isfunction(obj) or inspect.isclass(obj))
-            and obj.__module__ == module.__name__
-        ]
-    return sorted(names, key=str.lower)
+# The documented packages and names are listed in docs/api_names.py, which the docstring
+# tests (tests/test_docstrings.py) validate too.
+sys.path.insert(0, str(DOCS))
+from api_names import PUBLIC_MODULES, public_names  # noqa: E402
 
 
 def _kind(obj) -> str:
@@ -108,7 +84,7 @@ def _api_page(module_name: str, documented: dict[int, str]) -> str:
     summary = (inspect.getdoc(module) or "").split("\n\n")[0]
     groups: dict[str, list[str]] = {}
     elsewhere: list[str] = []
-    for name in _public_names(module):
+    for name in public_names(module):
         obj = getattr(module, name)
         if (inspect.isclass(obj) or inspect.isfunction(obj)) and id(obj) in documented:
             elsewhere.append(documented[id(obj)])
