@@ -61,28 +61,10 @@ exclude_patterns = [
 nitpicky = False
 
 # -- API reference ---------------------------------------------------------------------------
-# One page per public package, listing every name of its __all__ (for a package without
-# __all__, the public functions and classes defined in it).
-PUBLIC_MODULES = (
-    "skcicm",
-    "skcicm.datasets",
-    "skcicm.evaluation",
-    "skcicm.model_selection",
-    "skcicm.prompts",
-)
-
-
-def _public_names(module) -> list[str]:
-    names = getattr(module, "__all__", None)
-    if names is None:
-        names = [
-            name
-            for name, obj in vars(module).items()
-            if not name.startswith("_")
-            and (inspect.isfunction(obj) or inspect.isclass(obj))
-            and obj.__module__ == module.__name__
-        ]
-    return sorted(names, key=str.lower)
+# The documented packages and names are listed in docs/api_names.py, which the docstring
+# tests (tests/test_docstrings.py) validate too.
+sys.path.insert(0, str(DOCS))
+from api_names import PUBLIC_MODULES, public_names  # noqa: E402
 
 
 def _kind(obj) -> str:
@@ -93,16 +75,22 @@ def _kind(obj) -> str:
     return "Constants"
 
 
-def _api_page(module_name: str, documented: set[int]) -> str:
-    """The page of ``module_name``; a name re-exported from an earlier page stays there."""
+def _api_page(module_name: str, documented: dict[int, str]) -> str:
+    """The page of ``module_name``; ``documented`` maps the id of each object already given a
+    page to its documented name. A class or function re-exported by a later package (such as
+    ``skcicm.model_selection.InvariantCausalMechanismCV``, also ``skcicm``'s) gets one page
+    only: Sphinx refuses two descriptions of one object."""
     module = importlib.import_module(module_name)
     summary = (inspect.getdoc(module) or "").split("\n\n")[0]
     groups: dict[str, list[str]] = {}
-    for name in _public_names(module):
+    elsewhere: list[str] = []
+    for name in public_names(module):
         obj = getattr(module, name)
         if (inspect.isclass(obj) or inspect.isfunction(obj)) and id(obj) in documented:
+            elsewhere.append(documented[id(obj)])
             continue
-        documented.add(id(obj))
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            documented[id(obj)] = f"{module_name}.{name}"
         groups.setdefault(_kind(obj), []).append(name)
     lines = [
         f"``{module_name}``",
@@ -125,6 +113,9 @@ def _api_page(module_name: str, documented: set[int]) -> str:
         if template:
             lines.append(template)
         lines += ["", *(f"   {name}" for name in groups[kind]), ""]
+    if elsewhere:
+        names = ", ".join(f":obj:`~{name}`" for name in elsewhere)
+        lines += [f"Also exported here (see its page): {names}.", ""]
     return "\n".join(lines)
 
 
@@ -134,7 +125,7 @@ def _write_if_changed(path: Path, text: str) -> None:
         path.write_text(text)
 
 
-_documented: set[int] = set()
+_documented: dict[int, str] = {}
 for _name in PUBLIC_MODULES:
     _write_if_changed(DOCS / "api" / f"{_name}.rst", _api_page(_name, _documented))
 
@@ -213,6 +204,11 @@ sphinx_gallery_conf = {
 }
 
 # -- HTML ----------------------------------------------------------------------------------------
+# The estimators' HTML repr in a notebook links to their page of this site,
+# ``<site root>/api/generated/skcicm.<Name>.html``, as scikit-learn's do. The site root is
+# ``skcicm.estimator.DOCS_URL``: a placeholder until the site is published; set the environment
+# variable SKCICM_DOCS_URL (read when skcicm is imported) to the root where this build is
+# served, e.g. ``file:///path/to/docs/_build/html/``, to make those links point here.
 html_theme = "pydata_sphinx_theme"
 html_title = f"skcicm {release}"
 html_static_path = ["_static"]

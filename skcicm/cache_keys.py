@@ -26,9 +26,11 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+#: Prefix of the keys of images whose intervened copies cannot be cached (an intervention
+#: without a stable description); the caches never store them.
 UNCACHED_PREFIX = "uncached~"
-# Bumped when the way intervened copies are produced changes (2: intervened after the model's
-# leading resize), so that copies made the old way are never served.
+#: Bumped when the way intervened copies are produced changes (2: intervened after the model's
+#: leading resize), so that copies made the old way are never served.
 INTERVENTION_PIPELINE_VERSION = 2
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
 
@@ -43,6 +45,25 @@ class ModelWeightsChangedError(ValueError):
 
 def transform_cache_key(transform: Any) -> str | None:
     """A key that identifies what ``transform`` does, or None when there is none.
+
+    An explicit ``cache_key`` attribute wins; torchvision transforms are keyed by their class
+    and ``repr`` (compositions by their children's keys too); anything else has no key.
+
+    Parameters
+    ----------
+    transform : callable
+        An image intervention.
+
+    Returns
+    -------
+    str or None
+        The key, or None when the transform has no stable description (a plain function,
+        a ``Lambda``, or a ``repr`` that holds a memory address).
+
+    Raises
+    ------
+    TypeError
+        When ``transform.cache_key`` is set but is not a non-empty string.
 
     Examples
     --------
@@ -83,7 +104,23 @@ def transform_cache_key(transform: Any) -> str | None:
 def interventions_cache_id(transforms: Sequence[Any], random_state: int) -> str | None:
     """Identify a list of interventions drawn with ``random_state``, or None if uncacheable.
 
-    Warns once per call site when a transform has no stable key.
+    Parameters
+    ----------
+    transforms : sequence of callable
+        The image interventions, in view order.
+    random_state : int
+        The seed the intervened copies are drawn with.
+
+    Returns
+    -------
+    str or None
+        A 16-hex-digit identifier that changes with any transform, the seed or the
+        intervention pipeline version; None when a transform has no stable key.
+
+    Warns
+    -----
+    UncachedInterventionWarning
+        When a transform has no stable key (once per call site).
 
     Examples
     --------
@@ -117,6 +154,20 @@ def intervened_key(content_key: str, interventions_id: str | None, view: int) ->
 
     With ``interventions_id=None`` the key starts with :data:`UNCACHED_PREFIX`, which the
     cache never stores or looks up; it still tells the copies apart within one call.
+
+    Parameters
+    ----------
+    content_key : str
+        Cache key of the image's content.
+    interventions_id : str or None
+        :func:`interventions_cache_id` of the interventions.
+    view : int
+        Index of the intervened copy.
+
+    Returns
+    -------
+    str
+        The key of the copy.
     """
     if interventions_id is None:
         return f"{UNCACHED_PREFIX}{content_key}-{view}"
@@ -124,7 +175,23 @@ def intervened_key(content_key: str, interventions_id: str | None, view: int) ->
 
 
 def check_weights_unchanged(pinned: str | None, loaded: str, model_name: str) -> None:
-    """Refuse to embed with weights other than the ``pinned`` fingerprint (None: not fitted)."""
+    """Refuse to embed with weights other than the ``pinned`` fingerprint.
+
+    Parameters
+    ----------
+    pinned : str or None
+        Fingerprint of the weights the featurizer was fitted with; None when not fitted,
+        which accepts any weights.
+    loaded : str
+        Fingerprint of the weights loaded now.
+    model_name : str
+        The model's name, for the message.
+
+    Raises
+    ------
+    ModelWeightsChangedError
+        When ``pinned`` is set and differs from ``loaded``.
+    """
     if pinned is not None and pinned != loaded:
         raise ModelWeightsChangedError(
             f"The weights of model {model_name!r} differ from those this featurizer was fitted "

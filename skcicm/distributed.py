@@ -53,6 +53,7 @@ import numpy as np
 
 from skcicm.images import as_image_list
 
+#: The :class:`~skcicm.CLIPFeaturizer` methods :func:`encode_images_dask` can run per block.
 METHODS = ("transform", "intervention_embeddings")
 
 
@@ -91,6 +92,17 @@ def encode_images_dask(
     -------
     embeddings : ndarray or dask.array.Array
         What ``getattr(featurizer, method)(images)`` returns, in input order.
+
+    Raises
+    ------
+    ValueError
+        When ``method`` or ``partition_size`` is invalid, ``images`` is empty, or the
+        featurizer cannot run ``method`` (checked by one task before the partitions are
+        queued).
+    TypeError
+        When ``partition_size`` is not an int.
+    skcicm.images.ImageLoadError
+        When images of a partition cannot be read; the others are encoded and cached.
 
     Examples
     --------

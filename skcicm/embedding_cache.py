@@ -29,6 +29,7 @@ import numpy as np
 from skcicm.cache_keys import UNCACHED_PREFIX
 from skcicm.embedding_store import DiskStore, open_store
 
+#: Default bound of the process-wide in-memory embedding cache (LRU), in bytes: 1 GiB.
 DEFAULT_MEMORY_LIMIT_BYTES = 1 << 30
 
 
@@ -103,6 +104,18 @@ _memory = _MemoryLRU(_limit_from_environment())
 def set_memory_cache_limit(n_bytes: int) -> None:
     """Bound this process's in-memory embedding cache to ``n_bytes`` (0 turns it off).
 
+    The least recently used embeddings are dropped first when the bound is lowered.
+
+    Parameters
+    ----------
+    n_bytes : int
+        The new bound, in bytes, at least 0.
+
+    Raises
+    ------
+    ValueError
+        When ``n_bytes`` is not a non-negative int.
+
     Examples
     --------
     >>> set_memory_cache_limit(256 * 2**20)
@@ -116,7 +129,13 @@ def set_memory_cache_limit(n_bytes: int) -> None:
 
 
 def memory_cache_info() -> dict[str, int]:
-    """Entries, bytes held and byte limit of this process's in-memory embedding cache."""
+    """Entries, bytes held and byte limit of this process's in-memory embedding cache.
+
+    Returns
+    -------
+    dict of str to int
+        ``"entries"``, ``"bytes"`` and ``"limit_bytes"``.
+    """
     return {"entries": len(_memory), "bytes": _memory.nbytes, "limit_bytes": _memory.limit_bytes}
 
 
@@ -126,7 +145,14 @@ def clear_memory_cache() -> None:
 
 
 def default_cache_dir() -> Path:
-    """Where ``cache_dir="auto"`` keeps embeddings: see the module docstring."""
+    """Where ``cache_dir="auto"`` keeps embeddings.
+
+    Returns
+    -------
+    pathlib.Path
+        ``$SKCICM_CACHE_DIR`` when set, else ``skcicm/embeddings`` under
+        ``$XDG_CACHE_HOME`` (default ``~/.cache``).
+    """
     if os.environ.get("SKCICM_CACHE_DIR"):
         return Path(os.environ["SKCICM_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -179,7 +205,19 @@ class EmbeddingCache:
         self.store = _open_disk_store(directory, model_fingerprint)
 
     def get(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
-        """Return the cached embeddings among ``keys``; missing keys are absent from the dict."""
+        """Look embeddings up in memory, then on disk.
+
+        Parameters
+        ----------
+        keys : iterable of str
+            Content keys of the embeddings.
+
+        Returns
+        -------
+        dict of str to ndarray
+            The cached embeddings among ``keys``; missing keys are absent. Those read from
+            disk are also kept in memory.
+        """
         found: dict[str, np.ndarray] = {}
         on_disk: list[str] = []
         for key in keys:
@@ -198,7 +236,13 @@ class EmbeddingCache:
         return found
 
     def put(self, embeddings: dict[str, np.ndarray]) -> None:
-        """Store embeddings in memory and, when a directory is set, on disk."""
+        """Store embeddings in memory and, when a directory is set, on disk.
+
+        Parameters
+        ----------
+        embeddings : dict of str to ndarray
+            Embeddings by content key; keys that start with ``UNCACHED_PREFIX`` are skipped.
+        """
         kept = {
             key: value for key, value in embeddings.items() if not key.startswith(UNCACHED_PREFIX)
         }

@@ -53,6 +53,19 @@ class ReadOnlyCacheWarning(UserWarning):
 def encode_record(key: str, array: np.ndarray) -> bytes:
     """Serialise ``array`` with its dtype, shape and a digest bound to ``key``.
 
+    Parameters
+    ----------
+    key : str
+        The cache key the record is stored under; a record moved to another key fails its
+        checksum.
+    array : ndarray
+        The embedding.
+
+    Returns
+    -------
+    bytes
+        Magic bytes, dtype, shape, the array's bytes and a 16-byte keyed digest.
+
     Examples
     --------
     >>> import numpy as np
@@ -69,7 +82,26 @@ def encode_record(key: str, array: np.ndarray) -> bytes:
 
 
 def decode_record(key: str, record: bytes) -> np.ndarray:
-    """Inverse of :func:`encode_record`; raises ``ValueError`` naming what is wrong."""
+    """Inverse of :func:`encode_record`.
+
+    Parameters
+    ----------
+    key : str
+        The key the record was read from.
+    record : bytes
+        The stored record.
+
+    Returns
+    -------
+    ndarray
+        The embedding, with its dtype and shape.
+
+    Raises
+    ------
+    ValueError
+        Naming what is wrong: not bytes, not an embedding record, or a failed checksum
+        (altered, truncated or written for another key).
+    """
     if not isinstance(record, bytes | bytearray | memoryview):
         raise ValueError(f"holds a {type(record).__name__}, not an embedding record")
     record = bytes(record)
@@ -203,7 +235,24 @@ class DiskStore:
         self._open()
 
     def get_many(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
-        """The stored embeddings among ``keys``; damaged entries are reported and deleted."""
+        """Read the stored embeddings among ``keys``.
+
+        Parameters
+        ----------
+        keys : iterable of str
+            Cache keys.
+
+        Returns
+        -------
+        dict of str to ndarray
+            The stored embeddings among ``keys``; missing and damaged keys are absent.
+
+        Warns
+        -----
+        CacheIntegrityWarning
+            When entries fail their checksum (they are deleted, to be re-encoded), or the
+            database is damaged (it is moved aside and an empty one started).
+        """
         found: dict[str, np.ndarray] = {}
         damaged: dict[str, str] = {}
         try:
@@ -251,7 +300,21 @@ class DiskStore:
                 self._cache.delete(key, retry=True)
 
     def put_many(self, embeddings: dict[str, np.ndarray]) -> None:
-        """Store embeddings in one durable transaction (nothing happens when read-only)."""
+        """Store embeddings in one durable transaction.
+
+        Nothing is stored when the folder is read-only; the store then keeps serving what it
+        holds.
+
+        Parameters
+        ----------
+        embeddings : dict of str to ndarray
+            Embeddings by cache key.
+
+        Warns
+        -----
+        ReadOnlyCacheWarning
+            When the folder turns out to be read-only.
+        """
         if self._cache is None or not embeddings:
             return
         records = {key: encode_record(key, value) for key, value in embeddings.items()}
@@ -268,6 +331,7 @@ class DiskStore:
                     self._open_read_only(error)
 
     def close(self) -> None:
+        """Close the database connections; :func:`open_store` opens the store again."""
         with self._lock:
             if self._cache is not None:
                 self._cache.close()
@@ -289,7 +353,19 @@ _stores_lock = threading.Lock()
 
 
 def open_store(directory: str | os.PathLike) -> DiskStore:
-    """The process's :class:`DiskStore` for ``directory``, opened on first use."""
+    """The process's :class:`DiskStore` for ``directory``, opened on first use.
+
+    Parameters
+    ----------
+    directory : str or path-like
+        Folder of the store; created when missing.
+
+    Returns
+    -------
+    DiskStore
+        The same instance for every call with this folder in this process (a forked
+        process gets its own).
+    """
     key = (os.getpid(), str(Path(directory).resolve()))
     with _stores_lock:
         store = _stores.get(key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from numbers import Integral, Real
 from typing import Any
 
@@ -41,6 +42,14 @@ DEFAULT_PROBE_C = 0.316
 
 
 __all__ = ["InvariantCausalMechanism", "NoInterventionError"]
+
+#: Root URL of the documentation site that the estimators' HTML repr links to. A placeholder
+#: until the site is published; the environment variable ``SKCICM_DOCS_URL``, read at import,
+#: replaces it (for example with the ``file://`` URL of a local ``docs/_build/html``).
+DOCS_URL = os.environ.get("SKCICM_DOCS_URL", "https://skcicm.readthedocs.io/en/latest/")
+#: scikit-learn's ``_doc_link_template`` for the public estimators: each one has its API page
+#: at ``api/generated/skcicm.<Name>.html`` (see docs/conf.py).
+DOC_LINK_TEMPLATE = DOCS_URL.rstrip("/") + "/api/generated/skcicm.{estimator_name}.html"
 
 
 def is_dask_collection(X: Any) -> bool:
@@ -150,6 +159,13 @@ class InvariantCausalMechanism(
     See Also
     --------
     skcicm.CLIPFeaturizer : Produces the embeddings, interventions and class embeddings.
+    skcicm.InvariantCausalMechanismCV : Selects ``lam`` and ``n_components`` by
+        leave-one-domain-out cross-validation, sharing the statistics between candidates.
+
+    References
+    ----------
+    .. [1] Song et al., "Learning Invariant Causal Mechanism from Vision-Language Models",
+       ICML 2025. https://arxiv.org/abs/2405.15289
 
     Examples
     --------
@@ -167,6 +183,9 @@ class InvariantCausalMechanism(
     >>> icm.score(Z, y) > 0.9
     True
     """
+
+    _doc_link_module = "skcicm"
+    _doc_link_template = DOC_LINK_TEMPLATE
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
@@ -222,10 +241,12 @@ class InvariantCausalMechanism(
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             Embeddings. When ``X`` comes from :class:`skcicm.CLIPFeaturizer` inside a
             Pipeline, it carries the interventional embeddings, text prompt pairs and class
-            embeddings the featurizer computed; explicit arguments take precedence.
+            embeddings the featurizer computed; explicit arguments take precedence. A
+            row-chunked Dask array is reduced on its cluster, block by block (with
+            ``interventions`` or ``intervention_pairs``, and ``head="zero_shot"`` or None).
         y : array-like of shape (n_samples,), default=None
             Class labels, needed by the linear probe and by ``domains``. Without them only
             the subspace is learned: :meth:`transform` works, :meth:`predict` does not.
@@ -254,6 +275,10 @@ class InvariantCausalMechanism(
         ------
         NoInterventionError
             When ``lam > 0`` and there is no interventional data, before any fitting work.
+        ValueError
+            When the inputs' shapes disagree, they hold NaN or infinity, ``n_components``
+            exceeds ``n_features``, or a Dask ``X`` comes with ``domains`` or the linear
+            probe's labels.
         """
         self._statistics = None
         return self._fit_batch(
@@ -275,16 +300,40 @@ class InvariantCausalMechanism(
     ) -> InvariantCausalMechanism:
         """Add a batch to the statistics and re-solve the subspace, in O(d^2) memory.
 
-        Parameters are those of :meth:`fit`, for one batch; ``intervention_pairs`` given in
-        several calls are pooled. Only for ``head="zero_shot"`` or ``head=None``: the linear
-        probe cannot be fitted incrementally, because the projection changes with every
-        batch. With ``lam > 0`` the statistics so far must hold Deltas, and domain contrasts
-        need a class seen in two domains across the batches so far.
+        Only for ``head="zero_shot"`` or ``head=None``: the linear probe cannot be fitted
+        incrementally, because the projection changes with every batch. With ``lam > 0`` the
+        statistics so far must hold Deltas, and domain contrasts need a class seen in two
+        domains across the batches so far.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_batch, n_features)
+            Embeddings of this batch, as in :meth:`fit` (a featurizer's context included).
+        y : array-like of shape (n_batch,), default=None
+            Class labels of the batch; needed with ``domains``.
+        interventions : array-like of shape (n_batch, n_features) or \
+                (n_batch, n_views, n_features), default=None
+            Embeddings of intervened copies of this batch's samples.
+        domains : array-like of shape (n_batch,), default=None
+            Domain labels of the batch; contrasts use the class-conditional means of all
+            batches so far.
+        intervention_pairs : tuple of two array-likes of shape (n_pairs, n_features)
+            Pairs that differ only in variant factors; pairs given in several calls are
+            pooled.
+        class_embeddings : array-like of shape (n_classes, n_features), default=None
+            Text embeddings of the class prompts, for ``head="zero_shot"``.
+        class_labels : array-like of shape (n_classes,), default=None
+            Label of each row of ``class_embeddings``; defaults to ``0..n_classes-1``.
 
         Returns
         -------
         self : object
             The estimator, fitted on all batches so far.
+
+        Raises
+        ------
+        NoInterventionError
+            When ``lam > 0`` and no batch so far has given interventional data.
         """
         return self._fit_batch(
             X, y, interventions, domains, intervention_pairs, class_embeddings, class_labels
@@ -471,9 +520,25 @@ class InvariantCausalMechanism(
         return projected
 
     def transform(self, X: Any) -> np.ndarray:
-        """Return the invariant features of ``X``, of shape (n_samples, n_components_).
+        """Project ``X`` onto the invariant subspace.
 
-        A Dask array gives a lazy Dask array.
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+            Embeddings, of the model the estimator was fitted on.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_components_)
+            The invariant features, ``(X - mean_) @ components_.T``. A Dask array gives a
+            lazy Dask array.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            When the estimator is not fitted.
+        ValueError
+            When ``X`` does not have ``n_features_in_`` columns.
         """
         check_is_fitted(self)
         if is_dask_collection(X):
@@ -501,8 +566,21 @@ class InvariantCausalMechanism(
     def decision_function(self, X: Any) -> np.ndarray:
         """Class scores: cosine similarities (zero-shot) or the probe's decision function.
 
-        Returns shape (n_samples,) for two classes, as scikit-learn classifiers do, else
-        (n_samples, n_classes).
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            One score per class, in the order of ``classes_``. With two classes, the score of
+            ``classes_[1]`` minus that of ``classes_[0]``, as scikit-learn classifiers do.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            When the estimator is not fitted, or was fitted without ``y`` by the linear probe.
         """
         if self.head == "linear_probe":
             return self._probe().decision_function(self.transform(X))
@@ -512,7 +590,26 @@ class InvariantCausalMechanism(
 
     @available_if(_head_has("predict_proba"))
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, of shape (n_samples, n_classes)."""
+        """Class probabilities.
+
+        The zero-shot head takes the softmax of ``temperature`` times the cosine
+        similarities, as CLIP does; the linear probe gives its classifier's probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probability of each class of ``classes_``; rows sum to one.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            When the estimator is not fitted, or was fitted without ``y`` by the linear probe.
+        """
         if self.head == "linear_probe":
             return self._probe().predict_proba(self.transform(X))
         check_is_fitted(self)
@@ -520,7 +617,23 @@ class InvariantCausalMechanism(
 
     @available_if(_head_has("predict"))
     def predict(self, X: Any) -> np.ndarray:
-        """Predicted class labels, of shape (n_samples,)."""
+        """Predict the class of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Predicted labels, taken from ``classes_``.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            When the estimator is not fitted, or was fitted without ``y`` by the linear probe.
+        """
         if self.head == "linear_probe":
             return self._probe().predict(self.transform(X))
         check_is_fitted(self)
@@ -528,7 +641,22 @@ class InvariantCausalMechanism(
 
     @available_if(_head_has("predict"))
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
-        """Mean accuracy of :meth:`predict` on ``X`` against ``y``."""
+        """Mean accuracy of :meth:`predict` on ``X`` against ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+        y : array-like of shape (n_samples,)
+            True labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        score : float
+            Fraction of correctly predicted samples (weighted by ``sample_weight``).
+        """
         return super().score(X, y, sample_weight=sample_weight)
 
     @property

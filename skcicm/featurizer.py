@@ -23,6 +23,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from skcicm.cache_keys import check_weights_unchanged, interventions_cache_id
 from skcicm.embedding_cache import EmbeddingCache
+from skcicm.estimator import DOC_LINK_TEMPLATE
 from skcicm.fit_context import EmbeddingsWithContext
 from skcicm.image_encoding import ImageEncoder
 from skcicm.images import as_image_list
@@ -127,6 +128,16 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         with other weights (``ModelWeightsChangedError``), e.g. when the checkpoint of a
         ``local-dir:`` model was replaced after the fitted pipeline was pickled.
 
+    See Also
+    --------
+    skcicm.InvariantCausalMechanism : Learns the invariant subspace from these embeddings.
+    skcicm.distributed.encode_images_dask : The same embeddings computed on a Dask cluster.
+
+    References
+    ----------
+    .. [1] Song et al., "Learning Invariant Causal Mechanism from Vision-Language Models",
+       ICML 2025. https://arxiv.org/abs/2405.15289
+
     Examples
     --------
     >>> import numpy as np
@@ -141,6 +152,9 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     >>> pipe.fit(world.images, world.labels).predict(world.images[:3]).shape
     (3,)
     """
+
+    _doc_link_module = "skcicm"
+    _doc_link_template = DOC_LINK_TEMPLATE
 
     _parameter_constraints: dict = {
         "model_name": [str],
@@ -202,7 +216,31 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> CLIPFeaturizer:
-        """Load the model (so that a bad name fails here) and record the embedding size."""
+        """Load the model (so that a bad name fails here) and record the embedding size.
+
+        No image is encoded: the featurizer has nothing to learn from the data.
+
+        Parameters
+        ----------
+        X : object
+            Ignored; present for the scikit-learn API.
+        y : object, default=None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The featurizer, with ``embedding_dim_`` and ``model_fingerprint_`` set.
+
+        Raises
+        ------
+        skcicm.models.UnknownModelError
+            When ``model_name`` or ``pretrained`` names no model open_clip knows.
+        skcicm.models.WeightsUnavailableError
+            When the weights are neither cached nor downloadable (for example offline).
+        skcicm.cache_keys.ModelWeightsChangedError
+            When refitting finds weights other than those the featurizer was fitted with.
+        """
         self._pin_weights()
         self.embedding_dim_ = self._embedding_dim()
         return self
@@ -211,12 +249,29 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def fit_transform(self, X: Any, y: Any = None) -> EmbeddingsWithContext:
         """Embed the training images, with everything InvariantCausalMechanism.fit can use.
 
+        Parameters
+        ----------
+        X : list of images, paths or arrays, or a ``DataFrame``/array of paths
+            Images: file paths, ``PIL.Image`` objects, or uint8 arrays of shape (H, W) or
+            (H, W, 3), as :class:`CLIPFeaturizer` accepts them.
+        y : object, default=None
+            Ignored; present for the scikit-learn API.
+
         Returns
         -------
         embeddings : EmbeddingsWithContext of shape (n_samples, embedding_dim)
             A numpy array of the clean embeddings whose ``fit_context`` holds
             ``interventions`` (n_samples, n_interventions, embedding_dim) and, when
             configured, ``intervention_pairs``, ``class_embeddings`` and ``class_labels``.
+
+        Raises
+        ------
+        skcicm.images.ImageLoadError
+            When images cannot be read; it names each of them, after every readable image
+            has been encoded and cached.
+        skcicm.cache_keys.ModelWeightsChangedError
+            When the featurizer is fitted and the model's weights are no longer those it
+            was fitted with.
         """
         self._pin_weights()
         views = [None] if self.interventions is None else [None, *range(self.n_interventions)]
@@ -233,7 +288,31 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return EmbeddingsWithContext.wrap(clean, **context)
 
     def transform(self, X: Any) -> np.ndarray:
-        """Embed images without interventions: float32 array (n_samples, embedding_dim)."""
+        """Embed images without interventions.
+
+        Embeddings come from the cache when the same image (by content) was encoded before
+        with the same model; see ``cache_dir``.
+
+        Parameters
+        ----------
+        X : list of images, paths or arrays, or a ``DataFrame``/array of paths
+            Images: file paths, ``PIL.Image`` objects, or uint8 arrays of shape (H, W) or
+            (H, W, 3), as :class:`CLIPFeaturizer` accepts them.
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_samples, embedding_dim), dtype float32
+            One embedding per image, unit-norm when ``normalize=True``.
+
+        Raises
+        ------
+        skcicm.images.ImageLoadError
+            When images cannot be read; it names each of them, after every readable image
+            has been encoded and cached.
+        skcicm.cache_keys.ModelWeightsChangedError
+            When the featurizer is fitted and the model's weights are no longer those it
+            was fitted with.
+        """
         self._validate_params()
         return self._embed_images(X, [None])[0]
 
@@ -250,9 +329,30 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     # Embeddings beyond the sklearn API ---------------------------------------------------
 
     def intervention_embeddings(self, X: Any) -> np.ndarray:
-        """Embeddings of the intervened copies, sample-major: (n_samples, n_interventions, dim).
+        """Embed the intervened copies of the images.
 
-        ``result[i, v]`` is copy ``v`` of image ``i``, so the rows split by sample like ``X``.
+        Parameters
+        ----------
+        X : list of images, paths or arrays, or a ``DataFrame``/array of paths
+            Images: file paths, ``PIL.Image`` objects, or uint8 arrays of shape (H, W) or
+            (H, W, 3), as :class:`CLIPFeaturizer` accepts them.
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_samples, n_interventions, embedding_dim)
+            Sample-major: ``embeddings[i, v]`` is copy ``v`` of image ``i``, so the rows
+            split by sample like ``X``.
+
+        Raises
+        ------
+        ValueError
+            When ``interventions=None``: there are no intervened copies to embed.
+        skcicm.images.ImageLoadError
+            When images cannot be read; it names each of them, after every readable image
+            has been encoded and cached.
+        skcicm.cache_keys.ModelWeightsChangedError
+            When the featurizer is fitted and the model's weights are no longer those it
+            was fitted with.
         """
         self._validate_params()
         if self.interventions is None:
@@ -260,7 +360,18 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return np.stack(self._embed_images(X, list(range(self.n_interventions))), axis=1)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed texts: float32 array of shape (n_texts, embedding_dim)."""
+        """Embed texts with the model's text tower.
+
+        Parameters
+        ----------
+        texts : str or sequence of str
+            The texts, tokenized by the model's open_clip tokenizer.
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_texts, embedding_dim), dtype float32
+            One embedding per text, unit-norm when ``normalize=True``.
+        """
         self._validate_params()
         texts = [texts] if isinstance(texts, str) else list(texts)
         loaded = self._loaded()
@@ -286,9 +397,29 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         class_names: Sequence[str] | dict | None = None,
         templates: Sequence[str] | None = None,
     ) -> np.ndarray:
-        """Prompt-ensembled, unit-norm text embeddings of the classes: (n_classes, embedding_dim).
+        """Prompt-ensembled, unit-norm text embeddings of the classes.
 
-        Defaults to this featurizer's ``class_names`` and ``templates``.
+        Each class's prompts (one per template) are embedded, normalised and averaged, and
+        the average is normalised again, as in CLIP's zero-shot evaluation.
+
+        Parameters
+        ----------
+        class_names : sequence of str, dict or None, default=None
+            Class names, or a dict from label to name; None uses this featurizer's
+            ``class_names``.
+        templates : sequence of str or None, default=None
+            Prompt templates with ``{}`` for the class name; None uses this featurizer's
+            ``templates`` (or ``["a photo of a {}."]``).
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_classes, embedding_dim), dtype float32
+            One unit-norm row per class, in the order of ``class_names``.
+
+        Raises
+        ------
+        ValueError
+            When no class names are given here or in the ``class_names`` parameter.
         """
         names = self.class_names if class_names is None else class_names
         if names is None:
@@ -304,7 +435,26 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def text_intervention_pairs(
         self, class_names: Sequence[str] | dict | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Embeddings of the ``text_interventions`` prompt pairs, each (n_pairs, embedding_dim)."""
+        """Embed the ``text_interventions`` prompt pairs.
+
+        Parameters
+        ----------
+        class_names : sequence of str, dict or None, default=None
+            Class names filled into the pairs' ``{}``; None uses this featurizer's
+            ``class_names`` (pairs with ``{}`` then need them).
+
+        Returns
+        -------
+        first, second : ndarray of shape (n_pairs, embedding_dim)
+            Embeddings of the first and of the second prompt of each pair, row-aligned:
+            ``intervention_pairs`` for :meth:`skcicm.InvariantCausalMechanism.fit`.
+
+        Raises
+        ------
+        ValueError
+            When ``text_interventions`` is empty, or a pair has ``{}`` and there are no
+            class names.
+        """
         if not self.text_interventions:
             raise ValueError("text_interventions is empty: there are no prompt pairs to embed.")
         names = self.class_names if class_names is None else class_names

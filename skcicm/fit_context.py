@@ -17,11 +17,27 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+#: What :class:`EmbeddingsWithContext` may carry to a later step's ``fit``: the keyword
+#: arguments of :meth:`skcicm.InvariantCausalMechanism.fit` the featurizer computes.
 FIT_CONTEXT_KEYS = ("interventions", "intervention_pairs", "class_embeddings", "class_labels")
 
 
 class EmbeddingsWithContext(np.ndarray):
     """An array of embeddings with a ``fit_context`` dict of extra fit inputs.
+
+    What :meth:`skcicm.CLIPFeaturizer.fit_transform` returns: a numpy array for every step of
+    a Pipeline, whose ``fit_context`` the next step's ``fit`` may read. Views, slices and
+    arithmetic results carry no context, since they describe other samples.
+
+    Parameters
+    ----------
+    shape, dtype, buffer, offset, strides, order
+        As for :class:`numpy.ndarray`; make instances with :meth:`wrap` instead.
+
+    Attributes
+    ----------
+    fit_context : dict of str to object
+        Fit inputs by name, among :data:`FIT_CONTEXT_KEYS`.
 
     Examples
     --------
@@ -37,6 +53,25 @@ class EmbeddingsWithContext(np.ndarray):
 
     @classmethod
     def wrap(cls, embeddings: np.ndarray, **context: Any) -> EmbeddingsWithContext:
+        """View ``embeddings`` as an array that carries ``context``.
+
+        Parameters
+        ----------
+        embeddings : array-like of shape (n_samples, n_features)
+            The embeddings; not copied when already an array.
+        **context : dict
+            Fit inputs among :data:`FIT_CONTEXT_KEYS`; None values are left out.
+
+        Returns
+        -------
+        EmbeddingsWithContext
+            A view of ``embeddings`` with ``fit_context`` set.
+
+        Raises
+        ------
+        TypeError
+            When a key of ``context`` is not in :data:`FIT_CONTEXT_KEYS`.
+        """
         unknown = set(context) - set(FIT_CONTEXT_KEYS)
         if unknown:
             raise TypeError(
@@ -66,6 +101,16 @@ def fit_context_of(X: Any) -> dict[str, Any]:
     Interventions come back sample-major, (n_samples, n_views, n_features), the one layout the
     estimator accepts.
 
+    Parameters
+    ----------
+    X : object
+        Any fit input.
+
+    Returns
+    -------
+    dict of str to object
+        A copy of ``X.fit_context``, or an empty dict.
+
     Examples
     --------
     >>> import numpy as np
@@ -80,6 +125,18 @@ def complete_from_context(X: Any, **explicit: Any) -> dict[str, Any]:
     """Explicit fit inputs, each missing one taken from the context ``X`` carries.
 
     Explicit values win; class labels come from the context only with its class embeddings.
+
+    Parameters
+    ----------
+    X : object
+        The embeddings, possibly an :class:`EmbeddingsWithContext`.
+    **explicit : dict
+        Fit inputs passed explicitly, by name; None means "not given".
+
+    Returns
+    -------
+    dict of str to object
+        One value per key of ``explicit``: the explicit one, else the context's, else None.
 
     Examples
     --------
@@ -130,16 +187,64 @@ class TransformWithContext(TransformerMixin, BaseEstimator):
         self.transformer = transformer
 
     def fit(self, X: Any, y: Any = None, **fit_params: Any) -> TransformWithContext:
-        """Fit the transformer on the embeddings ``X``."""
+        """Fit a clone of the transformer on the embeddings ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings; the context they carry is not fitted on.
+        y : array-like of shape (n_samples,), default=None
+            Passed to the transformer's ``fit``.
+        **fit_params : dict
+            Passed to the transformer's ``fit``.
+
+        Returns
+        -------
+        self : object
+            The fitted wrapper, with ``transformer_`` set.
+        """
         self.transformer_ = clone(self.transformer).fit(np.asarray(X), y, **fit_params)
         return self
 
     def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
-        """Fit on ``X``, then transform ``X`` and its context."""
+        """Fit on ``X``, then transform ``X`` and its context.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings, possibly an :class:`EmbeddingsWithContext`.
+        y : array-like of shape (n_samples,), default=None
+            Passed to the transformer's ``fit``.
+        **fit_params : dict
+            Passed to the transformer's ``fit``.
+
+        Returns
+        -------
+        X_new : ndarray or EmbeddingsWithContext
+            As :meth:`transform` returns it.
+        """
         return self.fit(X, y, **fit_params).transform(X)
 
     def transform(self, X: Any) -> np.ndarray:
-        """Transform ``X``; the carried context, if any, is transformed and carried on."""
+        """Transform ``X``; the carried context, if any, is transformed and carried on.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings, possibly an :class:`EmbeddingsWithContext`.
+
+        Returns
+        -------
+        X_new : ndarray or EmbeddingsWithContext
+            The transformed embeddings. When ``X`` carries a context, an
+            :class:`EmbeddingsWithContext` whose intervened views, prompt pairs and class
+            embeddings are transformed alike (class labels are carried unchanged).
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            When the wrapper is not fitted.
+        """
         check_is_fitted(self)
         context = fit_context_of(X)
         transformed = self.transformer_.transform(np.asarray(X))

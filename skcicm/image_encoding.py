@@ -80,10 +80,47 @@ class ImageEncoder:
         self._downscale = _leading_downscale(preprocess)
 
     def view_key(self, key: str, view: int | None) -> str:
+        """Cache key of one view of an image.
+
+        Parameters
+        ----------
+        key : str
+            Content key of the image.
+        view : int or None
+            Index of the intervened copy, or None for the clean image.
+
+        Returns
+        -------
+        str
+            ``key`` itself for the clean image, else the intervened copy's key.
+        """
         return key if view is None else intervened_key(key, self.interventions_id, view)
 
     def embed(self, items: Sequence[Any], views: Sequence[int | None]) -> list[np.ndarray]:
-        """Raw embeddings, one (n_images, dim) array per view (None is the clean image)."""
+        """Embed images and their intervened copies, reading each file once.
+
+        Files are read in bounded windows (:data:`WINDOW_BYTES`), decoded and intervened on
+        ``num_workers`` threads, and encoded in batches; each batch is cached as soon as it
+        is encoded, so that an interrupted run resumes.
+
+        Parameters
+        ----------
+        items : sequence of image inputs
+            Paths, ``PIL.Image`` objects or uint8 arrays.
+        views : sequence of int or None
+            Views to embed: None is the clean image, ``v`` the ``v``-th intervened copy.
+
+        Returns
+        -------
+        list of ndarray of shape (n_images, embedding_dim)
+            Raw (not normalised) embeddings, one array per view, in the order of ``views``.
+
+        Raises
+        ------
+        skcicm.images.ImageLoadError
+            Naming every image that could not be read or intervened on, after all the
+            others have been encoded and cached.
+        """
         run = _Run(len(items), len(views))
         windows = self._windows(items)
         with (

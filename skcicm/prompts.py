@@ -18,6 +18,25 @@ def expand_prompt_pairs(
 
     Pairs without ``{}`` are literal captions and are used once.
 
+    Parameters
+    ----------
+    pairs : sequence of (str, str)
+        Prompt pairs; a ``{}`` in either prompt is filled with each class name.
+    class_names : sequence of str or None
+        Class names for the ``{}`` slots; may be None when no pair has a slot.
+
+    Returns
+    -------
+    first, second : list of str
+        The first and the second prompt of every expanded pair, row-aligned: per template
+        pair, one prompt per class, in the order of ``class_names``.
+
+    Raises
+    ------
+    ValueError
+        When an element of ``pairs`` is not a pair of strings, or a pair has ``{}`` and
+        ``class_names`` is empty or None.
+
     Examples
     --------
     >>> expand_prompt_pairs([("a photo of a {}.", "a sketch of a {}.")], ["dog", "cat"])
@@ -92,6 +111,19 @@ def style_prompt_pairs(
     styles: Sequence[str], template: str = "a {style} of a {{}}."
 ) -> list[tuple[str, str]]:
     """All pairs of prompts that differ only in the style word, for :class:`CLIPFeaturizer`.
+
+    Parameters
+    ----------
+    styles : sequence of str
+        Style words such as ``"photo"`` or ``"sketch"``; braces in them are kept as text.
+    template : str, default="a {style} of a {{}}."
+        Prompt with the slot ``{style}``; ``{{}}`` becomes the ``{}`` slot of the class
+        name, filled later by :func:`expand_prompt_pairs`.
+
+    Returns
+    -------
+    list of (str, str)
+        One pair per unordered pair of styles, in the order of ``styles``.
 
     Examples
     --------
@@ -206,6 +238,18 @@ def pair_names_any(pair: tuple[str, str], words: Iterable[str]) -> bool:
     Matching ignores case and reads underscores in ``words`` as spaces (``"clip_art"`` matches
     "a clip art of a dog").
 
+    Parameters
+    ----------
+    pair : (str, str)
+        A prompt pair.
+    words : iterable of str
+        Words to look for.
+
+    Returns
+    -------
+    bool
+        True when either prompt contains one of ``words`` as a whole word.
+
     Examples
     --------
     >>> pair_names_any(("a photo of a red dog", "a photo of a blue dog"), ["Blue"])
@@ -235,6 +279,11 @@ def pairs_without_words(
     words : iterable of str
         Values to exclude, matched as in :func:`pair_names_any`.
 
+    Returns
+    -------
+    list of (str, str)
+        The pairs of ``pairs`` that name none of ``words``, in their order.
+
     Examples
     --------
     >>> pairs = style_prompt_pairs(["photo", "sketch", "painting"])
@@ -245,7 +294,7 @@ def pairs_without_words(
     return [pair for pair in pairs if not pair_names_any(pair, words)]
 
 
-# Style words of the domain prompt pairs when a dataset's domains have no usable names.
+#: Style words of the domain prompt pairs when a dataset's domains have no usable names.
 GENERIC_STYLES: tuple[str, ...] = ("photo", "sketch", "painting", "cartoon", "rendering")
 
 
@@ -257,6 +306,18 @@ def domain_prompt_pairs(
     Underscores become spaces (``"art_painting"`` -> ``"art painting"``), so that the pairs
     naming a target domain can be recognised and left out of its fit. With fewer than two
     domains, :data:`GENERIC_STYLES` stand in.
+
+    Parameters
+    ----------
+    domain_names : sequence of str
+        Names of the dataset's domains, e.g. ``["photo", "art_painting", "sketch"]``.
+    template : str, default="a {style} of a {{}}."
+        Prompt template, as in :func:`style_prompt_pairs`.
+
+    Returns
+    -------
+    list of (str, str)
+        One template pair per unordered pair of domains (or of generic styles).
 
     Examples
     --------

@@ -16,12 +16,26 @@ import numpy as np
 import scipy.sparse
 from sklearn.utils.validation import _assert_all_finite
 
-# Rows per chunk are chosen so that one chunk of X and its views stays near this size.
+#: Rows per chunk are chosen so that one chunk of X and its views stays near this size.
 CHUNK_BYTES = 32 * 2**20
 
 
 def chunk_rows(n_features: int, n_views: int, itemsize: int) -> int:
     """Rows per chunk so that X, its views and their Deltas stay near ``CHUNK_BYTES``.
+
+    Parameters
+    ----------
+    n_features : int
+        Embedding dimension d.
+    n_views : int
+        Intervened copies per sample (0 for none).
+    itemsize : int
+        Bytes per value (4 for float32).
+
+    Returns
+    -------
+    int
+        A multiple of 256, at least 256.
 
     Examples
     --------
@@ -100,10 +114,32 @@ class InterventionStatistics:
     ) -> InterventionStatistics:
         """Add samples, chunk by chunk.
 
-        ``X`` is (n, d); ``views`` (n, n_views, d) sample-major; ``y`` and ``domains`` (n,),
-        given together for domain contrasts. ``index`` restricts every input to those rows
-        (a cross-validation fold) without copying the whole selection. Nothing is added when a
-        chunk is rejected, so a bad batch leaves the statistics as they were.
+        Nothing is added when a chunk is rejected, so a bad batch leaves the statistics as
+        they were.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, d)
+            Embeddings; a ``numpy.memmap`` is read once, chunk by chunk.
+        views : ndarray of shape (n, n_views, d), default=None
+            Intervened copies of the samples, sample-major; their Deltas are ``X - views``.
+        y : ndarray of shape (n,), default=None
+            Class labels, given together with ``domains`` for domain contrasts.
+        domains : ndarray of shape (n,), default=None
+            Domain labels.
+        index : ndarray of int, default=None
+            Restricts every input to these rows (a cross-validation fold) without copying
+            the whole selection.
+
+        Returns
+        -------
+        self : InterventionStatistics
+            The statistics, with the samples added.
+
+        Raises
+        ------
+        ValueError
+            When ``X`` or ``views`` hold NaN or infinity, or values whose squares overflow.
         """
         n_rows = X.shape[0] if index is None else len(index)
         n_views = 0 if views is None else views.shape[1]
@@ -175,7 +211,23 @@ class InterventionStatistics:
         entry[1] += count
 
     def add_pairs(self, first: np.ndarray, second: np.ndarray) -> InterventionStatistics:
-        """Add Deltas of pairs not aligned with the samples, such as text prompt pairs."""
+        """Add Deltas of pairs not aligned with the samples, such as text prompt pairs.
+
+        Parameters
+        ----------
+        first, second : array-like of shape (n_pairs, d)
+            The two sides of each pair; their Deltas are ``first - second``.
+
+        Returns
+        -------
+        self : InterventionStatistics
+            The statistics, with the pairs added.
+
+        Raises
+        ------
+        ValueError
+            When the pairs hold NaN or infinity, or values whose squares overflow.
+        """
         deltas = np.asarray(first, dtype=np.float64) - np.asarray(second, dtype=np.float64)
         self._add_source(
             "intervention_pairs", _checked_gram(deltas, "intervention_pairs"), len(deltas)
@@ -183,7 +235,18 @@ class InterventionStatistics:
         return self
 
     def merge(self, other: InterventionStatistics) -> InterventionStatistics:
-        """Add the statistics of other samples (with the same shift, or none yet)."""
+        """Add the statistics of other samples, as if their batches had been added here.
+
+        Parameters
+        ----------
+        other : InterventionStatistics
+            Statistics of other samples, with the same ``n_features`` and ``center``.
+
+        Returns
+        -------
+        self : InterventionStatistics
+            The merged statistics.
+        """
         if other.n_samples:
             if self.shift is None:
                 self.shift = other.shift
@@ -211,11 +274,23 @@ class InterventionStatistics:
         return self
 
     def mean(self) -> np.ndarray:
-        """Mean of the samples."""
+        """Mean of the samples.
+
+        Returns
+        -------
+        ndarray of shape (d,)
+            The mean of every sample added so far.
+        """
         return self.sum_z / self.n_samples
 
     def sigma_z(self) -> np.ndarray:
-        """``Z^T Z / n``, or the covariance of ``Z`` when ``center`` is true."""
+        """Second moment of the samples, or their covariance when ``center`` is true.
+
+        Returns
+        -------
+        ndarray of shape (d, d)
+            ``Z^T Z / n``, or the covariance of ``Z``.
+        """
         if not self.center:
             return self.gram_z / self.n_samples
         offset = self.mean() - self.shift
@@ -225,6 +300,12 @@ class InterventionStatistics:
         """Differences of class-conditional domain means, every pair of domains per class.
 
         The same rows as :func:`skcicm.subspace.domain_contrast_deltas`, from the sums.
+
+        Returns
+        -------
+        ndarray of shape (n_contrasts, d)
+            One row per class and pair of domains in which that class was seen; no rows
+            when no class was seen in two domains.
         """
         by_class: dict[Any, list[np.ndarray]] = {}
         for (label, _), (total, count) in self.domain_sums.items():
@@ -238,7 +319,14 @@ class InterventionStatistics:
         return np.asarray(rows) if rows else np.empty((0, self.n_features))
 
     def delta_grams(self) -> dict[str, tuple[np.ndarray, int]]:
-        """``(Delta^T Delta, n_rows)`` of each source that has rows, in a fixed order."""
+        """The Gram matrix of the Deltas of each intervention source.
+
+        Returns
+        -------
+        dict of str to (ndarray of shape (d, d), int)
+            ``(Delta^T Delta, n_rows)`` of each source that has rows, among
+            ``"interventions"``, ``"domains"`` and ``"intervention_pairs"``, in that order.
+        """
         grams = {}
         if "interventions" in self.sources:
             grams["interventions"] = tuple(self.sources["interventions"])
@@ -251,7 +339,13 @@ class InterventionStatistics:
         return {name: (gram, count) for name, (gram, count) in grams.items() if count}
 
     def sigma_delta(self) -> np.ndarray:
-        """Average of ``Delta^T Delta / m`` over the sources (zeros when there are none)."""
+        """Intervention covariance ``Sigma_Delta`` of the CLIP-ICM objective.
+
+        Returns
+        -------
+        ndarray of shape (d, d)
+            Average of ``Delta^T Delta / m`` over the sources; zeros when there are none.
+        """
         grams = self.delta_grams()
         covariance = np.zeros((self.n_features, self.n_features))
         for gram, count in grams.values():
@@ -276,8 +370,26 @@ def dask_statistics(X: Any, views: Any = None, *, center: bool = False) -> Inter
     """Statistics of a row-chunked ``dask.array``, reduced from per-block statistics.
 
     Each block's statistics are computed where the block lives (any Dask scheduler or
-    distributed cluster); only d x d sums travel. ``views`` (n, n_views, d), a Dask or numpy
-    array, is aligned to the blocks of ``X``.
+    distributed cluster); only d x d sums travel.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n, d)
+        Embeddings, chunked by rows.
+    views : dask.array.Array or ndarray of shape (n, n_views, d), default=None
+        Intervened copies, sample-major; re-chunked to the row blocks of ``X``.
+    center : bool, default=False
+        As in :class:`InterventionStatistics`.
+
+    Returns
+    -------
+    InterventionStatistics
+        The statistics of all rows, computed.
+
+    Raises
+    ------
+    ValueError
+        When a block holds NaN, infinity, or values whose squares overflow.
     """
     import dask
     import dask.array as da

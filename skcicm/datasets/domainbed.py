@@ -25,7 +25,7 @@ from sklearn.utils import Bunch
 # torchvision's ImageFolder extensions, so that the same files are found as in DomainBed.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
-# Dataset name -> (folder names DomainBed's download script creates, domain folder names).
+#: Dataset name -> (folder names DomainBed's download script creates, domain folder names).
 DOMAINBED_DATASETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "PACS": (("PACS",), ("art_painting", "cartoon", "photo", "sketch")),
     "VLCS": (("VLCS",), ("Caltech101", "LabelMe", "SUN09", "VOC2007")),
@@ -44,7 +44,24 @@ DOMAINBED_HOLDOUT_FRACTION = 0.2
 
 
 def canonical_domainbed_name(name: str) -> str:
-    """The DomainBed spelling of a dataset name (``"pacs"`` -> ``"PACS"``), or a ValueError."""
+    """The DomainBed spelling of a dataset name (``"pacs"`` -> ``"PACS"``).
+
+    Parameters
+    ----------
+    name : str
+        A DomainBed dataset name or folder name, in any case, with or without ``_`` and
+        ``-`` (``"office_home"``, ``"OfficeHomeDataset_10072016"``).
+
+    Returns
+    -------
+    str
+        The key of the dataset in :data:`DOMAINBED_DATASETS`.
+
+    Raises
+    ------
+    ValueError
+        When ``name`` is no DomainBed dataset; the message lists the known ones.
+    """
     lowered = name.replace("_", "").replace("-", "").lower()
     for canonical, (folders, _) in DOMAINBED_DATASETS.items():
         if lowered in {canonical.lower(), *(f.replace("_", "").lower() for f in folders)}:

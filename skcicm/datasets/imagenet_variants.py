@@ -29,6 +29,7 @@ from sklearn.utils import Bunch
 from skcicm.datasets._imagenet_wnids import IMAGENET_A_INDICES, IMAGENET_R_INDICES, IMAGENET_WNIDS
 from skcicm.datasets.domainbed import _list_images, _subdirectories
 
+#: The ImageNet variants that :func:`load_imagenet_variant` reads, by their folder names.
 IMAGENET_VARIANTS: tuple[str, ...] = ("imagenet-v2", "imagenet-sketch", "imagenet-r", "imagenet-a")
 
 # Folder names the variants are distributed under, for find_imagenet_folders.
@@ -43,6 +44,14 @@ _FOLDER_NAMES: dict[str, tuple[str, ...]] = {
 
 def imagenet_templates() -> list[str]:
     """The 80 prompt templates of CLIP's ImageNet evaluation, with ``{}`` for the class name.
+
+    They are open_clip's copy of OpenAI's list, so that zero-shot accuracies compare with
+    published ones.
+
+    Returns
+    -------
+    list of str
+        The templates, in OpenAI's order.
 
     Examples
     --------

@@ -24,7 +24,7 @@ from skcicm.datasets.imagenet_variants import find_imagenet_folders, load_imagen
 
 TOYWORLD = "toyworld"
 IMAGENET = "imagenet"
-# Seed of the default ToyWorld images: not one ToyCLIP was trained or evaluated on.
+#: Seed of the default ToyWorld images: not one ToyCLIP was trained or evaluated on.
 TOYWORLD_SEED = 2025
 
 
@@ -44,6 +44,17 @@ def load_toyworld_dataset(
     ToyCLIP learned captions such as ``"a sketch of an arrow"``, so the class prompts are
     ``"a photo of {}"`` filled with the class name and its article (``"an arrow"``), and
     ``text_template`` (``"a {style} of {}"``) gives style prompt pairs in the same format.
+
+    Parameters
+    ----------
+    n_per_cell : int, default=20
+        Number of images per (class, domain) cell.
+    domains : sequence of str, default=None
+        Styles to render, a subset of :data:`TOYWORLD_DOMAINS`; None renders all.
+    image_size : int, default=32
+        Height and width of the images in pixels.
+    random_state : int, default=TOYWORLD_SEED
+        Seed of the world; the default is the one the shipped ToyCLIP was evaluated on.
 
     Returns
     -------
@@ -65,7 +76,13 @@ def load_toyworld_dataset(
 
 
 def known_datasets() -> list[str]:
-    """Dataset names the command line accepts besides a folder path."""
+    """Dataset names the command line accepts besides a folder path.
+
+    Returns
+    -------
+    list of str
+        ``"toyworld"``, the DomainBed names and ``"imagenet"``.
+    """
     return [TOYWORLD, *DOMAINBED_DATASETS, IMAGENET]
 
 
@@ -94,6 +111,8 @@ def load_dataset(
     Returns
     -------
     dataset : Bunch
+        ``images``, ``labels``, ``domains``, ``class_names``, ``domain_names`` and ``name``,
+        plus ``prompt_names`` and ``templates`` where the data set has its own prompts.
 
     Raises
     ------
@@ -142,7 +161,10 @@ def load_imagenet_datasets(
 
     Returns
     -------
-    source, variants : Bunch and dict of Bunch
+    source : Bunch
+        The ImageNet source, as :func:`load_imagenet_variant` returns it.
+    variants : dict of str to Bunch
+        Each variant found (or asked for), by name.
     """
     folders = find_imagenet_folders(root, None if variants is None else ["imagenet", *variants])
     if IMAGENET not in folders:

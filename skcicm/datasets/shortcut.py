@@ -35,6 +35,8 @@ from skcicm.datasets.toyworld import (
 
 __all__ = ["SHORTCUT_RELATIONS", "make_toyworld_shortcut", "worst_group_accuracy"]
 
+#: How the shortcut attribute relates to the class in the target domain of
+#: :func:`make_toyworld_shortcut`: a different class-to-attribute map, or none at all.
 SHORTCUT_RELATIONS: tuple[str, ...] = ("reassigned", "uncorrelated")
 # Owned background colours keep a little more than the minimum contrast, so that the jitter of
 # object and background colours (sd _JITTER per channel) rarely needs a redraw; a larger margin
@@ -328,6 +330,25 @@ def make_toyworld_shortcut(
 
 def worst_group_accuracy(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray) -> float:
     """The lowest accuracy over the groups present (``groups`` of :func:`make_toyworld_shortcut`).
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True labels.
+    y_pred : array-like of shape (n_samples,)
+        Predicted labels.
+    groups : array-like of shape (n_samples,)
+        Group of each sample.
+
+    Returns
+    -------
+    float
+        The accuracy of the group where the predictions are worst.
+
+    Raises
+    ------
+    ValueError
+        When the three arrays are empty, not 1-d or of different lengths.
 
     Examples
     --------

@@ -38,7 +38,9 @@ __all__ = [
     "toyworld_caption",
 ]
 
+#: The styles ToyWorld renders, one domain each.
 TOYWORLD_DOMAINS: tuple[str, ...] = ("photo", "sketch", "cartoon", "painting", "mosaic", "neon")
+#: The shapes ToyWorld draws: its classes, the invariant factor.
 TOYWORLD_CLASSES: tuple[str, ...] = (
     "circle",
     "square",
@@ -51,8 +53,9 @@ TOYWORLD_CLASSES: tuple[str, ...] = (
     "ring",
     "crescent",
 )
+#: Background patterns, a variant factor.
 TOYWORLD_BACKGROUNDS: tuple[str, ...] = ("plain", "gradient", "stripes", "dots", "noise")
-# Named object colours; captions use these names, the rendered RGB is jittered around them.
+#: Named object colours; captions use these names, the rendered RGB is jittered around them.
 TOYWORLD_COLORS: dict[str, tuple[int, int, int]] = {
     "red": (214, 39, 40),
     "orange": (255, 127, 14),
@@ -65,6 +68,8 @@ TOYWORLD_COLORS: dict[str, tuple[int, int, int]] = {
     "brown": (140, 86, 75),
     "gray": (127, 127, 127),
 }
+#: The variant factor groups :func:`render_counterfactuals` can intervene on, each with the
+#: factor records it re-draws.
 TOYWORLD_FACTOR_GROUPS: dict[str, tuple[str, ...]] = {
     "style": ("style",),
     "colors": ("color", "object_rgb", "background_rgb"),
@@ -322,6 +327,7 @@ def render_toyworld(
     Returns
     -------
     images : ndarray of shape (n, image_size, image_size, 3), dtype uint8
+        One RGB image per record.
     masks : ndarray of shape (n, image_size, image_size), dtype float32
         Only if ``return_masks``; values in [0, 1].
 
@@ -435,6 +441,7 @@ def toyworld_caption(style: str, shape: str, color: str | None = None) -> str:
     Returns
     -------
     str
+        The caption, with the article ("a" or "an") that the next word needs.
 
     Examples
     --------
@@ -609,6 +616,7 @@ def render_counterfactuals(
     Returns
     -------
     images : ndarray of shape (n, H, W, 3), dtype uint8
+        One twin per sample of ``indices``, in their order.
     factors : dict of str to ndarray
         Only if ``return_factors``.
 

@@ -36,8 +36,11 @@ class EmbeddedDataset:
     domains : ndarray of shape (n_samples,)
         Domain name of every sample.
     class_names : list of str
+        Name of each class; label ``i`` is ``class_names[i]``.
     domain_names : list of str
+        Names of the domains, in the data set's order.
     name : str, default="dataset"
+        Name of the data set, recorded in results rows.
     class_embeddings : ndarray of shape (n_classes, n_features), default=None
         Class prompt embeddings, for the zero-shot head.
     interventions : ndarray of shape (n_samples, n_views, n_features), default=None
@@ -124,7 +127,18 @@ class EmbeddedDataset:
         return int(self.embeddings.shape[1])
 
     def replace(self, **changes: Any) -> EmbeddedDataset:
-        """A copy with ``changes`` applied (arrays are shared, not copied)."""
+        """A copy with ``changes`` applied (arrays are shared, not copied).
+
+        Parameters
+        ----------
+        **changes : dict
+            New values of fields, by field name.
+
+        Returns
+        -------
+        EmbeddedDataset
+            The copy.
+        """
         return dataclasses.replace(self, **changes)
 
     def source_only(self, target: str | None) -> EmbeddedDataset:
@@ -134,6 +148,17 @@ class EmbeddedDataset:
         counterfactual copies rendered in the target's style are dropped from every other
         sample; text pairs whose prompts name the target are dropped. With ``target=None``
         (no held-out domain) the data set is returned unchanged.
+
+        Parameters
+        ----------
+        target : str or None
+            The held-out domain, or None.
+
+        Returns
+        -------
+        EmbeddedDataset
+            A copy that carries nothing of ``target`` into a fit (its rows are still there,
+            to be scored).
 
         Examples
         --------
@@ -275,6 +300,15 @@ default=("image",)
     Returns
     -------
     embedded : EmbeddedDataset
+        The embeddings, labels and domains, with the interventional data of the requested
+        sources and (``class_embeddings=True``) the class prompt embeddings.
+
+    Raises
+    ------
+    ValueError
+        When an intervention source is unknown, ``"image"`` and ``"counterfactual"`` are
+        both requested, or ``"text"`` is requested from a featurizer without
+        ``text_interventions``; all before any image is encoded.
     """
     interventions = check_choice(interventions, INTERVENTION_SOURCES, "interventions")
     if {"image", "counterfactual"} <= set(interventions):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+#: The methods every protocol compares, from name (as in results rows and ``--methods``) to
+#: display name.
 METHODS: dict[str, str] = {
     "clip_zero_shot": "CLIP zero-shot",
     "clip_linear_probe": "CLIP linear probe",
@@ -30,6 +32,17 @@ DEFAULT_COMPONENT_FRACTIONS: tuple[float, ...] = (0.25, 0.5, 1.0)
 
 def default_n_components(n_features: int) -> list[int]:
     """The default ``n_components`` grid for embeddings of dimension ``n_features``.
+
+    Parameters
+    ----------
+    n_features : int
+        Dimension of the embeddings.
+
+    Returns
+    -------
+    list of int
+        The distinct values of ``round(f * n_features)`` (at least 1) for the fractions ``f``
+        of ``DEFAULT_COMPONENT_FRACTIONS``, sorted.
 
     Examples
     --------

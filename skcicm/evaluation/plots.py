@@ -153,7 +153,13 @@ def plot_accuracy_vs_param(
 
     Returns
     -------
-    path : Path
+    path : pathlib.Path
+        The PNG file written.
+
+    Raises
+    ------
+    ValueError
+        When ``param`` is not one of the two choices, or ``sweep`` is empty.
     """
     if param not in ("lam", "n_components"):
         raise ValueError(f"param must be 'lam' or 'n_components'; got {param!r}.")
@@ -247,6 +253,27 @@ def plot_heatmap(
 
     Each cell is the mean over seeds; all panels share one colour scale (one colour bar), and
     the outlined cell is the selected (lam, K), as the legend below the panels says.
+
+    Parameters
+    ----------
+    sweep, results : sequence of dict
+        The ``sweep`` and ``results`` rows of a protocol.
+    target : str
+        The target domain whose accuracies are shown.
+    path : str or path-like
+        PNG file to write.
+    title : str, default=None
+        Figure title; None uses ``target``.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The PNG file written.
+
+    Raises
+    ------
+    ValueError
+        When ``sweep`` has no rows for ``target``.
     """
     _, methods = _keys(sweep)
     methods = [m for m in methods if any(r["target"] == target and r["method"] == m for r in sweep)]
@@ -331,9 +358,19 @@ def plot_protocol(
     Files: ``accuracy_vs_lam.png``, ``accuracy_vs_n_components.png`` and
     ``heatmap_<target>.png`` for each target. Nothing is written for an empty sweep.
 
+    Parameters
+    ----------
+    sweep, results : sequence of dict
+        The ``sweep`` and ``results`` rows of a protocol.
+    directory : str or path-like
+        Folder to write the PNG files into; created when missing.
+    title : str, default=None
+        Title of the accuracy plots.
+
     Returns
     -------
-    paths : list of Path
+    paths : list of pathlib.Path
+        The files written, empty for an empty sweep.
     """
     if not sweep:
         return []

@@ -53,6 +53,18 @@ def write_rows(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
     """Write tidy rows to ``path``: JSON lines for ``.jsonl``, else CSV.
 
     Missing values are written as empty CSV cells (``null`` in JSON lines).
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Results rows; the columns are the union of their keys, in order of appearance.
+    path : str or path-like
+        File to write; its parent folders are created.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The file written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,7 +98,23 @@ def _csv_value(value: Any) -> Any:
 def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Read rows written by :func:`write_rows`; numeric cells become int or float.
 
-    Empty cells (and JSON ``null``) read as NaN.
+    Empty cells (and JSON ``null``) read as NaN. Only numerals become numbers: a domain
+    named "nan" stays a string.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.jsonl`` or CSV file.
+
+    Returns
+    -------
+    rows : list of dict
+        One dict per row, from column name to value.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
     """
     path = Path(path)
     if path.suffix == ".jsonl":
@@ -117,7 +145,20 @@ def mean_confidence_interval(
 ) -> tuple[float, float]:
     """Mean and half-width of the Student-t confidence interval of the mean.
 
-    The half-width is NaN for a single value.
+    Parameters
+    ----------
+    values : iterable of float
+        Samples, such as the accuracies of several seeds.
+    confidence : float, default=0.95
+        Confidence level of the interval.
+
+    Returns
+    -------
+    mean : float
+        The sample mean.
+    half_width : float
+        Half-width of the interval, ``t_{(1+confidence)/2, n-1} * s / sqrt(n)``; NaN for a
+        single value.
 
     Examples
     --------
@@ -201,6 +242,12 @@ def markdown_table(
     Returns
     -------
     table : str
+        The table, mean over seeds per cell, with ``title`` above it when given.
+
+    Raises
+    ------
+    ValueError
+        When ``rows`` is empty.
 
     Examples
     --------

@@ -24,7 +24,7 @@ from sklearn.utils.metadata_routing import get_routing_for_object
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_method_params, check_is_fitted, validate_data
 
-from skcicm.estimator import InvariantCausalMechanism, _default_classifier
+from skcicm.estimator import DOC_LINK_TEMPLATE, InvariantCausalMechanism, _default_classifier
 from skcicm.fit_context import complete_from_context
 from skcicm.fit_inputs import (
     NoInterventionError,
@@ -141,6 +141,18 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
     n_splits_ : int
         Number of folds.
 
+    See Also
+    --------
+    skcicm.InvariantCausalMechanism : The estimator whose ``lam`` and ``n_components`` are
+        chosen here.
+    skcicm.model_selection.lodo_grid_search : The same choice with scikit-learn's
+        ``GridSearchCV``, for a whole Pipeline.
+
+    References
+    ----------
+    .. [1] Song et al., "Learning Invariant Causal Mechanism from Vision-Language Models",
+       ICML 2025. https://arxiv.org/abs/2405.15289
+
     Examples
     --------
     >>> import numpy as np
@@ -157,6 +169,9 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
     >>> search.predict(Z[:3]).shape
     (3,)
     """
+
+    _doc_link_module = "skcicm"
+    _doc_link_template = DOC_LINK_TEMPLATE
 
     _parameter_constraints: dict = {
         "lams": ["array-like", Interval(Real, 0, None, closed="left")],
@@ -242,15 +257,46 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
     ) -> InvariantCausalMechanismCV:
         """Score every candidate on every fold, choose the best, and refit it.
 
-        Parameters are those of :meth:`skcicm.InvariantCausalMechanism.fit`, plus ``groups``
-        for the splitter (domains for leave-one-domain-out). ``interventions`` and
-        ``domains`` are split with the samples; the pairs and class embeddings are shared.
-        Other keyword arguments go to the scorer, split with the samples; a scorer that
-        requests ``interventions`` (metadata routing) gets the held-out samples' ones.
+        ``interventions`` and ``domains`` are split with the samples; the pairs and class
+        embeddings are shared by all folds.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings, possibly carrying a :class:`~skcicm.CLIPFeaturizer`'s context.
+        y : array-like of shape (n_samples,), default=None
+            Class labels.
+        groups : array-like of shape (n_samples,), default=None
+            Group labels for the splitter: the domains, for leave-one-domain-out selection.
+        interventions : array-like of shape (n_samples, n_features) or \
+                (n_samples, n_views, n_features), default=None
+            Embeddings of intervened copies of the samples, as in
+            :meth:`skcicm.InvariantCausalMechanism.fit`.
+        domains : array-like of shape (n_samples,), default=None
+            Domain labels whose class-conditional contrasts give Deltas.
+        intervention_pairs : tuple of two array-likes of shape (n_pairs, n_features)
+            Pairs that differ only in variant factors, such as text prompt pairs.
+        class_embeddings : array-like of shape (n_classes, n_features), default=None
+            Text embeddings of the class prompts, for ``head="zero_shot"``.
+        class_labels : array-like of shape (n_classes,), default=None
+            Label of each row of ``class_embeddings``.
+        **score_params : dict
+            Passed to the scorer, split with the samples; a scorer that requests
+            ``interventions`` (metadata routing) gets the held-out samples' ones.
 
         Returns
         -------
         self : object
+            The fitted search, with ``cv_results_``, ``best_params_`` and (``refit=True``)
+            ``best_estimator_``.
+
+        Raises
+        ------
+        NoInterventionError
+            When a candidate has ``lam > 0`` and there is no interventional data, before any
+            fold is fitted.
+        ValueError
+            When the grid or the tunable choices are invalid.
         """
         interventions, intervention_pairs, class_embeddings, class_labels = complete_from_context(
             X,
@@ -438,26 +484,110 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         return self.best_estimator_
 
     def transform(self, X: Any) -> np.ndarray:
-        """The refitted best candidate's invariant features."""
+        """Project ``X`` onto the refitted best candidate's invariant subspace.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_components_)
+            The invariant features.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            When the search is not fitted, or was fitted with ``refit=False``.
+        """
         return self._best().transform(X)
 
     @available_if(_delegate_has("predict"))
     def predict(self, X: Any) -> np.ndarray:
-        """The refitted best candidate's predictions."""
+        """Predict classes with the refitted best candidate.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Predicted labels.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            When the search is not fitted, or was fitted with ``refit=False``.
+        """
         return self._best().predict(X)
 
     @available_if(_delegate_has("predict_proba"))
     def predict_proba(self, X: Any) -> np.ndarray:
-        """The refitted best candidate's class probabilities."""
+        """Class probabilities of the refitted best candidate.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probability of each class of ``classes_``.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            When the search is not fitted, or was fitted with ``refit=False``.
+        """
         return self._best().predict_proba(X)
 
     @available_if(_delegate_has("decision_function"))
     def decision_function(self, X: Any) -> np.ndarray:
-        """The refitted best candidate's decision function."""
+        """Class scores of the refitted best candidate.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            See :meth:`skcicm.InvariantCausalMechanism.decision_function`.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            When the search is not fitted, or was fitted with ``refit=False``.
+        """
         return self._best().decision_function(X)
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
-        """Accuracy of the refitted best candidate."""
+        """Accuracy of the refitted best candidate.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+        y : array-like of shape (n_samples,)
+            True labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        score : float
+            Mean accuracy of the best candidate's predictions.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            When the search is not fitted, or was fitted with ``refit=False``.
+        """
         return self._best().score(X, y, sample_weight=sample_weight)
 
 

@@ -111,9 +111,26 @@ class InterventionalScorer:
     def set_score_request(
         self, *, interventions: bool | str | None = _UNSET
     ) -> InterventionalScorer:
-        """Request ``interventions`` as metadata (True, False, None or an alias string).
+        """Request ``interventions`` as metadata, as scikit-learn's ``set_score_request``.
 
         Only available with ``sklearn.set_config(enable_metadata_routing=True)``.
+
+        Parameters
+        ----------
+        interventions : bool, str or None, optional
+            True requests the metadata ``interventions``, False refuses it, None raises if it
+            is given, and a string requests it under that alias. Left out, the request is
+            unchanged.
+
+        Returns
+        -------
+        self : InterventionalScorer
+            The scorer.
+
+        Raises
+        ------
+        RuntimeError
+            When metadata routing is not enabled.
         """
         if not sklearn.get_config()["enable_metadata_routing"]:
             raise RuntimeError(
@@ -125,7 +142,13 @@ class InterventionalScorer:
         return self
 
     def get_metadata_routing(self) -> MetadataRequest:
-        """The metadata this scorer requests, for scikit-learn's routing."""
+        """The metadata this scorer requests, for scikit-learn's routing.
+
+        Returns
+        -------
+        sklearn.utils.metadata_routing.MetadataRequest
+            The request of ``interventions`` by ``score``.
+        """
         request = MetadataRequest(owner=self)
         request.score.add_request(param="interventions", alias=self._interventions_request)
         return request

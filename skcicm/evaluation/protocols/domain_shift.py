@@ -131,8 +131,22 @@ def domain_shift_split(
 ) -> dict[str, np.ndarray]:
     """The sample indices :func:`domain_shift` uses for one target and seed.
 
-    ``"train"``: the source domains' "in" parts; ``"test"``: the target's "in" part;
-    ``"validation"``: the target's "out" part (the oracle's).
+    Parameters
+    ----------
+    embedded : EmbeddedDataset
+        Output of :func:`~skcicm.evaluation.embed_dataset`.
+    target : str
+        Name of the target domain.
+    seed : int
+        DomainBed trial seed of the "in"/"out" split of each domain.
+    holdout_fraction : float, default=0.2
+        Fraction of each domain in the "out" split.
+
+    Returns
+    -------
+    split : dict of str to ndarray of int
+        ``"train"``: the source domains' "in" parts; ``"test"``: the target's "in" part;
+        ``"validation"``: the target's "out" part (the oracle's).
     """
     return _split(embedded.domains == target, holdout_mask(embedded, seed, holdout_fraction))
 
@@ -156,9 +170,33 @@ def evaluate_domain_shift(
 ) -> Bunch:
     """Encode ``dataset`` with ``featurizer`` and run :func:`domain_shift` on it.
 
-    ``interventions`` and ``templates`` go to :func:`~skcicm.evaluation.embed_dataset`, the
-    other keyword arguments to :func:`domain_shift`. Rows also record the model and the
-    interventions.
+    Parameters
+    ----------
+    featurizer : CLIPFeaturizer
+        Encodes the images and prompts; give it a ``cache_dir`` to keep the embeddings on
+        disk between runs.
+    dataset : Bunch
+        A loaded data set with ``images``, ``labels``, ``domains``, ``class_names`` and
+        ``domain_names``, as returned by :func:`skcicm.datasets.load_dataset`.
+    interventions : sequence of {"image", "counterfactual", "text", "domain"}, \
+default=("image",)
+        Sources of interventional data, as in :func:`~skcicm.evaluation.embed_dataset`.
+    templates : sequence of str, default=None
+        Zero-shot prompt templates; defaults to the dataset's, then to the featurizer's.
+    **protocol_params : dict
+        Keyword arguments of :func:`domain_shift` (``targets``, ``methods``, ``lam``,
+        ``n_components``, ``tuning``, ``seeds``...).
+
+    Returns
+    -------
+    result : Bunch
+        As :func:`domain_shift`; rows also record the model and the interventions.
+
+    Raises
+    ------
+    ValueError
+        When an intervention source is unknown or cannot apply to this featurizer or data
+        set (checked before any image is encoded), or a protocol parameter is invalid.
     """
     embedded = embed_dataset(featurizer, dataset, interventions=interventions, templates=templates)
     return annotate(domain_shift(embedded, **protocol_params), featurizer, interventions)

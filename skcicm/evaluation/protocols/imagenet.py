@@ -135,6 +135,35 @@ def evaluate_imagenet_variants(
     """Encode ImageNet and its variants with ``featurizer`` and run :func:`imagenet_shift`.
 
     Only the source images get intervened copies; the variants are encoded clean.
+
+    Parameters
+    ----------
+    featurizer : CLIPFeaturizer
+        Encodes the images and prompts; give it a ``cache_dir`` to keep the embeddings on
+        disk between runs.
+    source : Bunch
+        The ImageNet source, as returned by :func:`skcicm.datasets.load_imagenet_variant`.
+    variants : mapping of str to Bunch
+        The variants to score on (ImageNet-V2, -Sketch, -A, -R...), by name.
+    interventions : sequence of {"image", "counterfactual", "text"}, default=("image",)
+        Sources of interventional data, as in :func:`~skcicm.evaluation.embed_dataset`;
+        ``"domain"`` does not apply to a single-domain source.
+    templates : sequence of str, default=None
+        Zero-shot prompt templates; defaults to the source's, then to the featurizer's.
+    **protocol_params : dict
+        Keyword arguments of :func:`imagenet_shift` (``methods``, ``lam``,
+        ``n_components``, ``tuning``, ``seeds``...).
+
+    Returns
+    -------
+    result : Bunch
+        As :func:`imagenet_shift`; rows also record the model and the interventions.
+
+    Raises
+    ------
+    ValueError
+        When ``interventions`` holds ``"domain"`` or an unknown source, before any image is
+        encoded, or a protocol parameter is invalid.
     """
     if "domain" in interventions:
         raise ValueError(

@@ -119,6 +119,17 @@ def harmonic_mean(a: float, b: float) -> float:
 def base_classes(class_names: Sequence[str]) -> np.ndarray:
     """Labels of the base classes: the first half (rounded up) of the sorted class names.
 
+    Parameters
+    ----------
+    class_names : sequence of str
+        Name of each class; label ``i`` is ``class_names[i]``.
+
+    Returns
+    -------
+    labels : ndarray of int
+        Labels of the base classes, in the alphabetical order of their names; the other
+        classes are novel.
+
     Examples
     --------
     >>> base_classes(["zebra", "ant", "cat"]).tolist()
@@ -138,7 +149,36 @@ def evaluate_open_class(
 ) -> Bunch:
     """Encode ``dataset`` with ``featurizer`` and run :func:`open_class` on it.
 
-    Text interventions are built from the base class names only.
+    Text interventions are built from the base class names only, so that no novel class
+    name reaches a fit.
+
+    Parameters
+    ----------
+    featurizer : CLIPFeaturizer
+        Encodes the images and prompts; give it a ``cache_dir`` to keep the embeddings on
+        disk between runs.
+    dataset : Bunch
+        A loaded data set with ``images``, ``labels``, ``domains``, ``class_names`` and
+        ``domain_names``, as returned by :func:`skcicm.datasets.load_dataset`.
+    interventions : sequence of {"image", "counterfactual", "text", "domain"}, \
+default=("image",)
+        Sources of interventional data, as in :func:`~skcicm.evaluation.embed_dataset`.
+    templates : sequence of str, default=None
+        Zero-shot prompt templates; defaults to the dataset's, then to the featurizer's.
+    **protocol_params : dict
+        Keyword arguments of :func:`open_class` (``targets``, ``methods``, ``lam``,
+        ``n_components``, ``tuning``, ``seeds``...).
+
+    Returns
+    -------
+    result : Bunch
+        As :func:`open_class`; rows also record the model and the interventions.
+
+    Raises
+    ------
+    ValueError
+        When an intervention source is unknown or cannot apply to this featurizer or data
+        set (checked before any image is encoded), or a protocol parameter is invalid.
     """
     embedded = embed_dataset(
         featurizer,
