@@ -18,7 +18,7 @@ ZERO_SHOT_METHODS: tuple[str, ...] = ("clip_zero_shot", "icm_zero_shot")
 # "image": augmented copies; "counterfactual": exact re-renderings of each image in the other
 # domains' styles (ToyWorld only); "text": prompt pairs; "domain": contrasts between domains.
 INTERVENTION_SOURCES: tuple[str, ...] = ("image", "counterfactual", "text", "domain")
-TUNING: tuple[str, ...] = ("source", "oracle")
+TUNING: tuple[str, ...] = ("source", "interventional", "oracle")
 # The default grid contains the no-ICM setting (lam = 0, K = d: a rotation of CLIP's space), so
 # that source tuning can fall back to plain CLIP where the method does not help. Absolute
 # lam >= 10 is left out: with full-rank image Deltas it keeps near-empty directions and falls
