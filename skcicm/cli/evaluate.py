@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from skcicm.evaluation.options import INTERVENTION_SOURCES, METHODS, ZERO_SHOT_METHODS
+from skcicm.evaluation.options import INTERVENTION_SOURCES, METHODS, TUNING, ZERO_SHOT_METHODS
 from skcicm.prompts import check_class_template
 
 # What earlier runs wrote into a run folder; removed before writing, so none outlives its run.
@@ -44,13 +44,43 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _resolve(args: argparse.Namespace) -> dict[str, Any]:
-    """Validate and resolve the options into protocol settings (raises ValueError)."""
-    dataset = args.dataset
-    protocol = args.protocol or ("imagenet" if dataset.lower() == "imagenet" else "domain-shift")
-    if (protocol == "imagenet") != (dataset.lower() == "imagenet"):
+def _protocols(args: argparse.Namespace) -> list[str]:
+    dataset = args.dataset.lower()
+    if args.protocol is not None:
+        protocols = [args.protocol]
+    elif dataset == "imagenet":
+        protocols = ["imagenet"]
+    elif dataset == "toyworld":
+        protocols = ["domain-shift", "shortcut"]
+    else:
+        protocols = ["domain-shift"]
+    if ("imagenet" in protocols) != (dataset == "imagenet"):
         raise ValueError("--protocol imagenet and --dataset imagenet go together.")
-    interventions = _comma_list(args.interventions)
+    if "shortcut" in protocols and dataset != "toyworld":
+        raise ValueError(
+            "--protocol shortcut needs --dataset toyworld: it draws ToyWorld images whose "
+            "colours and backgrounds predict the class."
+        )
+    return protocols
+
+
+def _resolve(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Validate and resolve the options into the settings of each protocol to run (raises
+    ValueError)."""
+    resolved = [_resolve_protocol(args, protocol) for protocol in _protocols(args)]
+    if args.shortcut_n_per_cell < 1:
+        raise ValueError(
+            f"--shortcut-n-per-cell must be at least 1; got {args.shortcut_n_per_cell}."
+        )
+    return resolved
+
+
+def _resolve_protocol(args: argparse.Namespace, protocol: str) -> dict[str, Any]:
+    dataset = args.dataset
+    shortcut = protocol == "shortcut"
+    default_interventions = ",".join(INTERVENTION_SOURCES) if shortcut else "image"
+    interventions = _comma_list(args.interventions or default_interventions)
+    tuning = args.tuning or (list(TUNING) if shortcut else ["source"])
     unknown = sorted(set(interventions) - set(INTERVENTION_SOURCES))
     if unknown:
         raise ValueError(
@@ -61,8 +91,22 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
             f"--interventions counterfactual needs --dataset toyworld: {dataset!r} cannot "
             "re-render its images in another domain's style; use image, text or domain."
         )
-    if {"image", "counterfactual"} <= set(interventions):
+    if {"image", "counterfactual"} <= set(interventions) and not shortcut:
         raise ValueError("--interventions: image and counterfactual are exclusive; choose one.")
+    if "interventional" in tuning and protocol == "imagenet":
+        raise ValueError(
+            "--tuning interventional needs several source domains to leave one out; the "
+            "ImageNet source is one domain."
+        )
+    if (
+        "interventional" in tuning
+        and not shortcut
+        and not {"image", "counterfactual"} & set(interventions)
+    ):
+        raise ValueError(
+            "--tuning interventional scores on intervened copies of the held-out source "
+            "images: add image or counterfactual to --interventions."
+        )
     allowed = ZERO_SHOT_METHODS if protocol == "open-class" else tuple(METHODS)
     methods = _comma_list(args.methods) if args.methods else list(allowed)
     bad = [m for m in methods if m not in allowed]
@@ -96,9 +140,14 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     pretrained = args.pretrained
     if pretrained is None and args.model is None and model == "ViT-B-16":
         pretrained = "openai"
+    extra: dict[str, Any] = {}
+    if shortcut:
+        extra = _resolve_shortcut(args)
     return {
         "protocol": protocol,
         "interventions": interventions,
+        "tuning": tuning,
+        **extra,
         "methods": methods,
         "lam": lam,
         "n_components": n_components,
@@ -110,9 +159,93 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _resolve_shortcut(args: argparse.Namespace) -> dict[str, Any]:
+    from skcicm.evaluation.protocols.shortcut import check_shortcut_settings
+
+    rho = _numbers(args.rho, float, "--rho")
+    factors = _comma_list(args.shortcut)
+    held_out = None if args.held_out.lower() == "none" else args.held_out
+    try:
+        check_shortcut_settings(rho, factors, args.target_relation, held_out)
+    except ValueError as error:
+        raise ValueError(f"--rho / --shortcut / --held-out: {error}") from None
+    return {"rho": rho, "shortcut": factors, "held_out": held_out}
+
+
 def run_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
     """Run ``skcicm evaluate`` with parsed ``args``; return the exit status (raises ValueError)."""
-    settings = _resolve(args)
+    runs = _resolve(args)
+    for number, settings in enumerate(runs):
+        if number:
+            print()
+        if settings["protocol"] == "shortcut":
+            _run_shortcut(args, argv, settings)
+        else:
+            _run_dataset_protocol(args, argv, settings)
+    return 0
+
+
+def _featurizer(args: argparse.Namespace, settings: dict[str, Any], cache_dir: Path, **params):
+    from skcicm.featurizer import CLIPFeaturizer
+
+    featurizer = CLIPFeaturizer(
+        settings["model"],
+        settings["pretrained"],
+        n_interventions=args.n_interventions,
+        device=args.device,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        cache_dir=str(cache_dir),
+        progress={"auto": "auto", "on": True, "off": False}[args.progress],
+        **params,
+    )
+    featurizer.fit(None)  # loads the weights now, so that a missing model fails before encoding
+    _check_n_components(settings["n_components"], len(featurizer.get_feature_names_out()))
+    return featurizer
+
+
+def _cache_dir(args: argparse.Namespace) -> Path:
+    return Path(args.cache_dir) if args.cache_dir else Path(args.output_dir) / "embedding_cache"
+
+
+def _run_shortcut(args: argparse.Namespace, argv: list[str], settings: dict[str, Any]) -> None:
+    from skcicm.evaluation.protocols.shortcut import shortcut
+
+    started = time.perf_counter()
+    run_dir = Path(args.output_dir) / "toyworld-shortcut"
+    _check_writable(run_dir)
+    featurizer = _featurizer(args, settings, _cache_dir(args))
+    _log(
+        f"Drawing and encoding shortcut worlds ({args.shortcut_n_per_cell} per cell, rho "
+        f"{settings['rho']}) with {settings['model']}, then running shortcut ..."
+    )
+    result = shortcut(
+        featurizer,
+        rho=settings["rho"],
+        shortcut_factors=settings["shortcut"],
+        target_relation=args.target_relation,
+        held_out=settings["held_out"],
+        n_per_cell=args.shortcut_n_per_cell,
+        interventions=settings["interventions"],
+        methods=settings["methods"],
+        lam=settings["lam"],
+        n_components=settings["n_components"],
+        tuning=settings["tuning"],
+        seeds=settings["seeds"],
+        holdout_fraction=args.holdout_fraction,
+        estimator_params={"lam_scale": args.lam_scale},
+        n_jobs=args.n_jobs,
+        progress={"auto": "auto", "on": True, "off": False}[args.progress],
+    )
+    seconds = time.perf_counter() - started
+    written = _write_outputs(args, argv, settings, result, run_dir, seconds)
+    print(written["table_text"])
+    print(f"\nResults written to {run_dir}/ ({', '.join(written['files'])})")
+
+
+def _run_dataset_protocol(
+    args: argparse.Namespace, argv: list[str], settings: dict[str, Any]
+) -> None:
     started = time.perf_counter()
     from skcicm.datasets import registry
 
@@ -137,31 +270,21 @@ def run_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
     if protocol != "imagenet":
         _check_targets_and_splits(args, settings, dataset)
     _check_writable(run_dir)
-    cache_dir = (
-        Path(args.cache_dir) if args.cache_dir else Path(args.output_dir) / "embedding_cache"
-    )
+    cache_dir = _cache_dir(args)
     progress = {"auto": "auto", "on": True, "off": False}[args.progress]
 
-    from skcicm.featurizer import CLIPFeaturizer
     from skcicm.prompts import domain_prompt_pairs
 
-    featurizer = CLIPFeaturizer(
-        settings["model"],
-        settings["pretrained"],
-        n_interventions=args.n_interventions,
+    featurizer = _featurizer(
+        args,
+        settings,
+        cache_dir,
         text_interventions=domain_prompt_pairs(
             dataset.get("domain_names", []), dataset.get("text_template", "a {style} of a {{}}.")
         )
         if "text" in settings["interventions"]
         else None,
-        device=args.device,
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        cache_dir=str(cache_dir),
-        progress=progress,
     )
-    featurizer.fit(None)  # loads the weights now, so that a missing model fails before encoding
-    _check_n_components(settings["n_components"], len(featurizer.get_feature_names_out()))
     _log(
         f"Encoding {n_images} images with {settings['model']} (cache: {cache_dir}), then "
         f"running {protocol} ..."
@@ -171,7 +294,6 @@ def run_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
     written = _write_outputs(args, argv, settings, result, run_dir, seconds)
     print(written["table_text"])
     print(f"\nResults written to {run_dir}/ ({', '.join(written['files'])})")
-    return 0
 
 
 def _check_targets_and_splits(
@@ -248,7 +370,7 @@ def _run_protocol(
         "methods": settings["methods"],
         "lam": settings["lam"],
         "n_components": settings["n_components"],
-        "tuning": args.tuning,
+        "tuning": settings["tuning"],
         "seeds": settings["seeds"],
         "holdout_fraction": args.holdout_fraction,
         "estimator_params": {"lam_scale": args.lam_scale},
@@ -264,6 +386,56 @@ def _run_protocol(
     return run(featurizer, dataset, targets=settings["targets"], n_jobs=args.n_jobs, **common)
 
 
+def _protocol_tables(result: Any, settings: dict[str, Any], title: str) -> list[str]:
+    from skcicm.evaluation.reporting import markdown_table
+    from skcicm.evaluation.takeaways import domain_shift_takeaway
+
+    open_class = settings["protocol"] == "open-class"
+    headline = "harmonic mean of base and novel accuracy" if open_class else "accuracy"
+    tables = [markdown_table(result.results, title=f"### {title}: {headline} (%)")]
+    if open_class:
+        for value in ("base_accuracy", "novel_accuracy"):
+            tables.append(
+                markdown_table(result.results, value, title=f"### {value.replace('_', ' ')} (%)")
+            )
+    elif settings["protocol"] == "domain-shift" and "icm_linear_probe" in settings["methods"]:
+        tables[-1] += "\n\n" + domain_shift_takeaway(result.results)
+    return tables
+
+
+def _shortcut_tables(
+    result: Any, settings: dict[str, Any], title: str, plot_dir: Path | None
+) -> tuple[list[str], list[Path]]:
+    """One table per rho, each with its take-away line; accuracy-vs-rho plots for a sweep."""
+    from skcicm.evaluation.plots import plot_accuracy_vs_rho
+    from skcicm.evaluation.protocols.shortcut import shortcut_table
+    from skcicm.evaluation.takeaways import shortcut_takeaway
+
+    target = str(result.results[0]["target"])
+    tables = []
+    for rho in settings["rho"]:
+        rows = [r for r in result.results if r["rho"] == rho]
+        table = shortcut_table(rows, title=f"### {title}: average and worst-group accuracy (%)")
+        if {"clip_linear_probe", "icm_linear_probe"} <= set(settings["methods"]):
+            table += "\n\n" + shortcut_takeaway(rows, target)
+        tables.append(table)
+    plots = []
+    if plot_dir is not None and len(settings["rho"]) > 1:
+        head = "linear_probe" if "icm_linear_probe" in settings["methods"] else "zero_shot"
+        for value in ("accuracy", "worst_group"):
+            for rule in dict.fromkeys(r["tuning"] for r in result.results if r["tuning"] != "none"):
+                plots.append(
+                    plot_accuracy_vs_rho(
+                        result.results,
+                        plot_dir / f"{value}_vs_rho_{rule}.png",
+                        method=head,
+                        tuning=rule,
+                        value=value,
+                    )
+                )
+    return tables, plots
+
+
 def _write_outputs(
     args: argparse.Namespace,
     argv: list[str],
@@ -273,7 +445,7 @@ def _write_outputs(
     seconds: float,
 ) -> dict[str, Any]:
     from skcicm.evaluation.plots import plot_protocol
-    from skcicm.evaluation.reporting import markdown_table, write_rows
+    from skcicm.evaluation.reporting import write_rows
 
     run_dir.mkdir(parents=True, exist_ok=True)
     _remove_earlier_outputs(run_dir)
@@ -285,19 +457,20 @@ def _write_outputs(
     if result.cv_results:
         files.append(write_rows(result.cv_results, run_dir / f"cv_results.{suffix}"))
     title = f"{result.dataset}, {settings['protocol']}, {settings['model']}"
-    open_class = settings["protocol"] == "open-class"
-    headline = "harmonic mean of base and novel accuracy" if open_class else "accuracy"
-    tables = [markdown_table(result.results, title=f"### {title}: {headline} (%)")]
-    if open_class:
-        for value in ("base_accuracy", "novel_accuracy"):
-            tables.append(
-                markdown_table(result.results, value, title=f"### {value.replace('_', ' ')} (%)")
-            )
+    if settings["protocol"] == "shortcut":
+        plot_dir = None if args.no_plots else run_dir / "plots"
+        tables, plots = _shortcut_tables(result, settings, title, plot_dir)
+    else:
+        tables = _protocol_tables(result, settings, title)
+        plots = (
+            []
+            if args.no_plots
+            else plot_protocol(result.sweep, result.results, run_dir / "plots", title=title)
+        )
     table_text = "\n\n".join(tables)
     (run_dir / "table.md").write_text(table_text + "\n")
     files.append(run_dir / "table.md")
-    if not args.no_plots:
-        files.extend(plot_protocol(result.sweep, result.results, run_dir / "plots", title=title))
+    files.extend(plots)
     record = {
         "command": ["skcicm", *argv],
         "arguments": vars(args),
