@@ -165,11 +165,12 @@ def _resolve_shortcut(args: argparse.Namespace) -> dict[str, Any]:
     rho = _numbers(args.rho, float, "--rho")
     factors = _comma_list(args.shortcut)
     held_out = None if args.held_out.lower() == "none" else args.held_out
+    sources = _comma_list(args.domains) if args.domains else None
     try:
-        check_shortcut_settings(rho, factors, args.target_relation, held_out)
+        check_shortcut_settings(rho, factors, args.target_relation, held_out, sources)
     except ValueError as error:
         raise ValueError(f"--rho / --shortcut / --held-out: {error}") from None
-    return {"rho": rho, "shortcut": factors, "held_out": held_out}
+    return {"rho": rho, "shortcut": factors, "held_out": held_out, "sources": sources}
 
 
 def run_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
@@ -225,6 +226,7 @@ def _run_shortcut(args: argparse.Namespace, argv: list[str], settings: dict[str,
         shortcut_factors=settings["shortcut"],
         target_relation=args.target_relation,
         held_out=settings["held_out"],
+        sources=settings["sources"],
         n_per_cell=args.shortcut_n_per_cell,
         interventions=settings["interventions"],
         methods=settings["methods"],
@@ -398,7 +400,10 @@ def _protocol_tables(result: Any, settings: dict[str, Any], title: str) -> list[
             tables.append(
                 markdown_table(result.results, value, title=f"### {value.replace('_', ' ')} (%)")
             )
-    elif settings["protocol"] == "domain-shift" and "icm_linear_probe" in settings["methods"]:
+    elif settings["protocol"] == "domain-shift" and {
+        "clip_linear_probe",
+        "icm_linear_probe",
+    } <= set(settings["methods"]):
         tables[-1] += "\n\n" + domain_shift_takeaway(result.results)
     return tables
 

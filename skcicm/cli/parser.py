@@ -91,7 +91,9 @@ def _add_data_options(data: argparse._ArgumentGroup) -> None:
         "sketch, imagenet-r, imagenet-a)",
     )
     data.add_argument(
-        "--domains", help="comma-separated domains to load (default: all of the dataset)"
+        "--domains",
+        help="comma-separated domains to load (default: all of the dataset); shortcut: the "
+        "source styles (default: every ToyWorld style but --held-out)",
     )
     data.add_argument(
         "--n-per-cell",

@@ -81,7 +81,11 @@ def _worlds(
     value in both; only the second world's target samples are used.
     """
     from skcicm.datasets.shortcut import make_toyworld_shortcut
+    from skcicm.datasets.toyworld import TOYWORLD_DOMAINS
 
+    # Named here, so that the source-styles target is drawn in these styles only.
+    if sources is None:
+        sources = [d for d in TOYWORLD_DOMAINS if d != held_out]
     common = {
         "domains": sources,
         "shortcut": shortcut,
