@@ -330,7 +330,7 @@ def plot_accuracy_vs_rho(
         axis.set_ylabel(f"{value.replace('_', ' ')} (%)")
     handles, labels = axes[0].get_legend_handles_labels()
     rule = "target oracle" if tuning == "target-oracle" else tuning
-    figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 5))
+    figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3))
     figure.suptitle(title or f"{method.replace('_', ' ')}, CLIP-ICM tuned by {rule}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
