@@ -100,24 +100,15 @@ class EmbeddedDataset:
                     f"{self.name}: {field} has {len(getattr(self, field))} entries for {n} "
                     "embeddings."
                 )
-        if self.interventions is not None and (
-            self.interventions.ndim != 3
-            or self.interventions.shape[0] != n
-            or self.interventions.shape[2] != self.n_features
-        ):
-            raise ValueError(
-                f"{self.name}: interventions must have shape (n_samples={n}, n_views, "
-                f"n_features={self.n_features}); got {self.interventions.shape}."
-            )
-        if self.validation_views is not None and (
-            self.validation_views.ndim != 3
-            or self.validation_views.shape[0] != n
-            or self.validation_views.shape[2] != self.n_features
-        ):
-            raise ValueError(
-                f"{self.name}: validation_views must have shape (n_samples={n}, n_views, "
-                f"n_features={self.n_features}); got {self.validation_views.shape}."
-            )
+        for field in ("interventions", "validation_views"):
+            views = getattr(self, field)
+            if views is not None and (
+                views.ndim != 3 or views.shape[0] != n or views.shape[2] != self.n_features
+            ):
+                raise ValueError(
+                    f"{self.name}: {field} must have shape (n_samples={n}, n_views, "
+                    f"n_features={self.n_features}); got {views.shape}."
+                )
         if self.intervention_styles is not None and (
             self.interventions is None
             or self.intervention_styles.shape != self.interventions.shape[:2]
