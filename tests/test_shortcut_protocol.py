@@ -16,8 +16,8 @@ from skcicm.evaluation.protocols.shortcut import (
     check_shortcut_settings,
     embed_shortcut_world,
     shortcut,
-    shortcut_table,
 )
+from skcicm.evaluation.shortcut_tables import shortcut_table
 from skcicm.evaluation.sweep import SweepSettings, fit_method, new_result
 
 GRID = {"lam": [0.0, 1.0], "n_components": [32]}

@@ -413,7 +413,7 @@ def _shortcut_tables(
 ) -> tuple[list[str], list[Path]]:
     """One table per rho, each with its take-away line; accuracy-vs-rho plots for a sweep."""
     from skcicm.evaluation.plots import plot_accuracy_vs_rho
-    from skcicm.evaluation.protocols.shortcut import shortcut_table
+    from skcicm.evaluation.shortcut_tables import shortcut_table
     from skcicm.evaluation.takeaways import shortcut_takeaway
 
     target = str(result.results[0]["target"])

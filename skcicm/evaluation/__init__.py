@@ -12,7 +12,10 @@ Where each concept lives:
 - :mod:`~skcicm.evaluation.protocols`: one module per protocol (domain shift, shortcut,
   open class, ImageNet variants);
 - :mod:`~skcicm.evaluation.reporting` and :mod:`~skcicm.evaluation.plots`: results files,
-  tables and sensitivity plots.
+  tables and sensitivity plots;
+- :mod:`~skcicm.evaluation.shortcut_tables` and :mod:`~skcicm.evaluation.takeaways`: the
+  shortcut protocol's table and the measured one-line take-away under each table of the
+  main job.
 
 The names below are imported on first use, so that ``import skcicm.evaluation`` (and the
 command line's help) does not load scikit-learn's model selection or matplotlib.
