@@ -227,6 +227,7 @@ def test_default_command_is_toyworld_with_toyclip(tmp_path, capsys):
         (["--protocol", "shortcut", "--shortcut", "colors,smell"], "shortcut must be"),
         (["--protocol", "shortcut", "--shortcut", "style"], "pass target_domain=None"),
         (["--protocol", "shortcut", "--shortcut-n-per-cell", "0"], "at least 1"),
+        (["--protocol", "shortcut", "--targets", "photo"], "--targets does not apply"),
         (
             ["--protocol", "shortcut", "--dataset", "PACS", "--root", "/d"],
             "needs --dataset toyworld",

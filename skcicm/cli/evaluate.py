@@ -162,6 +162,11 @@ def _resolve_protocol(args: argparse.Namespace, protocol: str) -> dict[str, Any]
 def _resolve_shortcut(args: argparse.Namespace) -> dict[str, Any]:
     from skcicm.evaluation.protocols.shortcut import check_shortcut_settings
 
+    if args.targets and args.protocol == "shortcut":
+        raise ValueError(
+            "--targets does not apply to --protocol shortcut: its targets are the held-out "
+            "style (--held-out) and the source styles."
+        )
     rho = _numbers(args.rho, float, "--rho")
     factors = _comma_list(args.shortcut)
     held_out = None if args.held_out.lower() == "none" else args.held_out
