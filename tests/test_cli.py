@@ -119,6 +119,8 @@ def test_toyworld_dataset_with_a_given_model(tmp_path, tiny_clip_name, capsys, i
     code = main(
         [
             "evaluate",
+            "--protocol",
+            "domain-shift",
             "--interventions",
             interventions,
             "--model",
@@ -157,13 +159,17 @@ def _toyclip_available():
 
 @pytest.mark.skipif(not _toyclip_available(), reason="ToyCLIP weights are not shipped yet")
 def test_default_command_is_toyworld_with_toyclip(tmp_path, capsys):
-    # The defaults with a smaller world: what bare `skcicm` runs, in less time.
+    # The defaults with smaller worlds: what bare `skcicm` runs, in less time.
     code = main(
         [
             "--n-per-cell",
             "3",
-            "--domains",
-            "photo,sketch,painting",
+            "--shortcut-n-per-cell",
+            "2",
+            "--seeds",
+            "0,1",
+            "--n-components",
+            "64,128",
             "--output-dir",
             str(tmp_path),
             "--progress",
@@ -172,7 +178,28 @@ def test_default_command_is_toyworld_with_toyclip(tmp_path, capsys):
         ]
     )
     assert code == 0
-    assert "toyclip" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    domain_shift, shortcut = out.split("### toyworld-shortcut")
+    assert "### toyworld, domain-shift, toyclip" in domain_shift
+    assert domain_shift.count("Take-away:") == 1 and shortcut.count("Take-away:") == 1
+    assert "| Method | painting avg | painting worst group | source styles avg |" in shortcut
+    rows = _read_csv(tmp_path / "toyworld-shortcut" / "results.csv")
+    assert {r["interventions"] for r in rows} == {
+        "none",
+        "image",
+        "counterfactual",
+        "text",
+        "domain",
+    }
+    assert {r["tuning"] for r in rows} == {
+        "none",
+        "source-lodo",
+        "source-lodo-interventional",
+        "target-oracle",
+    }
+    record = json.loads((tmp_path / "toyworld-domain-shift" / "run.json").read_text())
+    assert record["settings"]["lam"] == [0.0, 0.3, 1.0, 3.0]
+    assert record["arguments"]["lam_scale"] == "trace"
 
 
 @pytest.mark.parametrize(
@@ -198,6 +225,16 @@ def test_default_command_is_toyworld_with_toyclip(tmp_path, capsys):
         (["--protocol", "open-class", "--methods", "clip_linear_probe"], "do not apply"),
         (["--interventions", "image,audio"], "unknown ['audio']"),
         (["--interventions", "image,counterfactual"], "exclusive"),
+        (["--tuning", "interventional", "--interventions", "text"], "add image or counterfactual"),
+        (["--protocol", "shortcut", "--rho", "1.5"], "rho must be one or more numbers in [0, 1]"),
+        (["--protocol", "shortcut", "--shortcut", "colors,smell"], "shortcut must be"),
+        (["--protocol", "shortcut", "--shortcut", "style"], "pass target_domain=None"),
+        (["--protocol", "shortcut", "--shortcut-n-per-cell", "0"], "at least 1"),
+        (["--protocol", "shortcut", "--targets", "photo"], "--targets does not apply"),
+        (
+            ["--protocol", "shortcut", "--dataset", "PACS", "--root", "/d"],
+            "needs --dataset toyworld",
+        ),
         (
             ["--dataset", "PACS", "--root", "/data", "--interventions", "counterfactual"],
             "needs --dataset toyworld",
@@ -252,6 +289,8 @@ def test_output_dir_that_is_a_file_fails_before_encoding(tmp_path, tiny_clip_nam
 def test_a_second_run_leaves_no_stale_outputs(tmp_path, tiny_clip_name, capsys):
     common = [
         "evaluate",
+        "--protocol",
+        "domain-shift",
         "--model",
         tiny_clip_name,
         "--n-per-cell",

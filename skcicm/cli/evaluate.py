@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from skcicm.evaluation.options import INTERVENTION_SOURCES, METHODS, ZERO_SHOT_METHODS
+from skcicm.evaluation.options import INTERVENTION_SOURCES, METHODS, TUNING, ZERO_SHOT_METHODS
 from skcicm.prompts import check_class_template
 
 # What earlier runs wrote into a run folder; removed before writing, so none outlives its run.
@@ -44,13 +44,43 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _resolve(args: argparse.Namespace) -> dict[str, Any]:
-    """Validate and resolve the options into protocol settings (raises ValueError)."""
-    dataset = args.dataset
-    protocol = args.protocol or ("imagenet" if dataset.lower() == "imagenet" else "domain-shift")
-    if (protocol == "imagenet") != (dataset.lower() == "imagenet"):
+def _protocols(args: argparse.Namespace) -> list[str]:
+    dataset = args.dataset.lower()
+    if args.protocol is not None:
+        protocols = [args.protocol]
+    elif dataset == "imagenet":
+        protocols = ["imagenet"]
+    elif dataset == "toyworld":
+        protocols = ["domain-shift", "shortcut"]
+    else:
+        protocols = ["domain-shift"]
+    if ("imagenet" in protocols) != (dataset == "imagenet"):
         raise ValueError("--protocol imagenet and --dataset imagenet go together.")
-    interventions = _comma_list(args.interventions)
+    if "shortcut" in protocols and dataset != "toyworld":
+        raise ValueError(
+            "--protocol shortcut needs --dataset toyworld: it draws ToyWorld images whose "
+            "colours and backgrounds predict the class."
+        )
+    return protocols
+
+
+def _resolve(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Validate and resolve the options into the settings of each protocol to run (raises
+    ValueError)."""
+    resolved = [_resolve_protocol(args, protocol) for protocol in _protocols(args)]
+    if args.shortcut_n_per_cell < 1:
+        raise ValueError(
+            f"--shortcut-n-per-cell must be at least 1; got {args.shortcut_n_per_cell}."
+        )
+    return resolved
+
+
+def _resolve_protocol(args: argparse.Namespace, protocol: str) -> dict[str, Any]:
+    dataset = args.dataset
+    shortcut = protocol == "shortcut"
+    default_interventions = ",".join(INTERVENTION_SOURCES) if shortcut else "image"
+    interventions = _comma_list(args.interventions or default_interventions)
+    tuning = args.tuning or (list(TUNING) if shortcut else ["source"])
     unknown = sorted(set(interventions) - set(INTERVENTION_SOURCES))
     if unknown:
         raise ValueError(
@@ -61,8 +91,22 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
             f"--interventions counterfactual needs --dataset toyworld: {dataset!r} cannot "
             "re-render its images in another domain's style; use image, text or domain."
         )
-    if {"image", "counterfactual"} <= set(interventions):
+    if {"image", "counterfactual"} <= set(interventions) and not shortcut:
         raise ValueError("--interventions: image and counterfactual are exclusive; choose one.")
+    if "interventional" in tuning and protocol == "imagenet":
+        raise ValueError(
+            "--tuning interventional needs several source domains to leave one out; the "
+            "ImageNet source is one domain."
+        )
+    if (
+        "interventional" in tuning
+        and not shortcut
+        and not {"image", "counterfactual"} & set(interventions)
+    ):
+        raise ValueError(
+            "--tuning interventional scores on intervened copies of the held-out source "
+            "images: add image or counterfactual to --interventions."
+        )
     allowed = ZERO_SHOT_METHODS if protocol == "open-class" else tuple(METHODS)
     methods = _comma_list(args.methods) if args.methods else list(allowed)
     bad = [m for m in methods if m not in allowed]
@@ -96,9 +140,14 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     pretrained = args.pretrained
     if pretrained is None and args.model is None and model == "ViT-B-16":
         pretrained = "openai"
+    extra: dict[str, Any] = {}
+    if shortcut:
+        extra = _resolve_shortcut(args)
     return {
         "protocol": protocol,
         "interventions": interventions,
+        "tuning": tuning,
+        **extra,
         "methods": methods,
         "lam": lam,
         "n_components": n_components,
@@ -110,9 +159,100 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _resolve_shortcut(args: argparse.Namespace) -> dict[str, Any]:
+    from skcicm.evaluation.protocols.shortcut import check_shortcut_settings
+
+    if args.targets and args.protocol == "shortcut":
+        raise ValueError(
+            "--targets does not apply to --protocol shortcut: its targets are the held-out "
+            "style (--held-out) and the source styles."
+        )
+    rho = _numbers(args.rho, float, "--rho")
+    factors = _comma_list(args.shortcut)
+    held_out = None if args.held_out.lower() == "none" else args.held_out
+    sources = _comma_list(args.domains) if args.domains else None
+    try:
+        check_shortcut_settings(rho, factors, args.target_relation, held_out, sources)
+    except ValueError as error:
+        raise ValueError(f"--rho / --shortcut / --held-out: {error}") from None
+    return {"rho": rho, "shortcut": factors, "held_out": held_out, "sources": sources}
+
+
 def run_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
     """Run ``skcicm evaluate`` with parsed ``args``; return the exit status (raises ValueError)."""
-    settings = _resolve(args)
+    runs = _resolve(args)
+    for number, settings in enumerate(runs):
+        if number:
+            print()
+        if settings["protocol"] == "shortcut":
+            _run_shortcut(args, argv, settings)
+        else:
+            _run_dataset_protocol(args, argv, settings)
+    return 0
+
+
+def _featurizer(args: argparse.Namespace, settings: dict[str, Any], cache_dir: Path, **params):
+    from skcicm.featurizer import CLIPFeaturizer
+
+    featurizer = CLIPFeaturizer(
+        settings["model"],
+        settings["pretrained"],
+        n_interventions=args.n_interventions,
+        device=args.device,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        cache_dir=str(cache_dir),
+        progress={"auto": "auto", "on": True, "off": False}[args.progress],
+        **params,
+    )
+    featurizer.fit(None)  # loads the weights now, so that a missing model fails before encoding
+    _check_n_components(settings["n_components"], len(featurizer.get_feature_names_out()))
+    return featurizer
+
+
+def _cache_dir(args: argparse.Namespace) -> Path:
+    return Path(args.cache_dir) if args.cache_dir else Path(args.output_dir) / "embedding_cache"
+
+
+def _run_shortcut(args: argparse.Namespace, argv: list[str], settings: dict[str, Any]) -> None:
+    from skcicm.evaluation.protocols.shortcut import shortcut
+
+    started = time.perf_counter()
+    run_dir = Path(args.output_dir) / "toyworld-shortcut"
+    _check_writable(run_dir)
+    featurizer = _featurizer(args, settings, _cache_dir(args))
+    _log(
+        f"Drawing and encoding shortcut worlds ({args.shortcut_n_per_cell} per cell, rho "
+        f"{settings['rho']}) with {settings['model']}, then running shortcut ..."
+    )
+    result = shortcut(
+        featurizer,
+        rho=settings["rho"],
+        shortcut_factors=settings["shortcut"],
+        target_relation=args.target_relation,
+        held_out=settings["held_out"],
+        sources=settings["sources"],
+        n_per_cell=args.shortcut_n_per_cell,
+        interventions=settings["interventions"],
+        methods=settings["methods"],
+        lam=settings["lam"],
+        n_components=settings["n_components"],
+        tuning=settings["tuning"],
+        seeds=settings["seeds"],
+        holdout_fraction=args.holdout_fraction,
+        estimator_params={"lam_scale": args.lam_scale},
+        n_jobs=args.n_jobs,
+        progress={"auto": "auto", "on": True, "off": False}[args.progress],
+    )
+    seconds = time.perf_counter() - started
+    written = _write_outputs(args, argv, settings, result, run_dir, seconds)
+    print(written["table_text"])
+    print(f"\nResults written to {run_dir}/ ({', '.join(written['files'])})")
+
+
+def _run_dataset_protocol(
+    args: argparse.Namespace, argv: list[str], settings: dict[str, Any]
+) -> None:
     started = time.perf_counter()
     from skcicm.datasets import registry
 
@@ -137,31 +277,21 @@ def run_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
     if protocol != "imagenet":
         _check_targets_and_splits(args, settings, dataset)
     _check_writable(run_dir)
-    cache_dir = (
-        Path(args.cache_dir) if args.cache_dir else Path(args.output_dir) / "embedding_cache"
-    )
+    cache_dir = _cache_dir(args)
     progress = {"auto": "auto", "on": True, "off": False}[args.progress]
 
-    from skcicm.featurizer import CLIPFeaturizer
     from skcicm.prompts import domain_prompt_pairs
 
-    featurizer = CLIPFeaturizer(
-        settings["model"],
-        settings["pretrained"],
-        n_interventions=args.n_interventions,
+    featurizer = _featurizer(
+        args,
+        settings,
+        cache_dir,
         text_interventions=domain_prompt_pairs(
             dataset.get("domain_names", []), dataset.get("text_template", "a {style} of a {{}}.")
         )
         if "text" in settings["interventions"]
         else None,
-        device=args.device,
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        cache_dir=str(cache_dir),
-        progress=progress,
     )
-    featurizer.fit(None)  # loads the weights now, so that a missing model fails before encoding
-    _check_n_components(settings["n_components"], len(featurizer.get_feature_names_out()))
     _log(
         f"Encoding {n_images} images with {settings['model']} (cache: {cache_dir}), then "
         f"running {protocol} ..."
@@ -171,7 +301,6 @@ def run_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
     written = _write_outputs(args, argv, settings, result, run_dir, seconds)
     print(written["table_text"])
     print(f"\nResults written to {run_dir}/ ({', '.join(written['files'])})")
-    return 0
 
 
 def _check_targets_and_splits(
@@ -248,7 +377,7 @@ def _run_protocol(
         "methods": settings["methods"],
         "lam": settings["lam"],
         "n_components": settings["n_components"],
-        "tuning": args.tuning,
+        "tuning": settings["tuning"],
         "seeds": settings["seeds"],
         "holdout_fraction": args.holdout_fraction,
         "estimator_params": {"lam_scale": args.lam_scale},
@@ -289,7 +418,7 @@ def _write_outputs(
         result.sweep,
         run_dir,
         title=f"{result.dataset}, {settings['protocol']}, {settings['model']}",
-        open_class=settings["protocol"] == "open-class",
+        protocol=settings["protocol"],
         plots=not args.no_plots,
     )
     files.extend(rendered)

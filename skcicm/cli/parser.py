@@ -11,14 +11,21 @@ from fractions import Fraction
 from typing import NoReturn
 
 from skcicm.evaluation.options import (
+    CLI_SHORTCUT_N_PER_CELL,
     DEFAULT_COMPONENT_FRACTIONS,
     DEFAULT_LAM,
+    DEFAULT_LAM_SCALE,
+    DEFAULT_RHO,
+    DEFAULT_SHORTCUT,
     INTERVENTION_SOURCES,
+    LAM_SCALES,
     METHODS,
+    TARGET_RELATIONS,
     TUNING,
 )
 
-PROTOCOLS = ("domain-shift", "open-class", "imagenet")
+PROTOCOLS = ("domain-shift", "shortcut", "open-class", "imagenet")
+
 DEFAULT_OUTPUT_DIR = "results"
 
 
@@ -116,7 +123,9 @@ def _add_data_options(data: argparse._ArgumentGroup) -> None:
         "allow",
     )
     data.add_argument(
-        "--domains", help="comma-separated domains to load (default: all of the dataset)"
+        "--domains",
+        help="comma-separated domains to load (default: all of the dataset); shortcut: the "
+        "source styles (default: every ToyWorld style but --held-out)",
     )
     data.add_argument(
         "--n-per-cell",
@@ -161,10 +170,15 @@ def _add_protocol_options(protocol: argparse._ArgumentGroup) -> None:
     protocol.add_argument(
         "--protocol",
         choices=PROTOCOLS,
-        help="domain-shift: fit on the source domains, score each target; open-class: fit on "
+        help="domain-shift: fit on the source domains, score each target; shortcut "
+        "(toyworld only): sources whose colour/background predicts the class, scored on a "
+        "held-out style and on the source styles with that relation broken, average and "
+        "worst-group accuracy, CLIP-ICM once per intervention source; open-class: fit on "
         "the base classes (first half, sorted), score base and novel classes of the target "
         "and their harmonic mean; imagenet: fit on ImageNet, score its variants "
-        "(default: imagenet for --dataset imagenet, else domain-shift)",
+        "(default: imagenet for --dataset imagenet; for toyworld both domain-shift and "
+        "shortcut, the latter on a smaller world (see --shortcut-n-per-cell); else "
+        "domain-shift)",
     )
     protocol.add_argument(
         "--targets",
@@ -190,15 +204,18 @@ def _add_protocol_options(protocol: argparse._ArgumentGroup) -> None:
     protocol.add_argument(
         "--tuning",
         choices=TUNING,
-        default="source",
-        help="how a grid is resolved: source = leave-one-domain-out CV on the source domains "
-        "(imagenet: the source's 20%% holdout); oracle = best on the target's 20%% holdout "
-        "(imagenet: on the variant), an upper bound labelled (oracle)",
+        action="append",
+        help="how a grid is resolved; repeat for several rules: source = leave-one-domain-out "
+        "CV on the source domains (imagenet: the source's 20%% holdout); interventional = "
+        "the same loop scored on the clean and intervened copies of the held-out source "
+        "domain (needs image or counterfactual copies; shortcut: augmented copies for text "
+        "and domain); oracle = best on the target's 20%% holdout (imagenet: on the variant), "
+        "an upper bound labelled (oracle) (default: source; shortcut: all three)",
     )
     protocol.add_argument(
         "--interventions",
-        default="image",
-        help=f"comma-separated sources of interventional data among "
+        help=f"comma-separated sources of interventional data (default: image; shortcut: "
+        f"all, CLIP-ICM fitted on each alone) among "
         f"{', '.join(INTERVENTION_SOURCES)}: augmented image copies; exact re-renderings of "
         "each image in the other domains' styles (toyworld only; for each target, renderings "
         "in its style are left out); style prompt pairs over the names of the loaded domains "
@@ -210,10 +227,11 @@ def _add_protocol_options(protocol: argparse._ArgumentGroup) -> None:
     )
     protocol.add_argument(
         "--lam-scale",
-        choices=("absolute", "trace"),
-        default="absolute",
+        choices=LAM_SCALES,
+        default=DEFAULT_LAM_SCALE,
         help="trace: lambda relative to tr(Sigma_Z)/tr(Sigma_Delta)",
     )
+    _add_shortcut_options(protocol)
     protocol.add_argument("--seeds", default="0,1,2", help="comma-separated DomainBed trial seeds")
     protocol.add_argument(
         "--holdout-fraction", type=float, default=0.2, help="fraction of each domain held out"
@@ -222,6 +240,40 @@ def _add_protocol_options(protocol: argparse._ArgumentGroup) -> None:
         "--n-jobs",
         type=int,
         help="parallel fits in the cross-validation (joblib; default: one at a time)",
+    )
+
+
+def _add_shortcut_options(protocol: argparse._ArgumentGroup) -> None:
+    protocol.add_argument(
+        "--rho",
+        default=",".join(f"{v:g}" for v in DEFAULT_RHO),
+        help="shortcut: fraction of each source cell that carries its class's own shortcut "
+        "value; a comma-separated list sweeps it and plots accuracy against rho",
+    )
+    protocol.add_argument(
+        "--shortcut",
+        default=",".join(DEFAULT_SHORTCUT),
+        help="shortcut: comma-separated factor groups that predict the class in the sources, "
+        "among colors, background, texture, style (style needs --held-out none)",
+    )
+    protocol.add_argument(
+        "--target-relation",
+        choices=TARGET_RELATIONS,
+        default=TARGET_RELATIONS[0],
+        help="shortcut: in the targets each class carries another class's value "
+        "(reassigned) or all values equally often (uncorrelated)",
+    )
+    protocol.add_argument(
+        "--held-out",
+        default="painting",
+        help="shortcut: style of the held-out-style target, or none (source-styles target only)",
+    )
+    protocol.add_argument(
+        "--shortcut-n-per-cell",
+        type=int,
+        default=CLI_SHORTCUT_N_PER_CELL,
+        help="shortcut: images per (style, class) cell of the shortcut world, sources and "
+        "targets alike (--n-per-cell is the domain-shift data's)",
     )
 
 

@@ -24,12 +24,52 @@ def render_run(
     run_dir: Path,
     *,
     title: str,
-    open_class: bool,
+    protocol: str,
     plots: bool = True,
 ) -> tuple[str, list[Path]]:
-    """Write ``table.md`` (and the plots) of a run into ``run_dir``; return text and files."""
-    from skcicm.evaluation.reporting import markdown_table
+    """Write ``table.md`` (and the plots) of a run into ``run_dir``; return text and files.
 
+    Parameters
+    ----------
+    results, sweep : sequence of dict
+        The rows of the run's results and sweep files.
+    run_dir : pathlib.Path
+        The run folder.
+    title : str
+        Title of the tables and plots.
+    protocol : str
+        The protocol of the run, as the CLI names it (``"domain-shift"``, ``"open-class"``,
+        ``"imagenet"``, ``"shortcut"``).
+    plots : bool, default=True
+        Draw the plots too.
+
+    Returns
+    -------
+    table_text : str
+        The Markdown written to ``table.md``.
+    files : list of pathlib.Path
+        ``table.md`` and the plots written.
+    """
+    plot_dir = run_dir / "plots" if plots else None
+    if protocol == "shortcut":
+        tables, files = _shortcut_tables(results, title, plot_dir)
+    else:
+        tables = _protocol_tables(results, protocol, title)
+        files = []
+        if plot_dir is not None:
+            from skcicm.evaluation.plots import plot_protocol
+
+            files = plot_protocol(sweep, results, plot_dir, title=title)
+    table_text = "\n\n".join(tables)
+    (run_dir / "table.md").write_text(table_text + "\n")
+    return table_text, [run_dir / "table.md", *files]
+
+
+def _protocol_tables(results: Sequence[dict[str, Any]], protocol: str, title: str) -> list[str]:
+    from skcicm.evaluation.reporting import markdown_table
+    from skcicm.evaluation.takeaways import domain_shift_takeaway
+
+    open_class = protocol == "open-class"
     headline = "harmonic mean of base and novel accuracy" if open_class else "accuracy"
     tables = [markdown_table(results, title=f"### {title}: {headline} (%)")]
     if open_class:
@@ -37,14 +77,48 @@ def render_run(
             tables.append(
                 markdown_table(results, value, title=f"### {value.replace('_', ' ')} (%)")
             )
-    table_text = "\n\n".join(tables)
-    (run_dir / "table.md").write_text(table_text + "\n")
-    files = [run_dir / "table.md"]
-    if plots:
-        from skcicm.evaluation.plots import plot_protocol
+    elif protocol == "domain-shift" and _has_both_probes(results):
+        tables[-1] += "\n\n" + domain_shift_takeaway(results)
+    return tables
 
-        files.extend(plot_protocol(sweep, results, run_dir / "plots", title=title))
-    return table_text, files
+
+def _has_both_probes(results: Sequence[dict[str, Any]]) -> bool:
+    return {"clip_linear_probe", "icm_linear_probe"} <= {row["method"] for row in results}
+
+
+def _shortcut_tables(
+    results: Sequence[dict[str, Any]], title: str, plot_dir: Path | None
+) -> tuple[list[str], list[Path]]:
+    """One table per rho, each with its take-away line; accuracy-vs-rho plots for a sweep."""
+    from skcicm.evaluation.plots import plot_accuracy_vs_rho
+    from skcicm.evaluation.shortcut_tables import shortcut_table
+    from skcicm.evaluation.takeaways import shortcut_takeaway
+
+    target = str(results[0]["target"])
+    rhos = list(dict.fromkeys(row["rho"] for row in results))
+    tables = []
+    for rho in rhos:
+        rows = [row for row in results if row["rho"] == rho]
+        table = shortcut_table(rows, title=f"### {title}: average and worst-group accuracy (%)")
+        if _has_both_probes(rows):
+            table += "\n\n" + shortcut_takeaway(rows, target)
+        tables.append(table)
+    files = []
+    if plot_dir is not None and len(rhos) > 1:
+        methods = {row["method"] for row in results}
+        head = "linear_probe" if "icm_linear_probe" in methods else "zero_shot"
+        for value in ("accuracy", "worst_group"):
+            for rule in dict.fromkeys(r["tuning"] for r in results if r["tuning"] != "none"):
+                files.append(
+                    plot_accuracy_vs_rho(
+                        results,
+                        plot_dir / f"{value}_vs_rho_{rule}.png",
+                        method=head,
+                        tuning=rule,
+                        value=value,
+                    )
+                )
+    return tables, files
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -75,7 +149,7 @@ def run_report(args: argparse.Namespace) -> int:
         sweep,
         run_dir,
         title=title,
-        open_class=protocol == "open-class",
+        protocol=protocol,
         plots=not args.no_plots,
     )
     print(table_text)

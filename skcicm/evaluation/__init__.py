@@ -6,12 +6,16 @@ Where each concept lives:
   the default grid (no heavy imports);
 - :mod:`~skcicm.evaluation.embedded`: a data set encoded once (:class:`EmbeddedDataset`,
   :func:`embed_dataset`) and what a model for a target may see of it;
-- :mod:`~skcicm.evaluation.selection`: tuning rules (source LODO, source holdout, oracle);
+- :mod:`~skcicm.evaluation.selection`: tuning rules (source LODO, interventional LODO, source
+  holdout, oracle);
 - :mod:`~skcicm.evaluation.sweep`: the fit / sweep / select / score core of every protocol;
-- :mod:`~skcicm.evaluation.protocols`: one module per protocol (domain shift, open class,
-  ImageNet variants);
+- :mod:`~skcicm.evaluation.protocols`: one module per protocol (domain shift, shortcut,
+  open class, ImageNet variants);
 - :mod:`~skcicm.evaluation.reporting` and :mod:`~skcicm.evaluation.plots`: results files,
-  tables and sensitivity plots.
+  tables and sensitivity plots;
+- :mod:`~skcicm.evaluation.shortcut_tables` and :mod:`~skcicm.evaluation.takeaways`: the
+  shortcut protocol's table and the measured one-line take-away under each table of the
+  main job.
 
 The names below are imported on first use, so that ``import skcicm.evaluation`` (and the
 command line's help) does not load scikit-learn's model selection or matplotlib.
@@ -34,12 +38,14 @@ _EXPORTS: dict[str, str] = {
     "evaluate_open_class": "protocols",
     "base_classes": "protocols",
     "imagenet_shift": "protocols",
+    "shortcut": "protocols",
     "evaluate_imagenet_variants": "protocols",
     "markdown_table": "reporting",
     "mean_confidence_interval": "reporting",
     "read_rows": "reporting",
     "write_rows": "reporting",
     "plot_accuracy_vs_param": "plots",
+    "plot_accuracy_vs_rho": "plots",
     "plot_heatmap": "plots",
     "plot_protocol": "plots",
 }

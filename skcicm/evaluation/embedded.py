@@ -56,6 +56,10 @@ class EmbeddedDataset:
         Fit on class-conditional contrasts between the training domains.
     imagenet_indices : ndarray of shape (n_classes,), default=None
         ImageNet class index of every class (ImageNet variants only).
+    validation_views : ndarray of shape (n_samples, n_views, n_features), default=None
+        Intervened copies that the ``"interventional"`` tuning rule scores on, when they are
+        not the fitted ``interventions`` (a fit on text pairs or domain contrasts has no
+        per-sample copies); None scores on ``interventions``.
 
     Examples
     --------
@@ -81,6 +85,7 @@ class EmbeddedDataset:
     intervention_pair_texts: tuple[list[str], list[str]] | None = None
     domain_interventions: bool = False
     imagenet_indices: np.ndarray | None = None
+    validation_views: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels)
@@ -98,15 +103,15 @@ class EmbeddedDataset:
                     f"{self.name}: {field} has {len(getattr(self, field))} entries for {n} "
                     "embeddings."
                 )
-        if self.interventions is not None and (
-            self.interventions.ndim != 3
-            or self.interventions.shape[0] != n
-            or self.interventions.shape[2] != self.n_features
-        ):
-            raise ValueError(
-                f"{self.name}: interventions must have shape (n_samples={n}, n_views, "
-                f"n_features={self.n_features}); got {self.interventions.shape}."
-            )
+        for field in ("interventions", "validation_views"):
+            views = getattr(self, field)
+            if views is not None and (
+                views.ndim != 3 or views.shape[0] != n or views.shape[2] != self.n_features
+            ):
+                raise ValueError(
+                    f"{self.name}: {field} must have shape (n_samples={n}, n_views, "
+                    f"n_features={self.n_features}); got {views.shape}."
+                )
         if self.intervention_styles is not None and (
             self.interventions is None
             or self.intervention_styles.shape != self.interventions.shape[:2]
@@ -144,9 +149,10 @@ class EmbeddedDataset:
     def source_only(self, target: str | None) -> EmbeddedDataset:
         """What a model evaluated on domain ``target`` may be fitted on.
 
-        The target's intervened copies are set to NaN, so that fitting on them would fail;
-        counterfactual copies rendered in the target's style are dropped from every other
-        sample; text pairs whose prompts name the target are dropped. With ``target=None``
+        The target's intervened copies and validation views are set to NaN, so that fitting
+        or scoring on them would fail; counterfactual copies rendered in the target's style
+        are dropped from every other sample; text pairs whose prompts name the target are
+        dropped. With ``target=None``
         (no held-out domain) the data set is returned unchanged.
 
         Parameters
@@ -183,8 +189,10 @@ class EmbeddedDataset:
             styles = styles[keep].reshape(self.n_samples, -1)
             styles[is_target] = ""
         if interventions is not None:
-            interventions = interventions.astype(np.result_type(interventions, np.float32))
-            interventions[is_target] = np.nan
+            interventions = _without_rows(interventions, is_target)
+        validation_views = self.validation_views
+        if validation_views is not None:
+            validation_views = _without_rows(validation_views, is_target)
         pairs, texts = pairs_without_target(
             self.intervention_pairs, self.intervention_pair_texts, target
         )
@@ -193,7 +201,15 @@ class EmbeddedDataset:
             intervention_styles=styles,
             intervention_pairs=pairs,
             intervention_pair_texts=texts,
+            validation_views=validation_views,
         )
+
+
+def _without_rows(views: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """A float copy of ``views`` with ``rows`` set to NaN, so that any use of them fails."""
+    views = views.astype(np.result_type(views, np.float32))
+    views[rows] = np.nan
+    return views
 
 
 def pairs_without_target(

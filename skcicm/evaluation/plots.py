@@ -399,3 +399,81 @@ def plot_protocol(
         for target in targets
     )
     return paths
+
+
+def plot_accuracy_vs_rho(
+    results: Sequence[dict[str, Any]],
+    path: str | os.PathLike,
+    *,
+    method: str = "linear_probe",
+    tuning: str = "source-lodo",
+    value: str = "accuracy",
+    title: str | None = None,
+) -> Path:
+    """Shortcut protocol: target ``value`` against the shortcut strength ``rho``.
+
+    One panel per target; one line for CLIP and one per intervention source of CLIP-ICM (the
+    ``tuning`` rule's choice), with error bars of the 95% t-interval over seeds. One legend per
+    figure.
+
+    Parameters
+    ----------
+    results : sequence of dict
+        Results rows of :func:`~skcicm.evaluation.protocols.shortcut.shortcut`.
+    path : path-like
+        PNG file to write.
+    method : {"linear_probe", "zero_shot"}, default="linear_probe"
+        The head compared.
+    tuning : str, default="source-lodo"
+        The rule whose CLIP-ICM choices are drawn (``"target-oracle"`` is labelled as such).
+    value : {"accuracy", "worst_group"}, default="accuracy"
+        Average accuracy, or the accuracy of the worst (class, shortcut value) group.
+    title : str, default=None
+        Figure title; None names the head and the tuning rule.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The PNG file written.
+    """
+    from skcicm.evaluation.reporting import mean_confidence_interval
+
+    targets = list(dict.fromkeys(str(r["target"]) for r in results))
+    curves = {"CLIP": lambda r: r["method"] == f"clip_{method}"}
+    for source in dict.fromkeys(r["interventions"] for r in results):
+        if source != "none":
+            curves[f"CLIP-ICM [{source}]"] = lambda r, s=source: (
+                r["method"] == f"icm_{method}" and r["interventions"] == s and r["tuning"] == tuning
+            )
+    figure, axes = _figure(len(targets))
+    for axis, target in zip(axes, targets, strict=True):
+        for label, keep in curves.items():
+            rows = [r for r in results if str(r["target"]) == target and keep(r)]
+            rhos = sorted({float(r["rho"]) for r in rows})
+            if not rhos:
+                continue
+            stats = [
+                mean_confidence_interval(100 * r[value] for r in rows if float(r["rho"]) == rho)
+                for rho in rhos
+            ]
+            means, halves = (np.array(column) for column in zip(*stats, strict=True))
+            axis.errorbar(
+                rhos,
+                means,
+                yerr=np.nan_to_num(halves),
+                marker="o",
+                capsize=3,
+                label=label,
+                linestyle="--" if label == "CLIP" else "-",
+            )
+        axis.set_title(target)
+        axis.set_xlabel("rho (shortcut strength in the sources)")
+        axis.set_ylabel(f"{value.replace('_', ' ')} (%)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    rule = "target oracle" if tuning == "target-oracle" else tuning
+    figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3))
+    figure.suptitle(title or f"{method.replace('_', ' ')}, CLIP-ICM tuned by {rule}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path

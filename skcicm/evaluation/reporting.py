@@ -183,7 +183,8 @@ def method_label(method: str, tuning: str | None = None) -> str:
     'CLIP-ICM zero-shot (oracle)'
     """
     label = METHODS.get(method, method)
-    return f"{label} (oracle)" if tuning == "target-oracle" else label
+    marks = {"target-oracle": "oracle", "source-lodo-interventional": "interventional"}
+    return f"{label} ({marks[tuning]})" if tuning in marks else label
 
 
 def _format(mean: float, half_width: float) -> str:

@@ -8,6 +8,13 @@ Each rule is a function ``rule(candidates, target, context) -> Choice`` register
     (:func:`~skcicm.model_selection.lodo_grid_search`), labelled ``source-lodo``; with a single
     source domain (ImageNet), the best score on the source's held-out part
     (``source-holdout``).
+``"interventional"``
+    the same leave-one-domain-out loop, each candidate scored by
+    :class:`~skcicm.model_selection.InterventionalScorer` (clean and intervened copies pooled)
+    on the held-out source domain: a shortcut that every source shares is invisible to clean
+    validation, but the intervened copies change the variant factors. Labelled
+    ``source-lodo-interventional``; needs per-sample copies (``validation_views`` or
+    ``interventions`` of the data).
 ``"oracle"``
     the best score on the target's held-out part, labelled ``target-oracle``: it looks at the
     target, so it is an upper bound, not a result.
@@ -29,7 +36,7 @@ from sklearn.utils import Bunch
 
 from skcicm.evaluation.embedded import EmbeddedDataset
 from skcicm.evaluation.options import is_zero_shot
-from skcicm.model_selection import lodo_grid_search
+from skcicm.model_selection import InterventionalScorer, lodo_grid_search
 
 
 @dataclasses.dataclass
@@ -74,15 +81,17 @@ class SelectionContext:
     source_selection: str
     row: dict[str, Any]
     cv_results: list[dict[str, Any]]
-    _searches: dict[bool, Bunch] = dataclasses.field(default_factory=dict)
+    _searches: dict[tuple[bool, bool], Bunch] = dataclasses.field(default_factory=dict)
 
-    def lodo(self, plain_clip: bool = False) -> Bunch:
-        """Leave-one-domain-out search over the grid, or over plain CLIP alone (cached)."""
-        if plain_clip not in self._searches:
-            self._searches[plain_clip] = self._search(plain_clip)
-        return self._searches[plain_clip]
+    def lodo(self, plain_clip: bool = False, interventional: bool = False) -> Bunch:
+        """Leave-one-domain-out search over the grid, or over plain CLIP alone (cached),
+        scored by accuracy or, with ``interventional``, by :func:`interventional_score`."""
+        key = (plain_clip, interventional)
+        if key not in self._searches:
+            self._searches[key] = self._search(plain_clip, interventional)
+        return self._searches[key]
 
-    def _search(self, plain_clip: bool) -> Bunch:
+    def _search(self, plain_clip: bool, interventional: bool) -> Bunch:
         data, train = self.data, self.train
         zero_shot = is_zero_shot(self.method)
         grid: dict[str, Any] = {"lam": self.lams, "n_components": self.ks}
@@ -95,6 +104,9 @@ class SelectionContext:
         if plain_clip:
             grid = {"lam": [0.0], "n_components": [data.n_features]}
             fit_data = {"estimator_params": self.baseline_params}
+        if interventional:
+            fit_data["scoring"] = interventional_score
+            fit_data["score_params"] = {"validation_views": self.validation_views()[train]}
         search = lodo_grid_search(
             data.embeddings[train],
             data.labels[train],
@@ -105,9 +117,43 @@ class SelectionContext:
             **grid,
             **fit_data,
         )
-        extra = {"plain_clip": True} if plain_clip else {}
+        extra: dict[str, Any] = {"plain_clip": True} if plain_clip else {}
+        if interventional:
+            extra["scoring"] = "interventional"
         self.cv_results.extend({**self.row, **cv_row, **extra} for cv_row in search.cv_results)
         return search
+
+    def validation_views(self) -> np.ndarray:
+        """The intervened copies the interventional rule scores on (raises ValueError)."""
+        views = self.data.validation_views
+        views = self.data.interventions if views is None else views
+        if views is None:
+            raise ValueError(
+                "tuning 'interventional' scores candidates on intervened copies of the "
+                "held-out source samples, but this data has none: use image or "
+                "counterfactual interventions, or give validation_views."
+            )
+        return views
+
+
+def interventional_score(
+    estimator: Any, X: np.ndarray, y: np.ndarray, *, validation_views: np.ndarray
+) -> float:
+    """Accuracy on the clean and intervened copies of held-out samples, pooled.
+
+    A scorer for :func:`~skcicm.model_selection.lodo_grid_search`, which splits
+    ``validation_views`` (sample-major) with the samples.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.dummy import DummyClassifier
+    >>> X, y = np.zeros((2, 1)), np.array([0, 1])
+    >>> always_zero = DummyClassifier(strategy="constant", constant=0).fit(X, y)
+    >>> interventional_score(always_zero, X, y, validation_views=np.zeros((2, 1, 1)))
+    0.5
+    """
+    return InterventionalScorer()(estimator, X, y, interventions=validation_views)
 
 
 Rule = Callable[[list[Candidate], str, SelectionContext], Choice]
@@ -127,25 +173,39 @@ def _oracle(candidates: list[Candidate], target: str, context: SelectionContext)
     return Choice(best, "target-oracle", best.scores[target]["validation"])
 
 
-def _source(candidates: list[Candidate], target: str, context: SelectionContext) -> Choice:
+def _lodo_choice(
+    candidates: list[Candidate], context: SelectionContext, interventional: bool, label: str
+) -> Choice:
     grid, clip = _split_off_plain_clip(candidates)
-    if context.source_selection == "holdout":
-        best = max(candidates, key=lambda c: c.scores[target]["source_validation"])
-        return Choice(best, "source-holdout", best.scores[target]["source_validation"])
-    search = context.lodo()
+    search = context.lodo(interventional=interventional)
     params = search.best_params
     best = next(
         c for c in grid if (c.lam, c.n_components) == (params["lam"], params["n_components"])
     )
-    choice = Choice(best, "source-lodo", float(search.best_score))
+    choice = Choice(best, label, float(search.best_score))
     if clip is not None:
-        clip_score = float(context.lodo(plain_clip=True).best_score)
+        clip_score = float(context.lodo(plain_clip=True, interventional=interventional).best_score)
         if clip_score >= choice.selection_score:
-            choice = Choice(clip, "source-lodo", clip_score)
+            choice = Choice(clip, label, clip_score)
     return choice
 
 
-TUNING_RULES: dict[str, Rule] = {"source": _source, "oracle": _oracle}
+def _source(candidates: list[Candidate], target: str, context: SelectionContext) -> Choice:
+    if context.source_selection == "holdout":
+        best = max(candidates, key=lambda c: c.scores[target]["source_validation"])
+        return Choice(best, "source-holdout", best.scores[target]["source_validation"])
+    return _lodo_choice(candidates, context, False, "source-lodo")
+
+
+def _interventional(candidates: list[Candidate], target: str, context: SelectionContext) -> Choice:
+    return _lodo_choice(candidates, context, True, "source-lodo-interventional")
+
+
+TUNING_RULES: dict[str, Rule] = {
+    "source": _source,
+    "interventional": _interventional,
+    "oracle": _oracle,
+}
 
 
 def select(

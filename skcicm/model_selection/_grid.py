@@ -33,6 +33,8 @@ def lodo_grid_search(
     class_labels: np.ndarray | None = None,
     estimator_params: dict[str, Any] | None = None,
     n_jobs: int | None = None,
+    scoring: Any = None,
+    score_params: dict[str, Any] | None = None,
 ) -> Bunch:
     """Tune ``lam`` x ``n_components`` by leave-one-domain-out cross-validation.
 
@@ -66,6 +68,11 @@ def lodo_grid_search(
         ``lam_scale``, ``center``, ``objective``, ``classifier``, ``temperature``).
     n_jobs : int, default=None
         Folds in parallel (joblib).
+    scoring : callable, default=None
+        A scorer ``scoring(estimator, X, y, **fold_score_params)``; None is accuracy.
+    score_params : dict, default=None
+        Per-sample arrays for the scorer, split with the samples (each fold's scorer gets the
+        held-out domain's rows).
 
     Returns
     -------
@@ -97,6 +104,7 @@ def lodo_grid_search(
         head=head,
         refit=False,
         n_jobs=n_jobs,
+        scoring=scoring,
         **(estimator_params or {}),
     ).fit(
         embeddings,
@@ -107,6 +115,7 @@ def lodo_grid_search(
         domains=domains if domain_interventions else None,
         class_embeddings=class_embeddings,
         class_labels=class_labels,
+        **(score_params or {}),
     )
     results = search.cv_results_
     rows = []

@@ -11,6 +11,7 @@ from skcicm.evaluation.protocols.domain_shift import (
 )
 from skcicm.evaluation.protocols.imagenet import evaluate_imagenet_variants, imagenet_shift
 from skcicm.evaluation.protocols.open_class import base_classes, evaluate_open_class, open_class
+from skcicm.evaluation.protocols.shortcut import shortcut
 
 __all__ = [
     "base_classes",
@@ -21,4 +22,5 @@ __all__ = [
     "evaluate_open_class",
     "imagenet_shift",
     "open_class",
+    "shortcut",
 ]

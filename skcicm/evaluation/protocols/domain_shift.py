@@ -59,7 +59,7 @@ def domain_shift(
     methods : sequence of str, default=all of :data:`METHODS`
         ``"clip_zero_shot"``, ``"clip_linear_probe"``, ``"icm_zero_shot"``,
         ``"icm_linear_probe"``.
-    lam : float or iterable of float, default=(0.0, 0.1, 1.0)
+    lam : float or iterable of float, default=DEFAULT_LAM
         Penalty weight(s) of CLIP-ICM.
     n_components : int, iterable of int or None, default=None
         Subspace dimension(s); None means :func:`default_n_components`.

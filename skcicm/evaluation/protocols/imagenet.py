@@ -73,6 +73,11 @@ def imagenet_shift(
         tuning,
         estimator_params=estimator_params,
     )
+    if "interventional" in settings.tuning:
+        raise ValueError(
+            "tuning 'interventional' needs several source domains to leave one out; the "
+            "ImageNet source is a single domain. Use 'source' or 'oracle'."
+        )
     if source.class_embeddings is None or len(source.class_names) != 1000:
         raise ValueError(
             "The ImageNet source must hold all 1000 classes, with class embeddings; got "

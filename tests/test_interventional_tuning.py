@@ -1,0 +1,82 @@
+"""The "interventional" tuning rule of the protocols: LODO scored on intervened copies."""
+
+import numpy as np
+import pytest
+from test_protocols import _split, _synthetic
+
+from skcicm import InvariantCausalMechanism
+from skcicm.evaluation import domain_shift
+from skcicm.evaluation.options import TUNING
+from skcicm.evaluation.selection import TUNING_RULES
+from skcicm.model_selection import InterventionalScorer
+
+
+def test_interventional_rule_is_registered_and_offered():
+    assert "interventional" in TUNING and set(TUNING) == set(TUNING_RULES)
+
+
+def test_interventional_rule_matches_a_hand_computed_lodo_loop():
+    embedded = _synthetic()
+    rng = np.random.default_rng(1)
+    # Validation copies distinct from the fitted interventions, so that the rule must use them.
+    views = embedded.embeddings[:, None, :] + rng.normal(size=(embedded.n_samples, 2, 12))
+    embedded = embedded.replace(validation_views=views)
+    lams, ks = [0.0, 1.0], [2, 8]
+    result = domain_shift(
+        embedded,
+        targets=["c"],
+        methods=["icm_linear_probe"],
+        lam=lams,
+        n_components=ks,
+        tuning="interventional",
+        progress=False,
+    )
+    (row,) = result.results
+    train, _, _ = _split(embedded, "c")
+    train = np.flatnonzero(train)
+    Z, y, d = embedded.embeddings, embedded.labels, embedded.domains
+    scorer = InterventionalScorer()
+    means = {}
+    for lam in lams:
+        for k in ks:
+            fold_scores = []
+            for held_out in ("a", "b"):
+                fit = train[d[train] != held_out]
+                test = train[d[train] == held_out]
+                icm = InvariantCausalMechanism(n_components=k, lam=lam).fit(
+                    Z[fit], y[fit], interventions=embedded.interventions[fit]
+                )
+                fold_scores.append(scorer(icm, Z[test], y[test], interventions=views[test]))
+            means[(lam, k)] = np.mean(fold_scores)
+    best = max(means, key=means.get)
+    assert row["tuning"] == "source-lodo-interventional"
+    assert (row["lam"], row["n_components"]) == best
+    assert row["selection_score"] == pytest.approx(means[best], abs=1e-6)
+    assert {r["scoring"] for r in result.cv_results} == {"interventional"}
+
+
+def test_interventional_rule_never_scores_on_target_copies():
+    embedded = _synthetic()
+    views = embedded.interventions.copy()
+    views[embedded.domains == "c"] = np.nan
+    grid = {"lam": [0.0, 1.0], "n_components": [4], "progress": False, "tuning": "interventional"}
+    result = domain_shift(embedded.replace(interventions=views), targets=["c"], **grid)
+    assert {r["tuning"] for r in result.results if r["method"].startswith("icm")} == {
+        "source-lodo-interventional"
+    }
+
+
+def test_interventional_rule_needs_per_sample_copies():
+    embedded = _synthetic()
+    pairs = (embedded.embeddings[:3], embedded.embeddings[3:6])
+    no_views = embedded.replace(interventions=None, intervention_pairs=pairs)
+    with pytest.raises(ValueError, match="tuning 'interventional'.*intervened copies"):
+        domain_shift(
+            no_views,
+            targets=["c"],
+            methods=["icm_linear_probe"],
+            lam=[0.0, 1.0],
+            n_components=[4],
+            tuning="interventional",
+            progress=False,
+        )
