@@ -414,7 +414,8 @@ def plot_accuracy_vs_rho(
 
     One panel per target; one line for CLIP and one per intervention source of CLIP-ICM (the
     ``tuning`` rule's choice), with error bars of the 95% t-interval over seeds. One legend per
-    figure.
+    figure and a shared y axis; each curve is shifted a little along rho so that curves that
+    coincide stay visible.
 
     Parameters
     ----------
@@ -445,22 +446,23 @@ def plot_accuracy_vs_rho(
             curves[f"CLIP-ICM [{source}]"] = lambda r, s=source: (
                 r["method"] == f"icm_{method}" and r["interventions"] == s and r["tuning"] == tuning
             )
-    figure, axes = _figure(len(targets))
+    figure, axes = _figure(len(targets), sharey=True)
     for axis, target in zip(axes, targets, strict=True):
-        for label, keep in curves.items():
+        for offset, (label, keep) in enumerate(curves.items()):
             rows = [r for r in results if str(r["target"]) == target and keep(r)]
             rhos = sorted({float(r["rho"]) for r in rows})
             if not rhos:
                 continue
             stats = [
-                mean_confidence_interval(100 * r[value] for r in rows if float(r["rho"]) == rho)
+                mean_confidence_interval(r[value] for r in rows if float(r["rho"]) == rho)
                 for rho in rhos
             ]
             means, halves = (np.array(column) for column in zip(*stats, strict=True))
+            # A small horizontal offset per curve keeps coinciding curves visible.
             axis.errorbar(
-                rhos,
-                means,
-                yerr=np.nan_to_num(halves),
+                np.array(rhos) + 0.004 * offset,
+                100 * means,
+                yerr=_clipped_to_percent(means, halves),
                 marker="o",
                 capsize=3,
                 label=label,
@@ -471,7 +473,13 @@ def plot_accuracy_vs_rho(
         axis.set_ylabel(f"{value.replace('_', ' ')} (%)")
     handles, labels = axes[0].get_legend_handles_labels()
     rule = "target oracle" if tuning == "target-oracle" else tuning
-    figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3))
+    figure.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=min(len(labels), 3),
+        title=f"mean of {_n_seeds(results)} seeds, 95% t-interval (cut at 0-100%); shared y axis",
+    )
     figure.suptitle(title or f"{method.replace('_', ' ')}, CLIP-ICM tuned by {rule}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
