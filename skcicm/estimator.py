@@ -256,7 +256,7 @@ class InvariantCausalMechanism(
             3-D arrays are sample-major, the layout that cross-validation splits.
         domains : array-like of shape (n_samples,), default=None
             Domain labels. Deltas are differences of class-conditional means between every
-            pair of domains (see :func:`skcicm.subspace.domain_contrast_deltas`).
+            pair of domains (see :meth:`skcicm.statistics.InterventionStatistics.domain_contrasts`).
         intervention_pairs : tuple of two array-likes of shape (n_pairs, n_features)
             Embeddings of pairs that differ only in variant factors, not aligned with the
             samples, such as text prompts "a photo of a {c}" / "a sketch of a {c}".

@@ -299,7 +299,8 @@ class InterventionStatistics:
     def domain_contrasts(self) -> np.ndarray:
         """Differences of class-conditional domain means, every pair of domains per class.
 
-        The same rows as :func:`skcicm.subspace.domain_contrast_deltas`, from the sums.
+        For each class and each pair of domains holding it, the difference of the two
+        class-conditional means, computed from the running sums.
 
         Returns
         -------

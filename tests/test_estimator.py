@@ -103,7 +103,7 @@ def test_domains_and_pairs_are_averaged_sources():
         Z, y, interventions=Z_do, domains=domains, intervention_pairs=pairs
     )
     assert icm.intervention_sources_ == ("interventions", "domains", "intervention_pairs")
-    from skcicm.subspace import domain_contrast_deltas
+    from _batch_formulas import domain_contrast_deltas
 
     sources = [Z - Z_do, domain_contrast_deltas(Z, y, domains), Z_do[:10] - Z[:10]]
     expected = sum(d.T @ d / len(d) for d in sources) / 3
