@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 import sklearn
-from sklearn.model_selection import GridSearchCV, KFold, LeaveOneGroupOut
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, KFold, LeaveOneGroupOut, ShuffleSplit
 
 from skcicm import (
     InvariantCausalMechanism,
@@ -38,23 +39,26 @@ def _grid_search(params, grid, fit_params, Z, y, groups, cv, scoring=None):
 
 
 @pytest.mark.parametrize(
-    "params, extra_grid, scoring",
+    "params, extra_grid, scoring, ks",
     [
-        ({"head": "linear_probe"}, {}, None),
-        ({"head": "zero_shot"}, {}, None),
-        ({"head": "zero_shot", "center": True}, {"selection": ["largest", "smallest"]}, None),
-        ({"head": "linear_probe"}, {"lam_scale": ["absolute", "trace"]}, "neg_log_loss"),
+        ({"head": "linear_probe"}, {}, None, KS),
+        ({"head": "zero_shot"}, {}, None, KS),
+        ({"head": "zero_shot"}, {}, "neg_log_loss", [1, 3, 6]),
+        ({"head": "zero_shot"}, {}, "neg_log_loss", [6]),
+        ({"head": "zero_shot", "center": True}, {"selection": ["largest", "smallest"]}, None, KS),
+        ({"head": "linear_probe"}, {"lam_scale": ["absolute", "trace"]}, "neg_log_loss", KS),
+        ({"head": "linear_probe", "center": True}, {}, "neg_log_loss", [2, 6]),
     ],
 )
-def test_same_scores_and_choice_as_grid_search(params, extra_grid, scoring):
+def test_same_scores_and_choice_as_grid_search(params, extra_grid, scoring, ks):
     Z, y, domains, views, pairs, text = _data()
     fit_params = {"interventions": views, "domains": domains, "intervention_pairs": pairs}
     if params["head"] == "zero_shot":
         fit_params["class_embeddings"] = text
-    grid = {"lam": LAMS, "n_components": KS, **extra_grid}
+    grid = {"lam": LAMS, "n_components": ks, **extra_grid}
     reference = _grid_search(params, grid, fit_params, Z, y, domains, LeaveOneGroupOut(), scoring)
     search = InvariantCausalMechanismCV(
-        LAMS, KS, cv=LeaveOneGroupOut(), scoring=scoring, **params, **extra_grid
+        LAMS, ks, cv=LeaveOneGroupOut(), scoring=scoring, warm_start=False, **params, **extra_grid
     ).fit(Z, y, groups=domains, **fit_params)
     assert search.cv_results_["params"] == reference.cv_results_["params"]
     for key in ("mean_test_score", "std_test_score", "split0_test_score", "split2_test_score"):
@@ -97,9 +101,12 @@ def test_one_eigendecomposition_per_fold_and_lam(monkeypatch):
     assert len(calls) == 3 * len(LAMS)  # folds x lams, not x n_components x selections
 
 
-def test_any_splitter_and_scorer():
+@pytest.mark.parametrize(
+    "cv", [KFold(4, shuffle=True, random_state=0), ShuffleSplit(3, test_size=0.3, random_state=0)]
+)
+def test_any_splitter_and_scorer(cv):
+    # K-fold test folds partition the samples (statistics from one pass); ShuffleSplit's do not.
     Z, y, _, views, _, _ = _data()
-    cv = KFold(4, shuffle=True, random_state=0)
     reference = _grid_search(
         {},
         {"lam": LAMS, "n_components": KS},
@@ -110,7 +117,9 @@ def test_any_splitter_and_scorer():
         cv,
         "balanced_accuracy",
     )
-    search = InvariantCausalMechanismCV(LAMS, KS, cv=cv, scoring="balanced_accuracy")
+    search = InvariantCausalMechanismCV(
+        LAMS, KS, cv=cv, scoring="balanced_accuracy", warm_start=False
+    )
     search.fit(Z, y, interventions=views)
     np.testing.assert_allclose(
         search.cv_results_["mean_test_score"], reference.cv_results_["mean_test_score"]
@@ -176,15 +185,75 @@ def test_lodo_grid_search_rows_equal_grid_search():
         assert row["rank"] == reference.cv_results_["rank_test_score"][index]
 
 
-def test_warm_started_probes_score_close_to_cold_ones():
-    Z, y, domains, views, _, _ = _data()
-    kwargs = {"cv": LeaveOneGroupOut(), "refit": False}
-    cold = InvariantCausalMechanismCV(LAMS, KS, **kwargs).fit(
-        Z, y, groups=domains, interventions=views
+def test_warm_started_probes_choose_as_grid_search_with_fewer_iterations(monkeypatch):
+    import skcicm.model_selection._cv as cv_module
+
+    Z, y, domains, views, _, _ = _data(n=300)
+    ks = [1, 2, 4, 6]
+    iterations = {True: [], False: []}
+    original = cv_module._fit_probe
+
+    def counting(candidate, features, y, previous):
+        probe = original(candidate, features, y, previous)
+        iterations[mode].append(int(probe.n_iter_.sum()))
+        return probe
+
+    monkeypatch.setattr(cv_module, "_fit_probe", counting)
+    searches = {}
+    for warm in (False, True):
+        mode = warm
+        searches[warm] = InvariantCausalMechanismCV(
+            LAMS, ks, cv=LeaveOneGroupOut(), warm_start=warm, refit=False
+        ).fit(Z, y, groups=domains, interventions=views)
+    reference = _grid_search(
+        {},
+        {"lam": LAMS, "n_components": ks},
+        {"interventions": views},
+        Z,
+        y,
+        domains,
+        LeaveOneGroupOut(),
     )
-    warm = InvariantCausalMechanismCV(LAMS, KS, warm_start=True, **kwargs).fit(
-        Z, y, groups=domains, interventions=views
-    )
+    warm, cold = searches[True], searches[False]
+    assert warm.best_params_ == cold.best_params_ == reference.best_params_
     np.testing.assert_allclose(
-        warm.cv_results_["mean_test_score"], cold.cv_results_["mean_test_score"], atol=0.02
+        warm.cv_results_["mean_test_score"], reference.cv_results_["mean_test_score"], atol=0.01
     )
+    # Every K = d candidate is the same full-space probe: one score per fold, whatever lam.
+    full = np.array([p["n_components"] == 6 for p in warm.cv_results_["params"]])
+    for fold in range(3):
+        assert np.unique(warm.cv_results_[f"split{fold}_test_score"][full]).size == 1
+    # Folds x lams x K < d probes, plus one K = d probe per fold.
+    assert len(iterations[True]) == len(iterations[False]) == 3 * len(LAMS) * 3 + 3
+    assert sum(iterations[True]) < sum(iterations[False])
+
+
+@pytest.mark.parametrize(
+    "scoring, classifier, shared",
+    [
+        ("accuracy", None, True),
+        (lambda estimator, X, y: estimator.score(X, y), None, False),
+        ("accuracy", LogisticRegression(l1_ratio=1.0, solver="saga", max_iter=200), False),
+    ],
+)
+def test_full_space_candidates_are_scored_once_only_when_rotation_invariant(
+    monkeypatch, scoring, classifier, shared
+):
+    import skcicm.model_selection._cv as cv_module
+
+    Z, y, domains, views, _, _ = _data()
+    fits = []
+    original = cv_module._fit_probe
+
+    def counting(candidate, features, y, previous):
+        fits.append(features.shape[1])
+        return original(candidate, features, y, previous)
+
+    monkeypatch.setattr(cv_module, "_fit_probe", counting)
+    InvariantCausalMechanismCV(
+        LAMS, [2, 6], cv=LeaveOneGroupOut(), scoring=scoring, classifier=classifier, refit=False
+    ).fit(Z, y, groups=domains, interventions=views)
+    # K = d is a rotation of the whole space: one fit per fold when the model and the scorer
+    # cannot tell rotations apart, one per fold and lam otherwise.
+    assert fits.count(6) == (3 if shared else 3 * len(LAMS))
+    assert fits.count(2) == 3 * len(LAMS)

@@ -37,6 +37,7 @@ from skcicm.fit_inputs import (
     missing_intervention_message,
 )
 from skcicm.model_selection._params import check_grid
+from skcicm.model_selection._scoring import InterventionalScorer
 from skcicm.statistics import InterventionStatistics
 from skcicm.subspace import select_components, solve_eigenproblem, unit_rows
 
@@ -44,33 +45,104 @@ TUNABLE_CHOICES = {"selection": ("largest", "smallest"), "lam_scale": ("absolute
 
 
 class _Candidate(InvariantCausalMechanism):
-    """A fitted candidate that projects the fold's cached arrays by slicing, not multiplying.
+    """A fitted candidate that reuses its fold's cached work instead of projecting afresh.
 
-    ``_cached_projections`` holds ``(array, X @ V^T, cumulative squared norms or None)`` for
-    the fold's arrays, V being every eigenvector in preferred order; a candidate keeping K
-    directions uses the first K columns.
+    ``_fold_cache`` is the :class:`_FoldProjections` of its (fold, lam, selection).
     """
 
-    def _cached(self, X: np.ndarray) -> tuple | None:
-        return next((entry[1:] for entry in self._cached_projections if entry[0] is X), None)
-
     def _project(self, X: np.ndarray, *, centred: bool) -> np.ndarray:
-        cached = self._cached(X)
-        if cached is None:
+        projection = self._fold_cache.projection(X)
+        if projection is None:
             return super()._project(X, centred=centred)
-        projected = cached[0][:, : self.n_components_]
+        projected = projection[:, : self.n_components_]
         if centred and self.center:
             projected = projected - self.mean_ @ self.components_.T
         return projected
 
     def _zero_shot_similarity(self, X: Any) -> np.ndarray:
-        cached = self._cached(X)
-        if cached is None or cached[1] is None:
+        similarity = self._fold_cache.similarity(X, self.n_components_)
+        if similarity is None:
             return super()._zero_shot_similarity(X)
-        projection, cumulative = cached
-        norms = np.sqrt(cumulative[:, self.n_components_ - 1])
-        scores = projection[:, : self.n_components_] @ self.class_weights_.T
-        return scores / np.maximum(norms, np.finfo(np.float32).tiny)[:, None]
+        return similarity
+
+
+class _FoldProjections:
+    """What every K of one (fold, lam, selection) needs from the fold's arrays, computed once.
+
+    For the linear probe: the projections onto every eigenvector in preferred order; a
+    candidate keeping K directions uses the first K columns. For the zero-shot head: each K's
+    cosine similarities to the classes, ``(X V_K^T)(W_K)^T / ||X V_K^T||`` with ``W_K`` the
+    unit class directions. The numerators of every K come from one product of X with the
+    class directions mapped back to the input space, and the norms from X projected only up
+    to the largest K below d: K = d keeps every direction of an orthonormal basis, so its norm
+    is X's own.
+
+    Parameters
+    ----------
+    ordered : ndarray of shape (d, d)
+        Every eigenvector as a row, in preferred order.
+    arrays : list of ndarray
+        The fold's float64 arrays, recognised by identity when a candidate is scored.
+    ks : list of int
+        The grid's ``n_components``.
+    class_embeddings : ndarray of shape (n_classes, d) or None
+        Text embeddings of the classes, for the zero-shot head; None for the probe.
+    """
+
+    def __init__(
+        self,
+        ordered: np.ndarray,
+        arrays: list[np.ndarray],
+        ks: list[int],
+        class_embeddings: np.ndarray | None,
+    ) -> None:
+        self.arrays = arrays
+        self.projections = None
+        self.similarities = None
+        if class_embeddings is None:
+            self.projections = [X @ ordered.T for X in arrays]
+            return
+        n_features = ordered.shape[0]
+        partial = [k for k in ks if k < n_features]
+        widest = partial[-1] if partial else 0
+        self.class_weights = {k: unit_rows(class_embeddings @ ordered[:k].T) for k in ks}
+        # At K = d, V^T W^T is the unit class embeddings themselves: taking them directly makes
+        # every lam's K = d scores bit-identical, so they tie as they do mathematically.
+        mapped_back = [
+            unit_rows(class_embeddings).T if k == n_features else ordered[:k].T @ weights.T
+            for k, weights in self.class_weights.items()
+        ]
+        self.similarities = []
+        for X in arrays:
+            product = X @ np.hstack([ordered[:widest].T, *mapped_back])
+            norms = {n_features: np.linalg.norm(X, axis=1)}
+            if partial:
+                squared = product[:, :widest] ** 2
+                segments = np.add.reduceat(squared, [0, *partial[:-1]], axis=1)
+                cumulative = np.sqrt(np.cumsum(segments, axis=1))
+                norms.update({k: cumulative[:, i] for i, k in enumerate(partial)})
+            numerators = np.split(product[:, widest:], len(ks), axis=1)
+            floor = np.finfo(np.float32).tiny
+            self.similarities.append(
+                {k: numerators[i] / np.maximum(norms[k], floor)[:, None] for i, k in enumerate(ks)}
+            )
+
+    def _position(self, X: Any) -> int | None:
+        return next((i for i, array in enumerate(self.arrays) if array is X), None)
+
+    def projection(self, X: Any) -> np.ndarray | None:
+        """The projection of a cached array onto every direction, or None."""
+        position = self._position(X)
+        if position is None or self.projections is None:
+            return None
+        return self.projections[position]
+
+    def similarity(self, X: Any, k: int) -> np.ndarray | None:
+        """Cosine similarities of a cached array's rows to the classes at ``k``, or None."""
+        position = self._position(X)
+        if position is None or self.similarities is None:
+            return None
+        return self.similarities[position][k]
 
 
 def _choices(value: str | list[str], name: str) -> list[str]:
@@ -120,10 +192,13 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         Passed to every candidate (see :class:`~skcicm.InvariantCausalMechanism`).
     refit : bool, default=True
         Refit the best candidate on all data as ``best_estimator_``.
-    warm_start : bool, default=False
-        Start each LogisticRegression probe from the one of the next smaller
-        ``n_components`` (same fold, lam and selection), padded with zeros. Faster; the
-        scores then agree with a cold-started grid search only to the solver's tolerance.
+    warm_start : bool, default=True
+        Fit the LogisticRegression probes along the path, as LogisticRegressionCV does:
+        each K starts from the probe of the next smaller K of the same (fold, lam,
+        selection), padded with zero weights. Scores then agree with a cold-started grid
+        search to the solver's tolerance, not exactly; on a near-separable problem, where the
+        solution depends on the solver's path, they can differ more. False fits every probe
+        from zero and gives ``GridSearchCV``'s scores. Other classifiers always start cold.
     n_jobs : int, default=None
         Folds run in parallel with joblib (any backend, including Dask's).
 
@@ -205,7 +280,7 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         objective: str = "difference",
         temperature: float = 100.0,
         refit: bool = True,
-        warm_start: bool = False,
+        warm_start: bool = True,
         n_jobs: int | None = None,
     ) -> None:
         self.lams = lams
@@ -344,11 +419,12 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
                     )
         scorer = check_scoring(self._candidate_template(), scoring=self.scoring)
         wants_views = views is not None and _requests(scorer, "interventions")
+        fold_statistics = _fold_statistics(
+            X, views, y, domains, pairs, splits, center=self.center, n_jobs=self.n_jobs
+        )
         shared = {
             "views": views,
             "y": y,
-            "domains": domains,
-            "pairs": pairs,
             "class_text": (class_embeddings, class_labels),
             "candidates": candidates,
             "scorer": scorer,
@@ -356,7 +432,8 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
             "wants_views": wants_views,
         }
         fold_scores = Parallel(n_jobs=self.n_jobs)(
-            delayed(self._score_fold)(X, train, test, **shared) for train, test in splits
+            delayed(self._score_fold)(X, train, test, statistics=statistics, **shared)
+            for (train, test), statistics in zip(splits, fold_statistics, strict=True)
         )
         self._store_results(candidates, np.asarray(fold_scores).T)
         self.n_splits_ = len(splits)
@@ -380,7 +457,7 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
     def _candidate_params(self, params: dict[str, Any]) -> dict[str, Any]:
         fixed = {name: getattr(self, name) for name in TUNABLE_CHOICES}
         fixed = {k: v for k, v in fixed.items() if isinstance(v, str)}
-        return {**self._candidate_template().get_params(), **fixed, **params}
+        return {**self._candidate_template().get_params(deep=False), **fixed, **params}
 
     def _score_fold(
         self,
@@ -388,20 +465,15 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         train: np.ndarray,
         test: np.ndarray,
         *,
+        statistics: InterventionStatistics,
         views: Any,
         y: Any,
-        domains: Any,
-        pairs: Any,
         class_text: tuple,
         candidates: list[dict[str, Any]],
         scorer: Any,
         score_params: dict[str, Any],
         wants_views: bool,
     ) -> list[float]:
-        statistics = InterventionStatistics(X.shape[1], center=self.center)
-        statistics.add_samples(X, views, y=y, domains=domains, index=train)
-        if pairs is not None:
-            statistics.add_pairs(*pairs)
         sigma_z, sigma_delta = statistics.sigma_z(), statistics.sigma_delta()
         trace_delta = np.trace(sigma_delta)
         # float64 copies that validation passes through unchanged, so that _Candidate finds them.
@@ -412,10 +484,16 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         fold_params = _check_method_params(X, params=score_params, indices=test)
         if wants_views:
             fold_params["interventions"] = views[test]
+        ks = sorted({params["n_components"] for params in candidates})
+        share_full_space = self._full_space_is_one_model()
+        full_space_score = None
         scores = []
         solved: dict[Any, Any] = {}
         for params in candidates:
             full = self._candidate_params(params)
+            if params["n_components"] == X.shape[1] and full_space_score is not None:
+                scores.append(full_space_score)
+                continue
             effective = full["lam"]
             if full["lam_scale"] == "trace" and trace_delta > 0:
                 effective = full["lam"] * np.trace(sigma_z) / trace_delta
@@ -427,15 +505,11 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
                 solved = {"lam": effective, "eig": eig}
             if full["selection"] not in solved:
                 ordered, values = select_components(*solved["eig"], X.shape[1], full["selection"])
-                test_projection = X_test @ ordered.T
-                cumulative = None
-                if self.head == "zero_shot":
-                    cumulative = np.cumsum(test_projection**2, axis=1)
-                projections = [(X_test, test_projection, cumulative)]
-                if self.head == "linear_probe":
-                    projections.append((X_train, X_train @ ordered.T, None))
-                solved[full["selection"]] = (ordered, values, projections)
-            ordered, values, projections = solved[full["selection"]]
+                arrays = [X_test] if X_train is None else [X_test, X_train]
+                text = class_text[0] if self.head == "zero_shot" else None
+                cache = _FoldProjections(ordered, arrays, ks, text)
+                solved[full["selection"]] = (ordered, values, cache)
+            ordered, values, cache = solved[full["selection"]]
             k = full["n_components"]
             candidate = _Candidate(**full)
             candidate.n_features_in_ = X.shape[1]
@@ -447,18 +521,41 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
             candidate.intervention_covariance_ = sigma_delta
             candidate.intervention_sources_ = tuple(statistics.delta_grams())
             candidate.n_samples_seen_ = statistics.n_samples
-            candidate._cached_projections = projections
+            candidate._fold_cache = cache
             if self.head == "zero_shot":
                 candidate.classes_ = class_text[1]
-                candidate.class_weights_ = unit_rows(class_text[0] @ candidate.components_.T)
+                candidate.class_weights_ = cache.class_weights[k]
             else:
                 features = candidate._project(X_train, centred=True)
-                start = solved.get(("probe", full["selection"])) if self.warm_start else None
-                candidate.classifier_ = _fit_probe(candidate, features, y_train, start)
-                solved[("probe", full["selection"])] = candidate.classifier_
-                candidate.classes_ = candidate.classifier_.classes_
+                previous = solved.get(("probe", full["selection"])) if self.warm_start else None
+                probe = _fit_probe(candidate, features, y_train, previous)
+                solved[("probe", full["selection"])] = candidate.classifier_ = probe
+                candidate.classes_ = probe.classes_
             scores.append(float(scorer(candidate, X_test, y_test, **fold_params)))
+            if k == X.shape[1] and share_full_space:
+                full_space_score = scores[-1]
         return scores
+
+    def _full_space_is_one_model(self) -> bool:
+        """Whether every K = d candidate of a fold is the same model, so one score serves all.
+
+        With K = d the projection is a rotation of the whole space, whatever lam, selection
+        and lam_scale are. Cosine similarity (zero-shot) and an L2- or un-penalised
+        LogisticRegression are invariant to rotations, and so are scikit-learn's named
+        scorers and :class:`InterventionalScorer`, which see only the predictions. Scoring
+        them once makes them tie exactly, as they do mathematically, instead of up to
+        rounding or the solver's tolerance. Other classifiers and scorers are scored one by one.
+        """
+        if not (self.scoring is None or isinstance(self.scoring, (str, InterventionalScorer))):
+            return False
+        if self.head == "zero_shot":
+            return True
+        probe = self.classifier if self.classifier is not None else _default_classifier()
+        return (
+            isinstance(probe, LogisticRegression)
+            and probe.get_params()["penalty"] in ("deprecated", "l2", None)
+            and not probe.get_params()["l1_ratio"]
+        )
 
     def _store_results(self, candidates: list[dict[str, Any]], scores: np.ndarray) -> None:
         results: dict[str, Any] = {"params": candidates}
@@ -591,23 +688,93 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         return self._best().score(X, y, sample_weight=sample_weight)
 
 
-def _fit_probe(
-    candidate: InvariantCausalMechanism, features: np.ndarray, y: np.ndarray, start: Any
-) -> Any:
-    """Fit the candidate's probe, warm-started from the probe of the previous, smaller K.
+def _fold_statistics(
+    X: np.ndarray,
+    views: np.ndarray | None,
+    y: np.ndarray | None,
+    domains: np.ndarray | None,
+    pairs: tuple[np.ndarray, np.ndarray] | None,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    center: bool,
+    n_jobs: int | None,
+) -> list[InterventionStatistics]:
+    """Each training fold's statistics, the pairs' included.
 
-    The first K coordinates of a larger K's features are the smaller K's features, so the
-    smaller probe padded with zero weights is a close starting point. Only for
-    LogisticRegression probes; other classifiers start cold.
+    When the test folds partition the samples and every training fold is the rest (K-fold,
+    leave-one-group-out), the statistics of the test folds are computed once and each training
+    fold's are the sum of the other test folds': one pass over the data instead of one per
+    fold. Other splitters get a pass per training fold.
+    """
+    n_samples, n_features = X.shape
+    partitioned = _test_folds_partition(splits, n_samples)
+    parts = [test for _, test in splits] if partitioned else [train for train, _ in splits]
+    part_statistics = Parallel(n_jobs=n_jobs)(
+        delayed(_statistics_of)(X, views, y, domains, index, center=center) for index in parts
+    )
+    if partitioned:
+        folds = []
+        for held_out in range(len(parts)):
+            fold = InterventionStatistics(n_features, center=center)
+            for position, part in enumerate(part_statistics):
+                if position != held_out:
+                    fold.merge(part)
+            folds.append(fold)
+    else:
+        folds = part_statistics
+    if pairs is not None:
+        for fold in folds:
+            fold.add_pairs(*pairs)
+    return folds
+
+
+def _statistics_of(
+    X: np.ndarray,
+    views: np.ndarray | None,
+    y: np.ndarray | None,
+    domains: np.ndarray | None,
+    index: np.ndarray,
+    *,
+    center: bool,
+) -> InterventionStatistics:
+    statistics = InterventionStatistics(X.shape[1], center=center)
+    return statistics.add_samples(X, views, y=y, domains=domains, index=index)
+
+
+def _test_folds_partition(splits: list[tuple[np.ndarray, np.ndarray]], n_samples: int) -> bool:
+    """Whether the test folds are disjoint, cover every sample, and each trains on the rest."""
+    tests = np.concatenate([test for _, test in splits])
+    if len(tests) != n_samples or len(np.unique(tests)) != n_samples:
+        return False
+    everything = np.arange(n_samples)
+    return all(
+        len(train) + len(test) == n_samples
+        and np.array_equal(np.sort(np.concatenate([train, test])), everything)
+        for train, test in splits
+    )
+
+
+def _fit_probe(
+    candidate: InvariantCausalMechanism, features: np.ndarray, y: np.ndarray, previous: Any
+) -> Any:
+    """Fit the candidate's probe, warm-started from ``previous``, the probe of a smaller K.
+
+    The first K' coordinates of these features are the smaller K' candidate's features, so
+    its probe padded with zero weights is a close starting point. Only LogisticRegression
+    probes start warm; other classifiers, and the first K of a decomposition, start cold.
     """
     classifier = candidate.classifier
     probe = clone(classifier if classifier is not None else _default_classifier())
-    if start is None or not isinstance(probe, LogisticRegression):
+    if (
+        not isinstance(probe, LogisticRegression)
+        or not isinstance(previous, LogisticRegression)
+        or previous.coef_.shape[1] > features.shape[1]
+    ):
         return probe.fit(features, y)
-    coef = np.zeros((start.coef_.shape[0], features.shape[1]))
-    coef[:, : start.coef_.shape[1]] = start.coef_
+    coef = np.zeros((previous.coef_.shape[0], features.shape[1]))
+    coef[:, : previous.coef_.shape[1]] = previous.coef_
     probe.set_params(warm_start=True)
-    probe.coef_, probe.intercept_ = coef, start.intercept_.copy()
+    probe.coef_, probe.intercept_ = coef, previous.intercept_.copy()
     return probe.fit(features, y)
 
 
