@@ -1,10 +1,14 @@
 """Cross-validated CLIP-ICM that shares statistics and eigendecompositions across the grid.
 
 A grid search refits every candidate from scratch: ``Z^T Z``, ``Delta^T Delta`` and an
-eigendecomposition per candidate and fold. Here each fold's statistics are computed once,
-each (fold, lam, lam_scale) gets one eigendecomposition, and every ``n_components`` and
-``selection`` is a slice of it; the held-out and training embeddings are projected once per
-eigendecomposition and sliced too.
+eigendecomposition per candidate and fold. Here the statistics take one pass over the data
+(each training fold sums the other test folds' statistics when the folds partition the
+samples), each (fold, lam, lam_scale) gets one eigendecomposition, and every
+``n_components`` and ``selection`` is a slice of it. The held-out and training embeddings are
+projected once per eigendecomposition; the zero-shot head needs only one product for the
+scores of every K and the norms up to the largest K below d. The K = d candidates of a fold
+are one model (a rotation of the whole space) and are scored once when the head and the
+scorer cannot tell rotations apart, and the linear probes are warm-started along K.
 """
 
 from __future__ import annotations
@@ -169,9 +173,10 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
 
     Equivalent to ``GridSearchCV(InvariantCausalMechanism(...), {"lam": lams,
     "n_components": n_components, ...}, cv=cv, scoring=scoring)`` on embeddings, with the same
-    ``cv_results_`` scores and choice, but each fold's statistics are computed once, one
-    eigendecomposition serves every ``n_components`` and ``selection`` of a (fold, lam), and the
-    fold's embeddings are projected once per eigendecomposition.
+    ``cv_results_`` scores and choice (for the linear probe with ``warm_start=False``; warm
+    starts agree to the solver's tolerance), but the statistics take one pass over the data,
+    one eigendecomposition serves every ``n_components`` and ``selection`` of a (fold, lam),
+    and the fold's embeddings are projected once per eigendecomposition.
 
     Parameters
     ----------
