@@ -38,6 +38,7 @@ from typing import Any
 
 import open_clip
 import torch
+from open_clip.constants import HF_CONFIG_NAME, HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 
 from skcicm.weight_digests import Stamp, file_digest, file_stamp
 
@@ -174,22 +175,29 @@ def load_clip(
     """Load (once per process, model, device and weights version) an open_clip model.
 
     ``weights_dir`` is open_clip's ``cache_dir``: the folder where the weights of a pretrained
-    tag are downloaded, and looked for first (None: open_clip's default, the Hugging Face cache
-    or ``~/.cache/clip``). It plays no part in local-dir, hf-hub or checkpoint-file models.
+    tag or an ``hf-hub:`` repository are downloaded, and looked for first (None: open_clip's
+    default, the Hugging Face cache or ``~/.cache/clip``). It plays no part in local-dir or
+    checkpoint-file models.
     """
     name, tag = resolve_model_name(model_name, pretrained)
-    stamps = tuple((str(path), file_stamp(path)) for path in _weight_files(name, tag))
+    files = _weight_files(name, tag, weights_dir)
+    stamps = tuple((str(path), file_stamp(path)) for path in files)
     folder = None if weights_dir is None else str(weights_dir)
     # Threads of one process (a Dask worker's, a thread pool's) wait for one load, not race.
     with _load_lock:
         return _load_resolved(name, tag, device, stamps, folder)
 
 
-def model_fingerprint(model_name: str, pretrained: str | None) -> str:
+def model_fingerprint(
+    model_name: str, pretrained: str | None, weights_dir: str | os.PathLike | None = None
+) -> str:
     """Identify a model and the content of its weights, without loading it.
 
     Cheap after the first call on a machine (digests are remembered by file stamp), so a
     fitted estimator can check that the weights it was fitted with are still the ones on disk.
+    Downloaded weights (a pretrained tag, ``hf-hub:``) are named by content once they are in
+    the download cache (``weights_dir``, as in :func:`load_clip`); before their first
+    download, by name.
 
     Examples
     --------
@@ -197,7 +205,7 @@ def model_fingerprint(model_name: str, pretrained: str | None) -> str:
     True
     """
     name, tag = resolve_model_name(model_name, pretrained)
-    return _fingerprint(name, tag, _weight_files(name, tag))
+    return _fingerprint(name, tag, _weight_files(name, tag, weights_dir))
 
 
 @functools.lru_cache(maxsize=4)
@@ -232,10 +240,14 @@ def _load_resolved(
     finally:
         logging.disable(previously_disabled)
     model.eval().requires_grad_(False)
+    if not files:
+        # Weights downloaded by this load are in the cache now: name them by content.
+        files = _weight_files(name, tag, weights_dir)
     return LoadedCLIP(
         model=model,
         preprocess=preprocess,
-        tokenizer=open_clip.get_tokenizer(name),
+        # The Hub config that names an hf-hub model's tokenizer is in the same download cache.
+        tokenizer=open_clip.get_tokenizer(name, cache_dir=weights_dir),
         fingerprint=_fingerprint(name, tag, files),
     )
 
@@ -267,7 +279,9 @@ def _load_error(name: str, tag: str | None, files: list[Path], error: Exception)
     return WeightsFileError(f"Could not build {name!r} (pretrained={tag!r}): {cause}")
 
 
-def _weight_files(name: str, tag: str | None) -> list[Path]:
+def _weight_files(
+    name: str, tag: str | None, weights_dir: str | os.PathLike | None = None
+) -> list[Path]:
     """The files whose content the model's weights come from (the chosen checkpoint, config)."""
     if name.startswith(LOCAL_DIR_PREFIX):
         folder = Path(name[len(LOCAL_DIR_PREFIX) :])
@@ -282,6 +296,47 @@ def _weight_files(name: str, tag: str | None) -> list[Path]:
         return [Path(chosen), folder / CONFIG_FILE]
     if tag is not None and tag != RANDOM_WEIGHTS and os.path.isfile(tag):
         return [Path(tag)]
+    return _downloaded_files(name, tag, weights_dir)
+
+
+def _downloaded_files(
+    name: str, tag: str | None, weights_dir: str | os.PathLike | None
+) -> list[Path]:
+    """The files open_clip loads for an ``hf-hub:`` repository or a pretrained tag, if cached.
+
+    Found the way open_clip finds them (the Hub before a URL, safetensors first), in the
+    download caches only, never over the network: empty before the first download. A
+    repository that publishes new weights is downloaded into a new snapshot, so its content,
+    and with it the fingerprint, changes.
+    """
+    cache = None if weights_dir is None else str(weights_dir)
+    if name.startswith(HF_HUB_PREFIX):
+        repository = name[len(HF_HUB_PREFIX) :]
+        config = _hub_cached(repository, [HF_CONFIG_NAME], cache)
+        return config + _hub_cached(repository, [HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME], cache)
+    if tag is None or tag == RANDOM_WEIGHTS:
+        return []
+    source = open_clip.get_pretrained_cfg(name, tag)
+    if source.get("hf_hub") and open_clip.pretrained.has_hf_hub():
+        repository, filename = os.path.split(source["hf_hub"])
+        filename = filename or HF_WEIGHTS_NAME
+        alternatives = list(open_clip.pretrained._get_safe_alternatives(filename))
+        return _hub_cached(repository, [*alternatives, filename], cache)
+    if source.get("url"):
+        folder = Path(cache) if cache else Path.home() / ".cache" / "clip"
+        downloaded = folder / os.path.basename(source["url"])
+        return [downloaded] if downloaded.is_file() else []
+    return []
+
+
+def _hub_cached(repository: str, filenames: list[str], cache_dir: str | None) -> list[Path]:
+    """The first of ``filenames`` in the local Hugging Face cache of ``repository``, if any."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in filenames:
+        found = try_to_load_from_cache(repository, filename, cache_dir=cache_dir)
+        if isinstance(found, str):
+            return [Path(found)]
     return []
 
 
@@ -289,11 +344,12 @@ def _fingerprint(name: str, tag: str | None, files: list[Path]) -> str:
     """Identify model and weights, so that re-trained weights never hit stale cached embeddings.
 
     Weights on disk are named by content only, so the same checkpoint in another folder (or
-    on another node of a cluster) shares its cached embeddings.
+    on another node of a cluster) shares its cached embeddings. Downloaded weights are named
+    by their tag or repository and, once in the download cache, by content too.
     """
     if name.startswith(LOCAL_DIR_PREFIX):
         identity = "local-dir"
-    elif files:
+    elif tag is not None and tag != RANDOM_WEIGHTS and os.path.isfile(tag):
         identity = f"{name}|file"
     elif tag == RANDOM_WEIGHTS:
         # The initialisation code may change between versions, and with it the weights.

@@ -327,3 +327,73 @@ def test_weights_dir_is_where_open_clip_finds_a_tag_s_weights(
     # Elsewhere the file is not found, and nothing can be downloaded here.
     with pytest.raises(WeightsUnavailableError, match="weights_dir"):
         load_clip(tiny_architecture, "tiny", "cpu", weights_dir=tmp_path / "empty")
+
+
+# Downloaded weights are named by content -----------------------------------------------------
+
+
+def _publish_hub_revision(cache, repository, revision, folder):
+    """Lay out ``folder``'s files as the Hugging Face cache holds a downloaded revision."""
+    root = cache / f"models--{repository.replace('/', '--')}"
+    snapshot = root / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    for name in (models.CONFIG_FILE, models.WEIGHTS_FILE):
+        shutil.copy(folder / name, snapshot / name)
+    (root / "refs").mkdir(exist_ok=True)
+    (root / "refs" / "main").write_text(revision)
+
+
+def test_hf_hub_model_loads_offline_and_new_revisions_get_a_new_fingerprint(
+    tiny_clip_dir, tmp_path
+):
+    cache, name = tmp_path / "hub", "hf-hub:someone/tiny-clip"
+    _publish_hub_revision(cache, "someone/tiny-clip", "a" * 40, tiny_clip_dir)
+    first = load_clip(name, None, "cpu", weights_dir=cache)
+    reference = load_clip(f"local-dir:{tiny_clip_dir}", None, "cpu").model.state_dict()
+    for key, value in first.model.state_dict().items():
+        torch.testing.assert_close(value, reference[key])
+    assert model_fingerprint(name, None, cache) == first.fingerprint
+
+    # The repository publishes retrained weights: a new snapshot that refs/main points to.
+    torch.manual_seed(1)
+    retrained = save_local_dir(
+        open_clip.CLIP(**TINY_MODEL_CFG),
+        tmp_path / "retrained",
+        TINY_MODEL_CFG,
+        TINY_PREPROCESS_CFG,
+    )
+    _publish_hub_revision(cache, "someone/tiny-clip", "b" * 40, retrained)
+    second = load_clip(name, None, "cpu", weights_dir=cache)
+    assert second.fingerprint != first.fingerprint
+    assert model_fingerprint(name, None, cache) == second.fingerprint
+
+
+def test_a_tag_s_downloaded_file_is_named_by_content(
+    tiny_architecture, tiny_clip_dir, tmp_path, monkeypatch
+):
+    url = f"https://weights.invalid/{models.WEIGHTS_FILE}"
+    monkeypatch.setitem(
+        open_clip.pretrained._PRETRAINED,
+        tiny_architecture,
+        {"tiny": open_clip.pretrained._pcfg(url=url)},
+    )
+    monkeypatch.setattr(open_clip.pretrained, "has_hf_hub", lambda *_: False)
+    weights_dir = tmp_path / "weights"
+    weights_dir.mkdir()
+    before_download = model_fingerprint(tiny_architecture, "tiny", weights_dir)
+    shutil.copy(tiny_clip_dir / models.WEIGHTS_FILE, weights_dir / models.WEIGHTS_FILE)
+    downloaded = model_fingerprint(tiny_architecture, "tiny", weights_dir)
+    assert downloaded != before_download
+    assert load_clip(tiny_architecture, "tiny", "cpu", weights_dir=weights_dir).fingerprint == (
+        downloaded
+    )
+    # Another file under the same tag (re-downloaded after the publisher changed it).
+    torch.manual_seed(1)
+    other = save_local_dir(
+        open_clip.CLIP(**TINY_MODEL_CFG), tmp_path / "other", TINY_MODEL_CFG, TINY_PREPROCESS_CFG
+    )
+    shutil.copy(other / models.WEIGHTS_FILE, weights_dir / models.WEIGHTS_FILE)
+    assert model_fingerprint(tiny_architecture, "tiny", weights_dir) not in (
+        before_download,
+        downloaded,
+    )
