@@ -70,7 +70,7 @@ def test_interventional_rule_needs_per_sample_copies():
     embedded = _synthetic()
     pairs = (embedded.embeddings[:3], embedded.embeddings[3:6])
     no_views = embedded.replace(interventions=None, intervention_pairs=pairs)
-    with pytest.raises(ValueError, match="tuning 'interventional'.*intervened copies"):
+    with pytest.raises(ValueError, match="tuning: 'interventional'.*intervened copies"):
         domain_shift(
             no_views,
             targets=["c"],

@@ -161,7 +161,7 @@ def test_open_class_scores_base_and_novel_classes(embedded):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"targets": ["z"]}, "Unknown target domains"),
+        ({"targets": ["z"]}, "targets: unknown domains"),
         ({"methods": ["clip_knn"]}, "Unknown methods"),
         ({"tuning": "target"}, "Unknown tuning"),
         ({"n_components": [4, 13]}, r"integers in 1\.\.12"),

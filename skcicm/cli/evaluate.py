@@ -11,8 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from skcicm.evaluation.options import INTERVENTION_SOURCES, METHODS, TUNING, ZERO_SHOT_METHODS
 from skcicm.prompts import check_class_template
 
@@ -274,8 +272,6 @@ def _run_dataset_protocol(
         n_images = len(dataset.images)
     run_name = "imagenet-variants" if protocol == "imagenet" else f"{dataset.name}-{protocol}"
     run_dir = Path(args.output_dir) / run_name
-    if protocol != "imagenet":
-        _check_targets_and_splits(args, settings, dataset)
     _check_writable(run_dir)
     cache_dir = _cache_dir(args)
     progress = {"auto": "auto", "on": True, "off": False}[args.progress]
@@ -292,43 +288,27 @@ def _run_dataset_protocol(
         if "text" in settings["interventions"]
         else None,
     )
+    check, evaluate = _protocol_functions(protocol)
+    data = (dataset,) if variants is None else (dataset, variants)
+    options = _protocol_options(args, settings, progress)
+    _check_options(
+        args, check, featurizer, *data, interventions=settings["interventions"], **options
+    )
     _log(
         f"Encoding {n_images} images with {settings['model']} (cache: {cache_dir}), then "
         f"running {protocol} ..."
     )
-    result = _run_protocol(args, settings, featurizer, dataset, variants, progress)
+    result = evaluate(
+        featurizer,
+        *data,
+        interventions=settings["interventions"],
+        templates=args.templates,
+        **options,
+    )
     seconds = time.perf_counter() - started
     written = _write_outputs(args, argv, settings, result, run_dir, seconds)
     print(written["table_text"])
     print(f"\nResults written to {run_dir}/ ({', '.join(written['files'])})")
-
-
-def _check_targets_and_splits(
-    args: argparse.Namespace, settings: dict[str, Any], dataset: Any
-) -> None:
-    """Refuse unknown targets and splits that leave a domain empty, before anything is encoded."""
-    from skcicm.datasets import domainbed_holdout_mask
-
-    domain_names = [str(name) for name in dataset.domain_names]
-    unknown = sorted(set(settings["targets"] or ()) - set(domain_names))
-    if unknown:
-        raise ValueError(f"--targets: unknown domains {unknown}; the dataset has {domain_names}.")
-    domains = np.asarray(dataset.domains).astype(str)
-    for seed in settings["seeds"]:
-        holdout = domainbed_holdout_mask(
-            domains, domain_names, holdout_fraction=args.holdout_fraction, trial_seed=seed
-        )
-        labels = np.asarray(dataset.labels)
-        for name in domain_names:
-            in_domain = domains == name
-            classes_in = np.unique(labels[in_domain & ~holdout]).size
-            if classes_in < 2 or not (in_domain & holdout).any():
-                raise ValueError(
-                    f"--holdout-fraction {args.holdout_fraction} leaves domain {name!r} "
-                    f"({int(in_domain.sum())} images) with {classes_in} class(es) in its 'in' "
-                    f"split and {int((in_domain & holdout).sum())} images in its 'out' split; "
-                    "both splits need images, and the 'in' split at least two classes."
-                )
 
 
 def _check_writable(run_dir: Path) -> None:
@@ -361,19 +341,25 @@ def _remove_earlier_outputs(run_dir: Path) -> None:
         plot.unlink()
 
 
-def _run_protocol(
-    args: argparse.Namespace,
-    settings: dict[str, Any],
-    featurizer: Any,
-    dataset: Any,
-    variants: dict[str, Any] | None,
-    progress: bool | str,
-) -> Any:
+def _protocol_functions(protocol: str) -> tuple[Any, Any]:
+    """The library's check of a protocol's options and its ``evaluate_*`` entry point."""
     from skcicm.evaluation import protocols
 
-    common = {
-        "interventions": settings["interventions"],
-        "templates": args.templates,
+    return {
+        "domain-shift": (protocols.check_domain_shift_options, protocols.evaluate_domain_shift),
+        "open-class": (protocols.check_open_class_options, protocols.evaluate_open_class),
+        "imagenet": (
+            protocols.check_imagenet_variants_options,
+            protocols.evaluate_imagenet_variants,
+        ),
+    }[protocol]
+
+
+def _protocol_options(
+    args: argparse.Namespace, settings: dict[str, Any], progress: bool | str
+) -> dict[str, Any]:
+    """The keyword arguments of the protocol function (``domain_shift``...)."""
+    options = {
         "methods": settings["methods"],
         "lam": settings["lam"],
         "n_components": settings["n_components"],
@@ -383,14 +369,24 @@ def _run_protocol(
         "estimator_params": {"lam_scale": args.lam_scale},
         "progress": progress,
     }
-    if settings["protocol"] == "imagenet":
-        return protocols.evaluate_imagenet_variants(featurizer, dataset, variants, **common)
-    run = (
-        protocols.evaluate_open_class
-        if settings["protocol"] == "open-class"
-        else protocols.evaluate_domain_shift
-    )
-    return run(featurizer, dataset, targets=settings["targets"], n_jobs=args.n_jobs, **common)
+    if settings["protocol"] != "imagenet":
+        options.update(targets=settings["targets"], n_jobs=args.n_jobs)
+    return options
+
+
+def _check_options(args: argparse.Namespace, check: Any, *data: Any, **options: Any) -> None:
+    """Run the library's check of the options before anything is encoded.
+
+    Its messages start with the parameter they are about (``holdout_fraction: ...``); one
+    that is an option of the command line is named by its flag (``--holdout-fraction: ...``).
+    """
+    try:
+        check(*data, **options)
+    except ValueError as error:
+        name, colon, rest = str(error).partition(": ")
+        if colon and name in vars(args):
+            raise ValueError(f"--{name.replace('_', '-')}: {rest}") from None
+        raise
 
 
 def _write_outputs(

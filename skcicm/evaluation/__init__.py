@@ -9,6 +9,8 @@ Where each concept lives:
 - :mod:`~skcicm.evaluation.selection`: tuning rules (source LODO, interventional LODO, source
   holdout, oracle);
 - :mod:`~skcicm.evaluation.sweep`: the fit / sweep / select / score core of every protocol;
+- :mod:`~skcicm.evaluation.preflight`: what the protocols' checks need before encoding (the
+  embedding dimension, a stand-in of the data set), so that bad options fail first;
 - :mod:`~skcicm.evaluation.protocols`: one module per protocol (domain shift, shortcut,
   open class, ImageNet variants);
 - :mod:`~skcicm.evaluation.reporting` and :mod:`~skcicm.evaluation.plots`: results files,
@@ -34,6 +36,9 @@ _EXPORTS: dict[str, str] = {
     "domain_shift": "protocols",
     "domain_shift_split": "protocols",
     "evaluate_domain_shift": "protocols",
+    "check_domain_shift_options": "protocols",
+    "check_open_class_options": "protocols",
+    "check_imagenet_variants_options": "protocols",
     "open_class": "protocols",
     "evaluate_open_class": "protocols",
     "base_classes": "protocols",

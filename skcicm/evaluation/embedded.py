@@ -248,18 +248,10 @@ def _counterfactual_views(
     Returns views of shape (n, n_domains - 1, d) and their styles (n, n_domains - 1), in the
     order of ``domain_names``.
     """
-    if "factors" not in dataset or "image_size" not in dataset:
-        raise ValueError(
-            f"interventions include 'counterfactual', but {dataset.get('name', 'this dataset')!r} "
-            "cannot render counterfactuals: only ToyWorld (skcicm.datasets.make_toyworld) "
-            "records the factors to re-render an image. Use 'image', 'text' or 'domain'."
-        )
     # ToyWorld pulls in PIL drawing and scipy.ndimage: only for this source.
     from skcicm.datasets.toyworld import render_counterfactuals
 
     names = [str(d) for d in dataset["domain_names"]]
-    if len(names) < 2:
-        raise ValueError("Counterfactual styles need at least two domains.")
     domains = np.asarray(dataset["domains"]).astype(str)
     own = np.array([names.index(d) for d in domains])
     n, d = embeddings.shape
@@ -274,6 +266,75 @@ def _counterfactual_views(
         views[others, column] = featurizer.transform(twins)
         styles[others, column] = style
     return views, styles
+
+
+def dataset_fields(dataset: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of an :class:`EmbeddedDataset` that a loaded data set gives without encoding.
+
+    Labels, domains, class and domain names, name and, for ImageNet variants,
+    ``imagenet_indices``: what the protocols' checks read before encoding, too.
+    """
+    fields = {
+        "labels": np.asarray(dataset["labels"]),
+        "domains": np.asarray(dataset["domains"]),
+        "class_names": list(dataset["class_names"]),
+        "domain_names": list(dataset["domain_names"]),
+        "name": str(dataset.get("name", "dataset")),
+    }
+    if "imagenet_indices" in dataset:
+        fields["imagenet_indices"] = np.asarray(dataset["imagenet_indices"])
+    return fields
+
+
+def check_interventions(
+    featurizer: Any, dataset: Mapping[str, Any], interventions: Sequence[str]
+) -> list[str]:
+    """Validate the intervention sources for ``featurizer`` and ``dataset``, encoding nothing.
+
+    Parameters
+    ----------
+    featurizer : CLIPFeaturizer
+        The featurizer that will encode ``dataset``.
+    dataset : Bunch
+        The data set, as :func:`embed_dataset` takes it.
+    interventions : sequence of {"image", "counterfactual", "text", "domain"}
+        Sources of interventional data, as in :func:`embed_dataset`.
+
+    Returns
+    -------
+    interventions : list of str
+        The sources, as a list.
+
+    Raises
+    ------
+    ValueError
+        When a source is unknown, ``"image"`` and ``"counterfactual"`` are both requested,
+        ``"text"`` is requested from a featurizer without ``text_interventions``, or
+        ``"counterfactual"`` from a data set that cannot render them (only ToyWorld can).
+    """
+    interventions = check_choice(interventions, INTERVENTION_SOURCES, "interventions")
+    if {"image", "counterfactual"} <= set(interventions):
+        raise ValueError(
+            "interventions 'image' and 'counterfactual' are exclusive: each gives the intervened "
+            "copies of the images; choose one."
+        )
+    if "text" in interventions and not getattr(featurizer, "text_interventions", None):
+        raise ValueError(
+            "interventions include 'text' but the featurizer has no text_interventions; "
+            "set CLIPFeaturizer(text_interventions=...), e.g. "
+            "skcicm.prompts.style_prompt_pairs(['photo', 'sketch'])."
+        )
+    if "counterfactual" in interventions:
+        if "factors" not in dataset or "image_size" not in dataset:
+            raise ValueError(
+                "interventions include 'counterfactual', but "
+                f"{dataset.get('name', 'this dataset')!r} cannot render counterfactuals: only "
+                "ToyWorld (skcicm.datasets.make_toyworld) records the factors to re-render an "
+                "image. Use 'image', 'text' or 'domain'."
+            )
+        if len(dataset["domain_names"]) < 2:
+            raise ValueError("interventions 'counterfactual': styles need at least two domains.")
+    return interventions
 
 
 def embed_dataset(
@@ -322,22 +383,10 @@ default=("image",)
     Raises
     ------
     ValueError
-        When an intervention source is unknown, ``"image"`` and ``"counterfactual"`` are
-        both requested, or ``"text"`` is requested from a featurizer without
-        ``text_interventions``; all before any image is encoded.
+        When the intervention sources do not apply (:func:`check_interventions`), before
+        any image is encoded.
     """
-    interventions = check_choice(interventions, INTERVENTION_SOURCES, "interventions")
-    if {"image", "counterfactual"} <= set(interventions):
-        raise ValueError(
-            "interventions 'image' and 'counterfactual' are exclusive: each gives the intervened "
-            "copies of the images; choose one."
-        )
-    if "text" in interventions and not getattr(featurizer, "text_interventions", None):
-        raise ValueError(
-            "interventions include 'text' but the featurizer has no text_interventions; "
-            "set CLIPFeaturizer(text_interventions=...), e.g. "
-            "skcicm.prompts.style_prompt_pairs(['photo', 'sketch'])."
-        )
+    interventions = check_interventions(featurizer, dataset, interventions)
     images = dataset["images"]
     prompt_names = list(dataset.get("prompt_names") or dataset["class_names"])
     embeddings = featurizer.transform(images)
@@ -358,15 +407,9 @@ default=("image",)
         fields["class_embeddings"] = featurizer.class_embeddings(
             prompt_names, templates or dataset.get("templates")
         )
-    if "imagenet_indices" in dataset:
-        fields["imagenet_indices"] = np.asarray(dataset["imagenet_indices"])
     return EmbeddedDataset(
         embeddings=embeddings,
-        labels=np.asarray(dataset["labels"]),
-        domains=np.asarray(dataset["domains"]),
-        class_names=list(dataset["class_names"]),
-        domain_names=list(dataset["domain_names"]),
-        name=str(dataset.get("name", "dataset")),
         domain_interventions="domain" in interventions,
+        **dataset_fields(dataset),
         **fields,
     )

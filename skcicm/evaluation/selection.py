@@ -106,7 +106,7 @@ class SelectionContext:
             fit_data = {"estimator_params": self.baseline_params}
         if interventional:
             fit_data["scoring"] = interventional_score
-            fit_data["score_params"] = {"validation_views": self.validation_views()[train]}
+            fit_data["score_params"] = {"validation_views": validation_views(data)[train]}
         search = lodo_grid_search(
             data.embeddings[train],
             data.labels[train],
@@ -123,17 +123,21 @@ class SelectionContext:
         self.cv_results.extend({**self.row, **cv_row, **extra} for cv_row in search.cv_results)
         return search
 
-    def validation_views(self) -> np.ndarray:
-        """The intervened copies the interventional rule scores on (raises ValueError)."""
-        views = self.data.validation_views
-        views = self.data.interventions if views is None else views
-        if views is None:
-            raise ValueError(
-                "tuning 'interventional' scores candidates on intervened copies of the "
-                "held-out source samples, but this data has none: use image or "
-                "counterfactual interventions, or give validation_views."
-            )
-        return views
+
+def validation_views(data: EmbeddedDataset) -> np.ndarray:
+    """The intervened copies the interventional rule scores on (raises ValueError).
+
+    The protocols' checks call it before encoding too, where only the presence of the copies
+    is known (:func:`~skcicm.evaluation.preflight.unencoded`).
+    """
+    views = data.interventions if data.validation_views is None else data.validation_views
+    if views is None:
+        raise ValueError(
+            "tuning: 'interventional' scores candidates on intervened copies of the "
+            "held-out source samples, but this data has none: use image or "
+            "counterfactual interventions, or give validation_views."
+        )
+    return views
 
 
 def interventional_score(

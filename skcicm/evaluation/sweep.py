@@ -10,12 +10,16 @@ The sweep reports how the hyperparameters matter; it never feeds the source-tune
 :func:`run_leave_one_domain_out` is the loop of the domain-shift protocols: DomainBed splits
 (:func:`~skcicm.datasets.domainbed.domainbed_holdout_mask`) per seed, each domain the target
 in turn, and models fitted on :meth:`~skcicm.evaluation.EmbeddedDataset.source_only` data.
+Its options are validated once, by :func:`check_lodo_options`: on the encoded data by the
+protocol, and before encoding by :func:`check_lodo_before_encoding`, on a stand-in
+(:func:`~skcicm.evaluation.preflight.unencoded`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +29,7 @@ from tqdm.auto import tqdm
 
 from skcicm.datasets.domainbed import domainbed_holdout_mask
 from skcicm.estimator import InvariantCausalMechanism
-from skcicm.evaluation.embedded import EmbeddedDataset
+from skcicm.evaluation.embedded import EmbeddedDataset, check_interventions
 from skcicm.evaluation.options import (
     TUNING,
     check_choice,
@@ -33,7 +37,8 @@ from skcicm.evaluation.options import (
     is_baseline,
     is_zero_shot,
 )
-from skcicm.evaluation.selection import Candidate, SelectionContext, select
+from skcicm.evaluation.preflight import check_options, embedding_dim, unencoded
+from skcicm.evaluation.selection import Candidate, SelectionContext, select, validation_views
 from skcicm.model_selection import check_grid
 
 # Estimator parameters that shape the ICM subspace only: plain CLIP (lam = 0, K = d with the
@@ -292,8 +297,115 @@ def check_targets(data: EmbeddedDataset, targets: str | Sequence[str] | None) ->
     targets = [targets] if isinstance(targets, str) else list(targets)
     unknown = [t for t in targets if t not in data.domain_names]
     if unknown:
-        raise ValueError(f"Unknown target domains {unknown}; {data.name} has {data.domain_names}.")
+        raise ValueError(
+            f"targets: unknown domains {unknown}; {data.name} has {data.domain_names}."
+        )
     return targets
+
+
+def check_holdout_fraction(holdout_fraction: float) -> None:
+    """Refuse a ``holdout_fraction`` outside (0, 1): every domain needs both splits."""
+    if not 0.0 < holdout_fraction < 1.0:
+        raise ValueError(
+            f"holdout_fraction: must be between 0 and 1 (exclusive); got {holdout_fraction}."
+        )
+
+
+def check_holdout_splits(data: EmbeddedDataset, seeds: list[int], holdout_fraction: float) -> None:
+    """Refuse a ``holdout_fraction`` whose split of some seed leaves a domain unusable.
+
+    Every domain is a source for the other targets and a target itself: its "in" split is
+    fitted on and needs two classes, its "out" split selects and needs a sample.
+    """
+    check_holdout_fraction(holdout_fraction)
+    for seed in seeds:
+        holdout = holdout_mask(data, seed, holdout_fraction)
+        for name in data.domain_names:
+            in_domain = data.domains == name
+            classes_in = np.unique(data.labels[in_domain & ~holdout]).size
+            n_out = int((in_domain & holdout).sum())
+            if classes_in < 2 or not n_out:
+                raise ValueError(
+                    f"holdout_fraction: {holdout_fraction} leaves domain {name!r} "
+                    f"({int(in_domain.sum())} images, seed {seed}) with {classes_in} class(es) "
+                    f"in its 'in' split and {n_out} images in its 'out' split; both splits "
+                    "need images, and the 'in' split at least two classes."
+                )
+
+
+@dataclasses.dataclass
+class LodoSplits:
+    """The validated splits of a leave-one-domain-out protocol: targets, seeds, holdout."""
+
+    targets: list[str]
+    seeds: list[int]
+    holdout_fraction: float
+
+    @classmethod
+    def checked(
+        cls,
+        data: EmbeddedDataset,
+        targets: str | Sequence[str] | None,
+        seeds: int | Iterable[int],
+        holdout_fraction: float,
+    ) -> LodoSplits:
+        """Validate the split arguments against the domains and labels of ``data``."""
+        targets = check_targets(data, targets)
+        seeds = check_seeds(seeds)
+        check_holdout_splits(data, seeds, holdout_fraction)
+        return cls(targets, seeds, holdout_fraction)
+
+
+def check_lodo_options(
+    embedded: EmbeddedDataset,
+    allowed_methods: Sequence[str],
+    *,
+    targets: str | Sequence[str] | None,
+    methods: str | Iterable[str],
+    lam: float | Iterable[float],
+    n_components: int | Iterable[int] | None,
+    tuning: str | Iterable[str],
+    seeds: int | Iterable[int],
+    holdout_fraction: float,
+    estimator_params: dict[str, Any] | None,
+    n_jobs: int | None,
+    baseline_candidate: bool = False,
+) -> tuple[SweepSettings, LodoSplits]:
+    """The options of a leave-one-domain-out protocol, validated against ``embedded``.
+
+    Only the labels, domains, names, embedding dimension and whether intervened copies exist
+    are read of ``embedded``, so the same checks run before encoding, on
+    :func:`~skcicm.evaluation.preflight.unencoded`.
+    """
+    settings = SweepSettings.checked(
+        methods,
+        allowed_methods,
+        lam,
+        n_components,
+        embedded.n_features,
+        tuning,
+        estimator_params=estimator_params,
+        n_jobs=n_jobs,
+        baseline_candidate=baseline_candidate,
+    )
+    if "interventional" in settings.tuning:
+        validation_views(embedded)
+    return settings, LodoSplits.checked(embedded, targets, seeds, holdout_fraction)
+
+
+def check_lodo_before_encoding(
+    protocol: Callable[..., Bunch],
+    allowed_methods: Sequence[str],
+    featurizer: Any,
+    dataset: Mapping[str, Any],
+    interventions: Sequence[str],
+    protocol_params: dict[str, Any],
+) -> None:
+    """:func:`check_lodo_options` of ``protocol``'s arguments, on ``dataset`` not yet encoded."""
+    interventions = check_interventions(featurizer, dataset, interventions)
+    stand_in = unencoded(dataset, embedding_dim(featurizer), interventions)
+    check = functools.partial(check_lodo_options, allowed_methods=allowed_methods)
+    check_options(check, protocol, stand_in, **protocol_params)
 
 
 SplitMaker = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
@@ -303,9 +415,7 @@ SplitScorer = Callable[[InvariantCausalMechanism, EmbeddedDataset, dict[str, np.
 def run_leave_one_domain_out(
     protocol: str,
     data: EmbeddedDataset,
-    targets: str | Sequence[str] | None,
-    seeds: int | Iterable[int],
-    holdout_fraction: float,
+    splits: LodoSplits,
     make_split: SplitMaker,
     score: SplitScorer,
     settings: SweepSettings,
@@ -315,10 +425,8 @@ def run_leave_one_domain_out(
 
     ``make_split(is_target, holdout)`` returns index arrays, ``"train"`` among them (it must
     hold no target sample); ``score(estimator, data, split)`` the metrics of the target.
-    ``targets`` (None: every domain) and ``seeds`` are validated before any fit.
     """
-    targets = check_targets(data, targets)
-    seeds = check_seeds(seeds)
+    targets, seeds = splits.targets, splits.seeds
     result = new_result(protocol, data.name)
     description = protocol.replace("_", " ").capitalize()
     with (
@@ -326,7 +434,7 @@ def run_leave_one_domain_out(
         progress_bar(len(seeds) * len(targets), description, progress) as bar,
     ):
         for seed in seeds:
-            holdout = holdout_mask(data, seed, holdout_fraction)
+            holdout = holdout_mask(data, seed, splits.holdout_fraction)
             for target in targets:
                 is_target = data.domains == target
                 split = make_split(is_target, holdout)

@@ -5,16 +5,29 @@ selects. A new protocol is a new module here.
 """
 
 from skcicm.evaluation.protocols.domain_shift import (
+    check_domain_shift_options,
     domain_shift,
     domain_shift_split,
     evaluate_domain_shift,
 )
-from skcicm.evaluation.protocols.imagenet import evaluate_imagenet_variants, imagenet_shift
-from skcicm.evaluation.protocols.open_class import base_classes, evaluate_open_class, open_class
+from skcicm.evaluation.protocols.imagenet import (
+    check_imagenet_variants_options,
+    evaluate_imagenet_variants,
+    imagenet_shift,
+)
+from skcicm.evaluation.protocols.open_class import (
+    base_classes,
+    check_open_class_options,
+    evaluate_open_class,
+    open_class,
+)
 from skcicm.evaluation.protocols.shortcut import shortcut
 
 __all__ = [
     "base_classes",
+    "check_domain_shift_options",
+    "check_imagenet_variants_options",
+    "check_open_class_options",
     "domain_shift",
     "domain_shift_split",
     "evaluate_domain_shift",

@@ -21,9 +21,10 @@ from skcicm.datasets.domainbed import DOMAINBED_HOLDOUT_FRACTION
 from skcicm.evaluation.embedded import EmbeddedDataset, embed_dataset
 from skcicm.evaluation.options import DEFAULT_LAM, METHODS
 from skcicm.evaluation.sweep import (
-    SweepSettings,
     accuracy,
     annotate,
+    check_lodo_before_encoding,
+    check_lodo_options,
     holdout_mask,
     run_leave_one_domain_out,
 )
@@ -90,28 +91,63 @@ def domain_shift(
         (``tuning``) and sample counts; ``cv_results``: the cross-validation rows; ``sweep``:
         every candidate's target score; ``protocol`` and ``dataset``.
     """
-    settings = SweepSettings.checked(
-        methods,
+    settings, splits = check_lodo_options(
+        embedded,
         tuple(METHODS),
-        lam,
-        n_components,
-        embedded.n_features,
-        tuning,
+        targets=targets,
+        methods=methods,
+        lam=lam,
+        n_components=n_components,
+        tuning=tuning,
+        seeds=seeds,
+        holdout_fraction=holdout_fraction,
         estimator_params=estimator_params,
         n_jobs=n_jobs,
         baseline_candidate=baseline_candidate,
     )
-
     return run_leave_one_domain_out(
-        "domain_shift",
-        embedded,
-        targets,
-        seeds,
-        holdout_fraction,
-        _split,
-        _scores,
-        settings,
-        progress,
+        "domain_shift", embedded, splits, _split, _scores, settings, progress
+    )
+
+
+def check_domain_shift_options(
+    featurizer: Any,
+    dataset: Mapping[str, Any],
+    *,
+    interventions: Sequence[str],
+    **protocol_params: Any,
+) -> None:
+    """Validate the options of :func:`evaluate_domain_shift` before any image is encoded.
+
+    The checks of :func:`domain_shift`, on the data set's labels and domains and the
+    featurizer's embedding dimension (:func:`~skcicm.evaluation.preflight.embedding_dim`: no
+    image is encoded). :func:`evaluate_domain_shift` runs it first; call it to check a
+    configuration without running it.
+
+    Parameters
+    ----------
+    featurizer : CLIPFeaturizer
+        The featurizer that will encode ``dataset``.
+    dataset : Bunch
+        A loaded data set, as :func:`evaluate_domain_shift` takes it.
+    interventions : sequence of str
+        The intervention sources :func:`evaluate_domain_shift` is given.
+    **protocol_params : dict
+        Keyword arguments of :func:`domain_shift` (``targets``, ``methods``, ``lam``,
+        ``n_components``, ``tuning``, ``seeds``, ``holdout_fraction``...).
+
+    Raises
+    ------
+    ValueError
+        When an option is invalid for this data set: an unknown target, method or tuning
+        rule, a ``lam`` or ``n_components`` out of range, no seed, or a ``holdout_fraction``
+        that leaves a domain without an "out" sample or with fewer than two classes in its
+        "in" split. The message names the parameter.
+    TypeError
+        When ``protocol_params`` holds a keyword :func:`domain_shift` does not take.
+    """
+    check_lodo_before_encoding(
+        domain_shift, tuple(METHODS), featurizer, dataset, interventions, protocol_params
     )
 
 
@@ -196,7 +232,11 @@ default=("image",)
     ------
     ValueError
         When an intervention source is unknown or cannot apply to this featurizer or data
-        set (checked before any image is encoded), or a protocol parameter is invalid.
+        set, or a protocol parameter is invalid (:func:`check_domain_shift_options`); all
+        before any image is encoded.
+    TypeError
+        When ``protocol_params`` holds a keyword :func:`domain_shift` does not take.
     """
+    check_domain_shift_options(featurizer, dataset, interventions=interventions, **protocol_params)
     embedded = embed_dataset(featurizer, dataset, interventions=interventions, templates=templates)
     return annotate(domain_shift(embedded, **protocol_params), featurizer, interventions)

@@ -16,12 +16,14 @@ import numpy as np
 from sklearn.utils import Bunch
 
 from skcicm.datasets.domainbed import DOMAINBED_HOLDOUT_FRACTION
-from skcicm.evaluation.embedded import EmbeddedDataset, embed_dataset
+from skcicm.evaluation.embedded import EmbeddedDataset, check_interventions, embed_dataset
 from skcicm.evaluation.options import DEFAULT_LAM, METHODS
+from skcicm.evaluation.preflight import check_options, embedding_dim, unencoded
 from skcicm.evaluation.sweep import (
     SweepSettings,
     accuracy,
     annotate,
+    check_holdout_splits,
     check_seeds,
     holdout_mask,
     new_result,
@@ -63,30 +65,23 @@ def imagenet_shift(
         As :func:`~skcicm.evaluation.domain_shift`, one row per seed x method x variant x
         tuning rule.
     """
-    seeds = check_seeds(seeds)
-    settings = SweepSettings.checked(
-        methods,
-        tuple(METHODS),
-        lam,
-        n_components,
-        source.n_features,
-        tuning,
+    settings, seeds = _check(
+        source,
+        variants,
+        methods=methods,
+        lam=lam,
+        n_components=n_components,
+        tuning=tuning,
+        seeds=seeds,
+        holdout_fraction=holdout_fraction,
         estimator_params=estimator_params,
     )
-    if "interventional" in settings.tuning:
+    if source.class_embeddings is None:
         raise ValueError(
-            "tuning 'interventional' needs several source domains to leave one out; the "
-            "ImageNet source is a single domain. Use 'source' or 'oracle'."
-        )
-    if source.class_embeddings is None or len(source.class_names) != 1000:
-        raise ValueError(
-            "The ImageNet source must hold all 1000 classes, with class embeddings; got "
-            f"{len(source.class_names)} classes."
+            "The ImageNet source has no class embeddings; embed it with class_embeddings=True."
         )
     targets = {}
     for name, variant in variants.items():
-        if variant.imagenet_indices is None:
-            raise ValueError(f"ImageNet variant {name!r} has no imagenet_indices.")
         indices = variant.imagenet_indices
         allowed = indices if indices.size < 1000 else None
         targets[name] = (variant.embeddings, indices[variant.labels], allowed)
@@ -128,6 +123,104 @@ def imagenet_shift(
     return result
 
 
+def _check(
+    source: EmbeddedDataset,
+    variants: Mapping[str, EmbeddedDataset],
+    *,
+    methods: Sequence[str],
+    lam: float | Iterable[float],
+    n_components: int | Iterable[int] | None,
+    tuning: str | Sequence[str],
+    seeds: int | Sequence[int],
+    holdout_fraction: float,
+    estimator_params: dict[str, Any] | None,
+) -> tuple[SweepSettings, list[int]]:
+    """The options of :func:`imagenet_shift`, validated against the data (encoded or not)."""
+    seeds = check_seeds(seeds)
+    settings = SweepSettings.checked(
+        methods,
+        tuple(METHODS),
+        lam,
+        n_components,
+        source.n_features,
+        tuning,
+        estimator_params=estimator_params,
+    )
+    if "interventional" in settings.tuning:
+        raise ValueError(
+            "tuning: 'interventional' needs several source domains to leave one out; the "
+            "ImageNet source is a single domain. Use 'source' or 'oracle'."
+        )
+    if len(source.class_names) != 1000:
+        raise ValueError(
+            f"The ImageNet source must hold all 1000 classes; got {len(source.class_names)}."
+        )
+    missing = [name for name, variant in variants.items() if variant.imagenet_indices is None]
+    if missing:
+        raise ValueError(f"ImageNet variants {missing} have no imagenet_indices.")
+    check_holdout_splits(source, seeds, holdout_fraction)
+    return settings, seeds
+
+
+def check_imagenet_variants_options(
+    featurizer: Any,
+    source: Mapping[str, Any],
+    variants: Mapping[str, Mapping[str, Any]],
+    *,
+    interventions: Sequence[str],
+    **protocol_params: Any,
+) -> None:
+    """Validate the options of :func:`evaluate_imagenet_variants` before any image is encoded.
+
+    The checks of :func:`imagenet_shift`, on the labels and names of the source and the
+    variants and the featurizer's embedding dimension
+    (:func:`~skcicm.evaluation.preflight.embedding_dim`: no image is encoded).
+    :func:`evaluate_imagenet_variants` runs it first; call it to check a configuration
+    without running it.
+
+    Parameters
+    ----------
+    featurizer : CLIPFeaturizer
+        The featurizer that will encode the images.
+    source : Bunch
+        The ImageNet source, as :func:`evaluate_imagenet_variants` takes it.
+    variants : mapping of str to Bunch
+        The variants, as :func:`evaluate_imagenet_variants` takes them.
+    interventions : sequence of str
+        The intervention sources :func:`evaluate_imagenet_variants` is given.
+    **protocol_params : dict
+        Keyword arguments of :func:`imagenet_shift` (``methods``, ``lam``,
+        ``n_components``, ``tuning``, ``seeds``, ``holdout_fraction``...).
+
+    Raises
+    ------
+    ValueError
+        When an intervention source does not apply (``"domain"``, or see
+        :func:`~skcicm.evaluation.embedded.check_interventions`) or an option is invalid:
+        an unknown method or tuning rule, ``"interventional"`` tuning (one source domain),
+        a ``lam`` or ``n_components`` out of range, no seed, a ``holdout_fraction`` that
+        leaves the source's "in" split with fewer than two classes or its "out" split
+        empty, a source without the 1000 classes, or a variant without
+        ``imagenet_indices``.
+    TypeError
+        When ``protocol_params`` holds a keyword :func:`imagenet_shift` does not take.
+    """
+    interventions = check_interventions(featurizer, source, interventions)
+    if "domain" in interventions:
+        raise ValueError(
+            "The ImageNet source is a single domain: 'domain' interventions do not apply."
+        )
+    n_features = embedding_dim(featurizer)
+    stand_ins = {name: unencoded(variant, n_features) for name, variant in variants.items()}
+    check_options(
+        _check,
+        imagenet_shift,
+        unencoded(source, n_features, interventions),
+        stand_ins,
+        **protocol_params,
+    )
+
+
 def evaluate_imagenet_variants(
     featurizer: Any,
     source: Mapping[str, Any],
@@ -167,13 +260,14 @@ def evaluate_imagenet_variants(
     Raises
     ------
     ValueError
-        When ``interventions`` holds ``"domain"`` or an unknown source, before any image is
-        encoded, or a protocol parameter is invalid.
+        When an intervention source does not apply or a protocol parameter is invalid
+        (:func:`check_imagenet_variants_options`), before any image is encoded.
+    TypeError
+        When ``protocol_params`` holds a keyword :func:`imagenet_shift` does not take.
     """
-    if "domain" in interventions:
-        raise ValueError(
-            "The ImageNet source is a single domain: 'domain' interventions do not apply."
-        )
+    check_imagenet_variants_options(
+        featurizer, source, variants, interventions=interventions, **protocol_params
+    )
     embedded_source = embed_dataset(
         featurizer, source, interventions=interventions, templates=templates
     )

@@ -18,9 +18,10 @@ from skcicm.datasets.domainbed import DOMAINBED_HOLDOUT_FRACTION
 from skcicm.evaluation.embedded import EmbeddedDataset, embed_dataset
 from skcicm.evaluation.options import DEFAULT_LAM, ZERO_SHOT_METHODS
 from skcicm.evaluation.sweep import (
-    SweepSettings,
     accuracy,
     annotate,
+    check_lodo_before_encoding,
+    check_lodo_options,
     run_leave_one_domain_out,
 )
 
@@ -64,13 +65,16 @@ progress
         As :func:`~skcicm.evaluation.domain_shift`; rows also hold ``base_accuracy`` and
         ``novel_accuracy``.
     """
-    settings = SweepSettings.checked(
-        methods,
+    settings, splits = check_lodo_options(
+        embedded,
         ZERO_SHOT_METHODS,
-        lam,
-        n_components,
-        embedded.n_features,
-        tuning,
+        targets=targets,
+        methods=methods,
+        lam=lam,
+        n_components=n_components,
+        tuning=tuning,
+        seeds=seeds,
+        holdout_fraction=holdout_fraction,
         estimator_params=estimator_params,
         n_jobs=n_jobs,
     )
@@ -84,7 +88,43 @@ progress
         return parts
 
     return run_leave_one_domain_out(
-        "open_class", embedded, targets, seeds, holdout_fraction, split, _scores, settings, progress
+        "open_class", embedded, splits, split, _scores, settings, progress
+    )
+
+
+def check_open_class_options(
+    featurizer: Any,
+    dataset: Mapping[str, Any],
+    *,
+    interventions: Sequence[str],
+    **protocol_params: Any,
+) -> None:
+    """Validate the options of :func:`evaluate_open_class` before any image is encoded.
+
+    :func:`~skcicm.evaluation.check_domain_shift_options` for :func:`open_class`, whose
+    methods are the zero-shot ones only.
+
+    Parameters
+    ----------
+    featurizer : CLIPFeaturizer
+        Gives the embedding dimension, encoding at most one text.
+    dataset : Bunch
+        Gives the labels, domains and names, as :func:`evaluate_open_class` takes it.
+    interventions : sequence of str
+        The intervention sources of the run.
+    **protocol_params : dict
+        Keyword arguments of :func:`open_class`.
+
+    Raises
+    ------
+    ValueError
+        For an option :func:`open_class` would refuse, a method that is not zero-shot
+        included; the message names the parameter.
+    TypeError
+        For a keyword :func:`open_class` does not take.
+    """
+    check_lodo_before_encoding(
+        open_class, ZERO_SHOT_METHODS, featurizer, dataset, interventions, protocol_params
     )
 
 
@@ -178,8 +218,12 @@ default=("image",)
     ------
     ValueError
         When an intervention source is unknown or cannot apply to this featurizer or data
-        set (checked before any image is encoded), or a protocol parameter is invalid.
+        set, or a protocol parameter is invalid (:func:`check_open_class_options`); all
+        before any image is encoded.
+    TypeError
+        When ``protocol_params`` holds a keyword :func:`open_class` does not take.
     """
+    check_open_class_options(featurizer, dataset, interventions=interventions, **protocol_params)
     embedded = embed_dataset(
         featurizer,
         dataset,

@@ -46,13 +46,14 @@ from skcicm.evaluation.options import (
     DEFAULT_SHORTCUT,
     INTERVENTION_SOURCES,
     METHODS,
-    TUNING,
     check_choice,
     is_baseline,
 )
+from skcicm.evaluation.preflight import embedding_dim
 from skcicm.evaluation.sweep import (
     SweepSettings,
     accuracy,
+    check_holdout_fraction,
     check_seeds,
     holdout_mask,
     new_result,
@@ -290,10 +291,23 @@ def shortcut(
         As :func:`~skcicm.evaluation.domain_shift`; rows also hold ``rho``,
         ``interventions`` (``"none"`` for plain CLIP), ``worst_group`` and ``n_test``.
     """
+    # Every option is checked before the first world is encoded; the grid against the
+    # embedding dimension, which the featurizer gives without encoding an image.
     rhos = check_shortcut_settings(rho, shortcut_factors, target_relation, held_out, sources)
     interventions = check_choice(interventions, INTERVENTION_SOURCES, "interventions")
     seeds = check_seeds(seeds)
-    validation_copies = "interventional" in check_choice(tuning, TUNING, "tuning")
+    check_holdout_fraction(holdout_fraction)
+    settings = SweepSettings.checked(
+        methods,
+        tuple(METHODS),
+        lam,
+        n_components,
+        embedding_dim(featurizer),
+        tuning,
+        estimator_params=estimator_params,
+        n_jobs=n_jobs,
+    )
+    validation_copies = "interventional" in settings.tuning
     needs_copies = "image" in interventions or (
         validation_copies and {"text", "domain"} & set(interventions)
     )
@@ -302,9 +316,10 @@ def shortcut(
             "The featurizer computes no augmented copies (interventions=None): the 'image' "
             "source, and interventional tuning of 'text' and 'domain', need them."
         )
-    check_choice(methods, tuple(METHODS), "methods")
+    baselines = [m for m in settings.methods if is_baseline(m)]
+    clip = dataclasses.replace(settings, methods=baselines)
+    icm = dataclasses.replace(settings, methods=[m for m in settings.methods if m not in baselines])
     result = new_result("shortcut", "toyworld-shortcut")
-    settings = None
     with (
         single_threaded_blas(),
         progress_bar(len(seeds) * len(rhos), "Shortcut", progress) as bar,
@@ -322,23 +337,6 @@ def shortcut(
                     validation_copies=validation_copies,
                     random_state=seed,
                 )
-                if settings is None:
-                    # The grid is checked against the embedding dimension, known from here.
-                    settings = SweepSettings.checked(
-                        methods,
-                        tuple(METHODS),
-                        lam,
-                        n_components,
-                        embedded["none"].n_features,
-                        tuning,
-                        estimator_params=estimator_params,
-                        n_jobs=n_jobs,
-                    )
-                    baselines = [m for m in settings.methods if is_baseline(m)]
-                    clip = dataclasses.replace(settings, methods=baselines)
-                    icm = dataclasses.replace(
-                        settings, methods=[m for m in settings.methods if m not in baselines]
-                    )
                 base = {"dataset": "toyworld-shortcut", "protocol": "shortcut", "seed": seed}
                 split = _split(embedded["none"], shortcut_targets(held_out), seed, holdout_fraction)
                 for name, data in embedded.items():
