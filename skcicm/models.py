@@ -208,6 +208,34 @@ def model_fingerprint(
     return _fingerprint(name, tag, _weight_files(name, tag, weights_dir))
 
 
+def configured_embedding_dim(
+    model_name: str, pretrained: str | None, weights_dir: str | os.PathLike | None = None
+) -> int | None:
+    """The model's embedding dimension as its configuration gives it, without loading weights.
+
+    Read from the ``local-dir:`` folder's or the cached ``hf-hub:`` repository's
+    ``open_clip_config.json``, or from open_clip's configuration of an architecture; None for
+    an ``hf-hub:`` repository not downloaded yet.
+
+    Examples
+    --------
+    >>> configured_embedding_dim("ViT-B-16", "random")
+    512
+    """
+    name, _ = resolve_model_name(model_name, pretrained)
+    if name.startswith(LOCAL_DIR_PREFIX):
+        config_file = Path(name[len(LOCAL_DIR_PREFIX) :]) / CONFIG_FILE
+    elif name.startswith(HF_HUB_PREFIX):
+        cache = None if weights_dir is None else str(weights_dir)
+        cached = _hub_cached(name[len(HF_HUB_PREFIX) :], [HF_CONFIG_NAME], cache)
+        if not cached:
+            return None
+        config_file = cached[0]
+    else:
+        return int(open_clip.get_model_config(name)["embed_dim"])
+    return int(json.loads(config_file.read_text())["model_cfg"]["embed_dim"])
+
+
 @functools.lru_cache(maxsize=4)
 def _load_resolved(
     name: str,

@@ -452,3 +452,27 @@ def test_report_names_what_is_missing_or_ambiguous(tmp_path, capsys):
     (tmp_path / "results.jsonl").write_text("")
     assert main(["report", str(tmp_path)]) == 1
     assert "both results.csv and results.jsonl" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--targets", "photo,nosuch"], "--targets: unknown domains"),
+        (["--holdout-fraction", "0.05"], "leaves domain 'photo'"),
+        (["--n-components", "9999"], "--n-components: values must be at most 128"),
+    ],
+)
+def test_option_errors_come_before_the_weights_are_loaded(
+    tmp_path, capsys, monkeypatch, args, message
+):
+    # The model's configuration gives the embedding dimension; no weights need loading.
+    from skcicm import models
+
+    def loading(*_, **__):
+        raise AssertionError("weights loaded before the options were checked")
+
+    monkeypatch.setattr(models, "_load_resolved", loading)
+    argv = ["evaluate", "--model", "toyclip", "--n-per-cell", "1", "--domains", "photo,sketch"]
+    code = main([*argv, "--output-dir", str(tmp_path), "--progress", "off", *args])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 1 and message in last

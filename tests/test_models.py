@@ -366,6 +366,26 @@ def test_hf_hub_model_loads_offline_and_new_revisions_get_a_new_fingerprint(
     second = load_clip(name, None, "cpu", weights_dir=cache)
     assert second.fingerprint != first.fingerprint
     assert model_fingerprint(name, None, cache) == second.fingerprint
+    assert models.configured_embedding_dim(name, None, cache) == TINY_MODEL_CFG["embed_dim"]
+    assert models.configured_embedding_dim("hf-hub:someone/never-downloaded", None, cache) is None
+
+
+@pytest.mark.parametrize("model", ["toyclip", "tiny-local-dir", "tiny-architecture"])
+def test_configured_embedding_dim_is_the_loaded_model_s(
+    model, tiny_clip_dir, tiny_architecture, monkeypatch
+):
+    name, pretrained = {
+        "toyclip": ("toyclip", None),
+        "tiny-local-dir": (f"local-dir:{tiny_clip_dir}", None),
+        "tiny-architecture": (tiny_architecture, "random"),
+    }[model]
+    loads = []
+    with monkeypatch.context() as patched:
+        patched.setattr(models, "_load_resolved", lambda *args: loads.append(args))
+        dim = models.configured_embedding_dim(name, pretrained)
+    assert loads == []
+    featurizer = CLIPFeaturizer(name, pretrained, cache_dir=None, progress=False).fit(None)
+    assert dim == featurizer.embedding_dim_
 
 
 def test_a_tag_s_downloaded_file_is_named_by_content(

@@ -192,7 +192,7 @@ def run_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
 def _featurizer(args: argparse.Namespace, settings: dict[str, Any], cache_dir: Path, **params):
     from skcicm.featurizer import CLIPFeaturizer
 
-    featurizer = CLIPFeaturizer(
+    return CLIPFeaturizer(
         settings["model"],
         settings["pretrained"],
         n_interventions=args.n_interventions,
@@ -203,9 +203,13 @@ def _featurizer(args: argparse.Namespace, settings: dict[str, Any], cache_dir: P
         progress={"auto": "auto", "on": True, "off": False}[args.progress],
         **params,
     )
-    featurizer.fit(None)  # loads the weights now, so that a missing model fails before encoding
-    _check_n_components(settings["n_components"], len(featurizer.get_feature_names_out()))
-    return featurizer
+
+
+def _check_dimension(featurizer: Any, settings: dict[str, Any]) -> None:
+    """Check --n-components against the model's configuration, before its weights load."""
+    from skcicm.evaluation.preflight import embedding_dim
+
+    _check_n_components(settings["n_components"], embedding_dim(featurizer))
 
 
 def _cache_dir(args: argparse.Namespace) -> Path:
@@ -219,6 +223,8 @@ def _run_shortcut(args: argparse.Namespace, argv: list[str], settings: dict[str,
     run_dir = Path(args.output_dir) / "toyworld-shortcut"
     _check_writable(run_dir)
     featurizer = _featurizer(args, settings, _cache_dir(args))
+    _check_dimension(featurizer, settings)
+    featurizer.fit(None)  # a missing model fails before anything is encoded
     _log(
         f"Drawing and encoding shortcut worlds ({args.shortcut_n_per_cell} per cell, rho "
         f"{settings['rho']}) with {settings['model']}, then running shortcut ..."
@@ -291,9 +297,13 @@ def _run_dataset_protocol(
     check, evaluate = _protocol_functions(protocol)
     data = (dataset,) if variants is None else (dataset, variants)
     options = _protocol_options(args, settings, progress)
+    # Options fail before the weights are loaded (or downloaded), a missing model before the
+    # first image is encoded.
+    _check_dimension(featurizer, settings)
     _check_options(
         args, check, featurizer, *data, interventions=settings["interventions"], **options
     )
+    featurizer.fit(None)
     _log(
         f"Encoding {n_images} images with {settings['model']} (cache: {cache_dir}), then "
         f"running {protocol} ..."

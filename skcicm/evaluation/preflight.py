@@ -26,12 +26,20 @@ T = TypeVar("T")
 def embedding_dim(featurizer: Any) -> int:
     """The dimension of the featurizer's embeddings, without encoding any image.
 
-    A fitted :class:`~skcicm.CLIPFeaturizer` records it (``embedding_dim_``); any other
-    featurizer, an unfitted one included, is asked for one class embedding of one prompt: a
-    single text encoding (it loads the model, which encoding the images would do anyway).
+    A fitted :class:`~skcicm.CLIPFeaturizer` records it (``embedding_dim_``); an unfitted one
+    reads it from its model's configuration, without loading the weights
+    (:func:`skcicm.models.configured_embedding_dim`). Any other featurizer, or an ``hf-hub:``
+    model not downloaded yet, is asked for one class embedding of one prompt: a single text
+    encoding (it loads the model, which encoding the images would do anyway).
     The featurizer is not fitted here, so that the caller's object is left as it was given.
     """
     dim = getattr(featurizer, "embedding_dim_", None)
+    if dim is None and hasattr(featurizer, "model_name"):
+        from skcicm.models import configured_embedding_dim
+
+        dim = configured_embedding_dim(
+            featurizer.model_name, featurizer.pretrained, getattr(featurizer, "weights_dir", None)
+        )
     if dim is None:
         dim = featurizer.class_embeddings(["object"], ["a photo of a {}."]).shape[1]
     return int(dim)
