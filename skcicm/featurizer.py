@@ -91,12 +91,25 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     batch_size : int, default=64
         Images per forward pass.
     num_workers : int, default=2
-        Threads that read, decode, intervene on and preprocess images while the model encodes
+        Workers that read, decode, intervene on and preprocess images while the model encodes
         the previous batch; 0 does it all in the calling thread. Files are read, hashed and
         decoded a bounded window at a time (see :mod:`skcicm.image_encoding`), so memory does
         not grow with the number of images beyond the output; a file's content key is
         remembered by path, size, modification time and inode, so a transform whose
         embeddings are cached reads no file.
+    worker_type : {"threads", "processes"}, default="threads"
+        What the ``num_workers`` workers are. ``"threads"`` decode in this process. With
+        ``"processes"``, ``num_workers`` ``torch.utils.data.DataLoader`` worker processes
+        decode, intervene on, preprocess and stack each batch, in pinned memory when the
+        model is on a GPU, so that decoding is not held back by the interpreter lock; this
+        process still reads and hashes the files (with ``num_workers`` threads) and looks
+        them up, so that only cache misses reach the workers, each file is read once, and
+        the embeddings are bit for bit those of ``"threads"`` for the same batches (see
+        :mod:`skcicm.decode_workers`). Workers start with each call, by the process's
+        multiprocessing start method: with ``spawn`` or ``forkserver`` the interventions
+        must be picklable (no lambdas). Threads are the default: with a small model on few
+        CPU cores they were as fast or faster (see the performance page); processes pay off
+        when decoding, not the model, limits the throughput, as with a GPU and many cores.
     cache_dir : str or path, "auto" or None, default="auto"
         Folder for the on-disk cache of *embeddings* (not of model weights: open_clip's
         ``cache_dir`` is this featurizer's ``weights_dir``): one checksummed SQLite database
@@ -169,6 +182,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "precision": [StrOptions({"auto", "fp32", "amp", "amp_bf16"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "num_workers": [Interval(Integral, 0, None, closed="left")],
+        "worker_type": [StrOptions({"threads", "processes"})],
         "cache_dir": [str, os.PathLike, None],
         "weights_dir": [str, os.PathLike, None],
         "progress": ["boolean", StrOptions({"auto"})],
@@ -190,6 +204,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         precision: str = "auto",
         batch_size: int = 64,
         num_workers: int = 2,
+        worker_type: str = "threads",
         cache_dir: str | os.PathLike | None = "auto",
         weights_dir: str | os.PathLike | None = None,
         progress: bool | str = "auto",
@@ -207,6 +222,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.precision = precision
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.worker_type = worker_type
         self.cache_dir = cache_dir
         self.weights_dir = weights_dir
         self.progress = progress
@@ -553,6 +569,8 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             interventions_id=interventions_id,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
+            worker_type=self.worker_type,
+            pin_memory=device.type == "cuda",
             progress=sys.stderr.isatty() if self.progress == "auto" else bool(self.progress),
         )
         return [self._finish(raw) for raw in encoder.embed(items, views)]
