@@ -31,7 +31,9 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, default_collate
+from torchvision.transforms import v2
 
+from skcicm.gpu_decoding import JPEGDecoder
 from skcicm.images import ImageSource
 from skcicm.interventions import ImageInterventions
 
@@ -46,6 +48,7 @@ def prepare_views(
     preprocess: Callable[[Image.Image], torch.Tensor],
     interventions: ImageInterventions | None,
     downscale: Callable[[Image.Image], Image.Image] | None,
+    jpeg_decoder: JPEGDecoder | None = None,
 ) -> tuple[list[tuple[str, torch.Tensor]], str | None]:
     """Decode one image and make the model inputs of its missing views.
 
@@ -62,6 +65,9 @@ def prepare_views(
         Applied for the views that are not None.
     downscale : callable or None
         The preprocessing's own first resize, applied before intervening.
+    jpeg_decoder : JPEGDecoder or None, default=None
+        Decodes JPEG files on the GPU, where their clean view is preprocessed; intervened
+        copies are made from its pixels, copied back (see :mod:`skcicm.gpu_decoding`).
 
     Returns
     -------
@@ -71,19 +77,25 @@ def prepare_views(
         Why the image could not be decoded or intervened on, else None.
     """
     source, wanted = task
+    intervened = any(view is not None for _, view in wanted)
     try:
-        image = source.decode()
-        if downscale is not None and any(view is not None for _, view in wanted):
+        pixels = None if jpeg_decoder is None else jpeg_decoder.decode(source)
+        if pixels is None:
+            image = source.decode()
+        else:
+            image = v2.functional.to_pil_image(pixels.cpu()) if intervened else None
+        if downscale is not None and intervened:
             image = downscale(image)
-        return [
-            (
-                key,
-                preprocess(
-                    image if view is None else interventions.apply(image, key=source.key, view=view)
-                ),
-            )
-            for key, view in wanted
-        ], None
+        outputs = []
+        for key, view in wanted:
+            if view is not None:
+                tensor = preprocess(interventions.apply(image, key=source.key, view=view))
+            elif pixels is not None:
+                tensor = jpeg_decoder.preprocess(pixels)
+            else:
+                tensor = preprocess(image)
+            outputs.append((key, tensor))
+        return outputs, None
     except Exception as error:  # noqa: BLE001 - reported per file, the rest go on
         return [], str(error)
     finally:

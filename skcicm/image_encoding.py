@@ -36,6 +36,7 @@ from skcicm.decode_workers import (
     prepare_views,
 )
 from skcicm.embedding_cache import EmbeddingCache
+from skcicm.gpu_decoding import JPEGDecoder
 from skcicm.images import ImageLoadError, ImageSource, image_source
 from skcicm.interventions import ImageInterventions
 
@@ -63,6 +64,8 @@ class ImageEncoder:
         As in :class:`skcicm.CLIPFeaturizer`.
     pin_memory : bool, default=False
         With worker processes, stack each batch in pinned memory (for a GPU model).
+    jpeg_decoder : JPEGDecoder or None, default=None
+        Decodes JPEG files on the GPU, in the decoding threads (``decode_device="cuda"``).
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class ImageEncoder:
         num_workers: int,
         worker_type: str = "threads",
         pin_memory: bool = False,
+        jpeg_decoder: JPEGDecoder | None = None,
         progress: bool,
     ) -> None:
         self.preprocess = preprocess
@@ -88,6 +92,7 @@ class ImageEncoder:
         self.num_workers = num_workers
         self.worker_type = worker_type
         self.pin_memory = pin_memory
+        self.jpeg_decoder = jpeg_decoder
         self.progress = progress
         self.window_files = max(4 * batch_size, 8 * num_workers, 64)
         self._downscale = _leading_downscale(preprocess)
@@ -275,12 +280,17 @@ class ImageEncoder:
         return tasks
 
     def _prepare(self, task: Task) -> tuple[list[tuple[str, torch.Tensor]], str | None]:
-        return prepare_views(task, self.preprocess, self.interventions, self._downscale)
+        return prepare_views(
+            task, self.preprocess, self.interventions, self._downscale, self.jpeg_decoder
+        )
 
     def _encode_stacked(self, batch: list[tuple[str, torch.Tensor]], run: _Run) -> None:
-        self._encode_batch(
-            [key for key, _ in batch], torch.stack([tensor for _, tensor in batch]), run
-        )
+        tensors = [tensor for _, tensor in batch]
+        # GPU-decoded JPEG files come preprocessed on the GPU: the rest of the batch joins them.
+        on_gpu = next((tensor.device for tensor in tensors if tensor.is_cuda), None)
+        if on_gpu is not None:
+            tensors = [tensor.to(on_gpu, non_blocking=True) for tensor in tensors]
+        self._encode_batch([key for key, _ in batch], torch.stack(tensors), run)
 
     def _encode_batch(self, keys: list[str], inputs: torch.Tensor, run: _Run) -> None:
         # Another process sharing the disk cache (a GridSearchCV or Dask worker) may have

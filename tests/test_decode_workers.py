@@ -106,9 +106,7 @@ def test_remembered_files_are_read_once_by_the_workers(
 ):
     images, _, _ = domain_images
     paths = _save(images[:12], tmp_path)
-    featurizer = _featurizer(
-        tiny_clip_name, num_workers=2, worker_type="processes", cache_dir=None
-    )
+    featurizer = _featurizer(tiny_clip_name, num_workers=2, worker_type="processes", cache_dir=None)
     _cold()
     first = featurizer.transform(paths)
     clear_memory_cache()  # file keys still remembered: the workers read the files themselves
