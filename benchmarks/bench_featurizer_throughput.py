@@ -145,9 +145,8 @@ def intervention_scaling(args: argparse.Namespace, paths: list[str]) -> None:
         f"{'threads/locked':>14}  {'processes/threads':>17}"
     )
     for workers in sorted({0, 2, args.max_workers}):
-        rates = {}
-        for variant in ("locked", "threads", "processes"):
-            featurizer = CLIPFeaturizer(
+        featurizers = {
+            variant: CLIPFeaturizer(
                 args.model,
                 pretrained=None,
                 n_interventions=7,
@@ -158,14 +157,19 @@ def intervention_scaling(args: argparse.Namespace, paths: list[str]) -> None:
                 progress=False,
                 cache_dir=None,  # memory only: cold() then empties every cache
             )
-            times = []
-            for _ in range(args.repeats):
+            for variant in ("locked", "threads", "processes")
+        }
+        times: dict[str, list[float]] = {variant: [] for variant in featurizers}
+        # Variants take turns within each repeat, so that a change in the machine's load
+        # falls on all of them alike.
+        for _ in range(args.repeats):
+            for variant, featurizer in featurizers.items():
                 if variant == "locked":
                     with mock.patch.object(interventions, "_seeded_call", locked_call):
-                        times.append(cold(featurizer, "fit_transform", paths))
+                        times[variant].append(cold(featurizer, "fit_transform", paths))
                 else:
-                    times.append(cold(featurizer, "fit_transform", paths))
-            rates[variant] = len(paths) / min(times)
+                    times[variant].append(cold(featurizer, "fit_transform", paths))
+        rates = {variant: len(paths) / min(spent) for variant, spent in times.items()}
         print(
             f"  {workers:>7}  {rates['locked']:>14.0f}  {rates['threads']:>8.0f}  "
             f"{rates['processes']:>9.0f}  {rates['threads'] / rates['locked']:>14.2f}  "

@@ -17,8 +17,8 @@ Workers start with the process's multiprocessing start method. With ``fork`` (Li
 they inherit the model's preprocessing and the interventions; CPU tensors are safe across a
 fork, and the workers never touch CUDA, so a parent that has initialised CUDA is fine too.
 With ``spawn`` or ``forkserver`` these are pickled to each worker, so the interventions must
-be picklable (module-level functions or classes, not lambdas); :func:`check_picklable` says so
-before any work starts.
+be picklable (module-level functions or classes, not lambdas); :func:`check_workers_can_start`
+says so before any work starts. A daemonic process (a Dask worker) may not start workers at all.
 """
 
 from __future__ import annotations
@@ -103,7 +103,17 @@ def prepare_views(
 
 
 class ViewsDataset(Dataset):
-    """Items are :data:`Task` objects themselves, planned by the main process; see the module."""
+    """Items are :data:`Task` objects themselves, planned by the main process; see the module.
+
+    Parameters
+    ----------
+    preprocess : callable
+        The model's preprocessing, PIL image to tensor.
+    interventions : ImageInterventions or None
+        Applied for the views that are not None.
+    downscale : callable or None
+        The preprocessing's own first resize, applied before intervening.
+    """
 
     def __init__(
         self,
@@ -123,7 +133,22 @@ class ViewsDataset(Dataset):
 def collate_views(
     items: Sequence[tuple[str, list[tuple[str, torch.Tensor]], str | None]],
 ) -> DecodedBatch:
-    """Stack the views of a batch of images into one tensor (in shared memory, in a worker)."""
+    """Stack the views of a batch of images into one tensor (in shared memory, in a worker).
+
+    Parameters
+    ----------
+    items : sequence of (str, list of (str, Tensor), str or None)
+        What :class:`ViewsDataset` gives for each image of the batch.
+
+    Returns
+    -------
+    done : list of (str, str or None)
+        Each image's content key, and why it failed or None.
+    keys : list of str
+        The view keys of the rows of ``stacked``.
+    stacked : Tensor
+        The model inputs of every view, stacked; empty when every image failed.
+    """
     outputs = [output for _, image_outputs, _ in items for output in image_outputs]
     stacked = default_collate([tensor for _, tensor in outputs]) if outputs else torch.empty(0)
     return [(key, failure) for key, _, failure in items], [key for key, _ in outputs], stacked
@@ -143,8 +168,8 @@ def reset_inherited_locks(worker_id: int) -> None:
     ImageInterventions._global_rng_lock = threading.Lock()
 
 
-def check_picklable(dataset: ViewsDataset) -> None:
-    """Fail before any work when a spawned worker could not receive the preprocessing.
+def check_workers_can_start(dataset: ViewsDataset) -> None:
+    """Fail before any work when worker processes could not start or receive their work.
 
     Parameters
     ----------
@@ -153,10 +178,19 @@ def check_picklable(dataset: ViewsDataset) -> None:
 
     Raises
     ------
+    ValueError
+        In a daemonic process (a Dask worker, a ``multiprocessing.Pool`` worker), which may
+        not start processes of its own.
     TypeError
         When the start method pickles the dataset for the workers (``spawn``,
         ``forkserver``) and it does not pickle, e.g. with a lambda among the interventions.
     """
+    if multiprocessing.current_process().daemon:
+        raise ValueError(
+            "worker_type='processes' cannot start worker processes here: this is a daemonic "
+            "process (a Dask or multiprocessing.Pool worker), which may not have children. "
+            "Use worker_type='threads' in such workers."
+        )
     method = multiprocessing.get_start_method()
     if method == "fork":
         return

@@ -31,7 +31,7 @@ from skcicm.cache_keys import intervened_key
 from skcicm.decode_workers import (
     Task,
     ViewsDataset,
-    check_picklable,
+    check_workers_can_start,
     decoding_loader,
     prepare_views,
 )
@@ -183,7 +183,7 @@ class ImageEncoder:
         self, items: Sequence[Any], views: Sequence[int | None], run: _Run, bar: tqdm
     ) -> None:
         dataset = ViewsDataset(self.preprocess, self.interventions, self._downscale)
-        check_picklable(dataset)
+        check_workers_can_start(dataset)
         reading = _executor(self.num_workers)
         loader = decoding_loader(
             dataset, self._batches(items, views, run, reading), self.num_workers, self.pin_memory

@@ -2,6 +2,7 @@
 read each file once, never decode a cached image, and report bad files like the threads do."""
 
 import multiprocessing
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -178,6 +179,15 @@ def test_spawned_workers_match_and_unpicklable_interventions_fail_first(
     with pytest.raises(TypeError, match=r"'spawn' start method pickles .* worker_type='threads'"):
         lambdas.fit_transform(images[:6])
     assert encoded_count["images"] == before
+
+
+def test_a_daemonic_process_is_told_to_use_threads(tiny_clip_name, domain_images, monkeypatch):
+    images, _, _ = domain_images
+    daemonic = SimpleNamespace(daemon=True)
+    monkeypatch.setattr(multiprocessing, "current_process", lambda: daemonic)
+    featurizer = _featurizer(tiny_clip_name, num_workers=2, worker_type="processes")
+    with pytest.raises(ValueError, match=r"daemonic process .* worker_type='threads'"):
+        featurizer.transform(images[:4])
 
 
 def test_worker_type_is_validated(tiny_clip_name):
