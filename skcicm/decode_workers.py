@@ -11,7 +11,8 @@ The main process keeps what needs the cache: it reads and hashes the files (in t
 their views up, and sends the workers only the images with a missing view, with the bytes
 already read, so that a file is still read once and a cached image is never decoded. The
 batches to decode are planned lazily, as the DataLoader asks for the next one, so memory holds
-a bounded number of batches in flight, not the data set.
+a bounded number of batches in flight (``2 * num_workers``, the DataLoader's prefetch), not
+the data set. Workers start for each call with a cache miss, and not at all for a cached call.
 
 Workers start with the process's multiprocessing start method. With ``fork`` (Linux's default)
 they inherit the model's preprocessing and the interventions; CPU tensors are safe across a

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -118,8 +119,9 @@ class ImageEncoder:
         """Embed images and their intervened copies, reading each file once.
 
         Files are read in bounded windows (:data:`WINDOW_BYTES`), decoded and intervened on
-        ``num_workers`` threads, and encoded in batches; each batch is cached as soon as it
-        is encoded, so that an interrupted run resumes.
+        ``num_workers`` threads or DataLoader worker processes (``worker_type``), and encoded
+        in batches; each batch is cached as soon as it is encoded, so that an interrupted run
+        resumes.
 
         Parameters
         ----------
@@ -184,11 +186,15 @@ class ImageEncoder:
     ) -> None:
         dataset = ViewsDataset(self.preprocess, self.interventions, self._downscale)
         check_workers_can_start(dataset)
-        reading = _executor(self.num_workers)
-        loader = decoding_loader(
-            dataset, self._batches(items, views, run, reading), self.num_workers, self.pin_memory
-        )
-        with reading:
+        with _executor(self.num_workers) as reading:
+            batches = self._batches(items, views, run, reading)
+            # Workers start only once there is a cache miss: a cached call starts none.
+            first = next(batches, None)
+            if first is None:
+                return
+            loader = decoding_loader(
+                dataset, itertools.chain([first], batches), self.num_workers, self.pin_memory
+            )
             for done, keys, inputs in loader:
                 for content_key, failure in done:
                     if failure is None:

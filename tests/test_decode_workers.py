@@ -1,5 +1,6 @@
 """worker_type="processes": DataLoader worker processes give the threads' embeddings bit for bit,
-read each file once, never decode a cached image, and report bad files like the threads do."""
+read each file once, never decode a cached image (nor start for a cached call), and report bad
+files like the threads do."""
 
 import multiprocessing
 from types import SimpleNamespace
@@ -10,7 +11,7 @@ import torch
 from PIL import Image
 from sklearn.utils._param_validation import InvalidParameterError
 
-from skcicm import CLIPFeaturizer
+from skcicm import CLIPFeaturizer, image_encoding
 from skcicm.embedding_cache import clear_memory_cache
 from skcicm.images import ImageLoadError, ImageSource, forget_file_keys
 
@@ -100,6 +101,12 @@ def test_processes_decode_only_cache_misses_and_read_each_file_once(
     np.testing.assert_array_equal(embeddings[:6], cached)
     # The cached files' keys are remembered, so only the 10 new files are read, once each.
     assert sorted(log.read_text().split()) == sorted(paths[6:])
+
+    def no_workers(*args, **kwargs):
+        raise AssertionError("worker processes started for a call with nothing to decode")
+
+    monkeypatch.setattr(image_encoding, "decoding_loader", no_workers)
+    np.testing.assert_array_equal(featurizer.transform(paths), embeddings)
 
 
 def test_remembered_files_are_read_once_by_the_workers(
