@@ -146,7 +146,7 @@ def flops_per_image(model, size, device) -> float:
 def timed_cold(featurizer: CLIPFeaturizer, method: str, paths: list[str]) -> float:
     clear_memory_cache()
     forget_file_keys()
-    device = torch.device(featurizer._torch_device())
+    device = torch.device(featurizer.device)  # set explicitly by every caller here
     sync(device)
     start = time.perf_counter()
     getattr(featurizer, method)(paths)

@@ -106,14 +106,15 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         process still reads and hashes the files (with ``num_workers`` threads) and looks
         them up, so that only cache misses reach the workers, each file is read once, and
         the embeddings are bit for bit those of ``"threads"`` for the same batches (see
-        :mod:`skcicm.decode_workers`). Workers start with each call, by the process's
-        multiprocessing start method: with ``spawn`` or ``forkserver`` the interventions
-        must be picklable (no lambdas); a daemonic process (a Dask worker) cannot start
-        them and is told so. Threads are the default because they work everywhere and cost
-        nothing to start, which matters for the many small calls of a grid search; processes
-        pay off on large cold runs where decoding, not the model, limits the throughput, as
-        with a GPU (figures on the performance page). On a CPU-only machine keep
-        ``torch.get_num_threads()`` plus ``num_workers`` at or below the core count.
+        :mod:`skcicm.decode_workers`). Workers start with each call that has a cache miss,
+        by the process's multiprocessing start method: with ``spawn`` or ``forkserver``
+        the interventions must be picklable (no lambdas); a daemonic process (a Dask
+        worker) cannot start them and is told so. Threads are the default because they
+        work everywhere and cost nothing to start, which matters for the many small calls of
+        a grid search; processes pay off on large cold runs where decoding, not the model,
+        limits the throughput, as with a GPU (figures on the performance page). On a
+        CPU-only machine keep ``torch.get_num_threads()`` plus ``num_workers`` at or below
+        the core count.
     decode_device : {"cpu", "cuda"}, default="cpu"
         Where JPEG files are decoded. ``"cuda"`` decodes them with nvJPEG
         (``torchvision.io.decode_jpeg``) on the model's GPU and preprocesses their clean

@@ -211,14 +211,13 @@ def test_gpu_processes_pin_batches_and_match_threads(tiny_clip_name, domain_imag
     threads = _featurizer(tiny_clip_name, **params).transform(images[:24])
     clear_memory_cache()
     pinned = []
-    original = torch.Tensor.to
+    original = CLIPFeaturizer._encode_batch
 
-    def recording_to(self, *args, **kwargs):
-        if self.device.type == "cpu" and self.dim() == 4:
-            pinned.append(self.is_pinned())
-        return original(self, *args, **kwargs)
+    def recording(self, loaded, device, batch):
+        pinned.append(batch.is_pinned())  # as the DataLoader hands it over
+        return original(self, loaded, device, batch)
 
-    monkeypatch.setattr(torch.Tensor, "to", recording_to)
+    monkeypatch.setattr(CLIPFeaturizer, "_encode_batch", recording)
     processes = _featurizer(tiny_clip_name, worker_type="processes", **params).transform(
         images[:24]
     )
