@@ -3,6 +3,7 @@ read each file once, never decode a cached image (nor start for a cached call), 
 files like the threads do."""
 
 import multiprocessing
+import signal
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,12 +15,15 @@ from sklearn.utils._param_validation import InvalidParameterError
 from skcicm import CLIPFeaturizer, image_encoding
 from skcicm.embedding_cache import clear_memory_cache
 from skcicm.images import ImageLoadError, ImageSource, forget_file_keys
+from skcicm.interventions import ImageInterventions
 
 
 def _featurizer(name, **params):
     params.setdefault("progress", False)
     params.setdefault("interventions", None)
     params.setdefault("device", "cpu")
+    # Memory only: a test's second featurizer must not find the first one's embeddings on disk.
+    params.setdefault("cache_dir", None)
     return CLIPFeaturizer(name, **params)
 
 
@@ -186,6 +190,34 @@ def test_spawned_workers_match_and_unpicklable_interventions_fail_first(
     with pytest.raises(TypeError, match=r"'spawn' start method pickles .* worker_type='threads'"):
         lambdas.fit_transform(images[:6])
     assert encoded_count["images"] == before
+
+
+def test_workers_do_not_inherit_a_held_intervention_lock(tiny_clip_name, domain_images):
+    images, _, _ = domain_images
+    # 3 views per image and per batch on both sides: the same batches, the same sums.
+    params = dict(interventions="paper", n_interventions=2, batch_size=3, num_workers=2)
+    threads = _featurizer(tiny_clip_name, **params).fit_transform(images[:8])
+    clear_memory_cache()
+    lock = ImageInterventions._global_rng_lock
+
+    # As if a thread of this process (another featurizer) drew parameters at the fork: a
+    # forked worker would wait on its copy of the held lock forever without a fresh one.
+    def expired(signum, frame):
+        raise TimeoutError("a worker waited on the inherited intervention lock")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(60)
+    try:
+        with lock:
+            processes = _featurizer(
+                tiny_clip_name, worker_type="processes", **params
+            ).fit_transform(images[:8])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    np.testing.assert_array_equal(
+        processes.fit_context["interventions"], threads.fit_context["interventions"]
+    )
 
 
 def test_a_daemonic_process_is_told_to_use_threads(tiny_clip_name, domain_images, monkeypatch):
