@@ -193,7 +193,8 @@ def test_large_images_are_downscaled_before_interventions_only(tiny_clip_name):
 def test_interventions_do_not_depend_on_threads_batches_or_order(tiny_clip_name, domain_images):
     images, _, _ = domain_images
     subset = images[:12]
-    params = dict(interventions="paper", n_interventions=7, random_state=1)
+    # Memory only: from the disk cache, the second featurizer would compute nothing.
+    params = dict(interventions="paper", n_interventions=7, random_state=1, cache_dir=None)
     serial = _featurizer(tiny_clip_name, num_workers=0, batch_size=64, **params)
     reference = serial.intervention_embeddings(subset)
     assert reference.shape == (12, 7, 32)
