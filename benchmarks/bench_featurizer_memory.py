@@ -7,19 +7,24 @@ PNG files, with an on-disk embedding cache:
 - warm: a new process, every embedding on disk (the call hashes every file, decodes none).
 
 A sampling thread records the peak resident set size during each call, above the RSS just
-before it. Flat memory means the peak does not grow with the number of images beyond the
-output (n x embedding_dim float32) and bookkeeping of a few hundred bytes per image.
+before it; with ``--worker-type processes`` the RSS of the DataLoader worker processes is added
+(each counts the pages it shares with the parent, so the level is high, but it must not grow
+with the number of images either). Flat memory means the peak does not grow with the number
+of images beyond the output (n x embedding_dim float32) and bookkeeping of a few hundred
+bytes per image.
 
 The cold process then repeats its call (every embedding in memory and every file key
 remembered), timed per path against ``np.load`` of the same embeddings stacked in one
 ``.npy`` file: the floor for "the embeddings are already computed".
 
-    python benchmarks/bench_featurizer_memory.py [--sizes 2000 20000] [--model toyclip]
+    python benchmarks/bench_featurizer_memory.py [--sizes 2000 20000] [--model toyclip] \
+        [--worker-type processes]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -58,21 +63,30 @@ class PeakRSS:
         self._thread.start()
         return self
 
+    def _rss(self) -> int:
+        rss = self._process.memory_info().rss
+        for worker in self._process.children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):  # a worker that has just exited
+                rss += worker.memory_info().rss
+        return rss
+
     def _sample(self) -> None:
         while not self._stop.wait(0.001):
-            self.peak = max(self.peak, self._process.memory_info().rss)
+            self.peak = max(self.peak, self._rss())
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self._process.memory_info().rss)
+        self.peak = max(self.peak, self._rss())
 
     @property
     def growth_mb(self) -> float:
         return (self.peak - self.start) / 2**20
 
 
-def child(model: str, folder: str, n: int, workers: int, cache_dir: str, phase: str) -> None:
+def child(
+    model: str, folder: str, n: int, workers: int, worker_type: str, cache_dir: str, phase: str
+) -> None:
     import torch
 
     from skcicm import CLIPFeaturizer
@@ -84,6 +98,7 @@ def child(model: str, folder: str, n: int, workers: int, cache_dir: str, phase: 
         pretrained=None,
         interventions=None,
         num_workers=workers,
+        worker_type=worker_type,
         cache_dir=cache_dir,
         progress=False,
     )
@@ -116,12 +131,13 @@ def main() -> None:
     parser.add_argument("--model", default="toyclip")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--worker-type", choices=["threads", "processes"], default="threads")
     parser.add_argument("--folder", help="reuse generated PNGs here (default: a temp folder)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         folder, n, cache_dir, phase = args.child
-        child(args.model, folder, int(n), args.workers, cache_dir, phase)
+        child(args.model, folder, int(n), args.workers, args.worker_type, cache_dir, phase)
         return
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(args.folder or scratch)
@@ -134,6 +150,7 @@ def main() -> None:
             for phase in ("cold", "warm"):
                 command = [sys.executable, __file__, "--child", str(folder), str(n)]
                 command += [cache_dir, phase, "--model", args.model, "--workers", str(args.workers)]
+                command += ["--worker-type", args.worker_type]
                 output = subprocess.run(command, check=True, capture_output=True, text=True)
                 result = json.loads(output.stdout.strip().splitlines()[-1])
                 row.update({f"{phase}_{key}": value for key, value in result.items()})

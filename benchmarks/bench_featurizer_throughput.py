@@ -1,15 +1,18 @@
-"""Featurizer throughput against a bare open_clip loop, and interventions against threads.
+"""Featurizer throughput against a bare open_clip loop, and decoding threads against processes.
 
 Part 1, overhead: ``CLIPFeaturizer.transform`` of PNG files (cold: empty caches) against a bare
 loop that does only what any encoder must: read and preprocess the files in the same number of
-threads, stack batches of the same size and call ``encode_image`` under ``inference_mode``.
-The ratio bare time / featurizer time is 1.0 when the featurizer adds nothing.
+workers, stack batches of the same size and call ``encode_image`` under ``inference_mode``.
+For ``worker_type="threads"`` the bare loop uses a thread pool, for ``"processes"`` a
+``torch.utils.data.DataLoader`` with as many worker processes. The ratio bare time /
+featurizer time is 1.0 when the featurizer adds nothing.
 
 Part 2, interventions: source images per second of ``fit_transform`` with 7 intervened views
-(the paper's augmentations) for 0, 2 and N decoding threads, against the same run with every
-transform held under the global torch-RNG lock, as before the lock-free draw.
+(the paper's augmentations) for 0, 2 and N workers: threads with every transform held under
+the global torch-RNG lock (as before the lock-free draw), threads, and worker processes.
 
-    python benchmarks/bench_featurizer_throughput.py [--model toyclip] [--n-images 2000]
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_featurizer_throughput.py \
+        [--model toyclip] [--n-images 2000] [--max-workers N]
 """
 
 from __future__ import annotations
@@ -44,16 +47,36 @@ def write_pngs(folder: Path, n: int, size: int, seed: int = 0) -> list[str]:
     return paths
 
 
-def bare_loop(model_name: str, paths: list[str], batch_size: int, workers: int) -> np.ndarray:
+class Files(torch.utils.data.Dataset):
+    """Decode and preprocess one file per item: the bare loop's work, in threads or processes."""
+
+    def __init__(self, paths: list[str], preprocess) -> None:
+        self.paths, self.preprocess = paths, preprocess
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        with Image.open(self.paths[index]) as image:
+            return self.preprocess(image.convert("RGB"))
+
+
+def bare_loop(
+    model_name: str, paths: list[str], batch_size: int, workers: int, worker_type: str
+) -> np.ndarray:
     loaded = load_clip(model_name, None, "cpu")
-
-    def load(path: str) -> torch.Tensor:
-        with Image.open(path) as image:
-            return loaded.preprocess(image.convert("RGB"))
-
+    files = Files(paths, loaded.preprocess)
     outputs = []
+    if worker_type == "processes":
+        loader = torch.utils.data.DataLoader(files, batch_size=batch_size, num_workers=workers)
+        with torch.inference_mode():
+            outputs = [loaded.model.encode_image(batch).numpy() for batch in loader]
+        return np.concatenate(outputs)
     with ThreadPoolExecutor(max(workers, 1)) as pool:
-        tensors = pool.map(load, paths) if workers else map(load, paths)
+        indices = range(len(paths))
+        tensors = (
+            pool.map(files.__getitem__, indices) if workers else map(files.__getitem__, indices)
+        )
         batch: list[torch.Tensor] = []
         for tensor in tensors:
             batch.append(tensor)
@@ -76,61 +99,81 @@ def cold(featurizer: CLIPFeaturizer, method: str, paths: list[str]) -> float:
 
 
 def overhead(args: argparse.Namespace, paths: list[str]) -> None:
-    featurizer = CLIPFeaturizer(
-        args.model,
-        pretrained=None,
-        interventions=None,
-        batch_size=args.batch_size,
-        num_workers=args.workers,
-        device="cpu",
-        progress=False,
-    )
-    featurizer.transform(paths[:8])  # load the model outside the timings
-    bare_times, featurizer_times = [], []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        bare_loop(args.model, paths, args.batch_size, args.workers)
-        bare_times.append(time.perf_counter() - start)
-        featurizer_times.append(cold(featurizer, "transform", paths))
-    bare, ours = min(bare_times), min(featurizer_times)
     print(
         f"\n[overhead] {len(paths)} PNGs, {args.model}, batch {args.batch_size}, "
-        f"{args.workers} threads, min of {args.repeats}"
+        f"{args.workers} workers, min of {args.repeats}"
     )
-    print(f"  bare loop   {bare:7.2f} s  {len(paths) / bare:8.0f} img/s")
-    print(f"  featurizer  {ours:7.2f} s  {len(paths) / ours:8.0f} img/s")
-    print(f"  featurizer / bare loop throughput: {bare / ours:.3f}")
+    for worker_type in ("threads", "processes"):
+        featurizer = CLIPFeaturizer(
+            args.model,
+            pretrained=None,
+            interventions=None,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            worker_type=worker_type,
+            device="cpu",
+            progress=False,
+            cache_dir=None,  # memory only: cold() then empties every cache
+        )
+        featurizer.transform(paths[:8])  # load the model outside the timings
+        bare_times, featurizer_times = [], []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            bare_loop(args.model, paths, args.batch_size, args.workers, worker_type)
+            bare_times.append(time.perf_counter() - start)
+            featurizer_times.append(cold(featurizer, "transform", paths))
+        bare, ours = min(bare_times), min(featurizer_times)
+        print(f"  {worker_type}:")
+        print(f"    bare loop   {bare:7.2f} s  {len(paths) / bare:8.0f} img/s")
+        print(f"    featurizer  {ours:7.2f} s  {len(paths) / ours:8.0f} img/s")
+        print(f"    featurizer / bare loop throughput: {bare / ours:.3f}")
 
 
 def locked_call(transform, image, seed):
     with interventions.ImageInterventions._global_rng_lock, torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        # The same seeding as the lock-free path, so that only the lock differs.
+        interventions._seed_cpu_generator(seed)
         return transform(image)
 
 
 def intervention_scaling(args: argparse.Namespace, paths: list[str]) -> None:
     paths = paths[: args.n_intervened]
     print(f"\n[interventions] fit_transform of {len(paths)} PNGs with 7 views, {args.model}")
-    print(f"  {'threads':>7}  {'lock-free img/s':>15}  {'locked img/s':>12}  {'ratio':>5}")
-    for workers in sorted({0, 2, os.cpu_count() or 2}):
-        featurizer = CLIPFeaturizer(
-            args.model,
-            pretrained=None,
-            n_interventions=7,
-            batch_size=args.batch_size,
-            num_workers=workers,
-            device="cpu",
-            progress=False,
-        )
-        free, locked = [], []
+    print("  source img/s; ratios against threads in the same run")
+    print(
+        f"  {'workers':>7}  {'locked threads':>14}  {'threads':>8}  {'processes':>9}  "
+        f"{'threads/locked':>14}  {'processes/threads':>17}"
+    )
+    for workers in sorted({0, 2, args.max_workers}):
+        featurizers = {
+            variant: CLIPFeaturizer(
+                args.model,
+                pretrained=None,
+                n_interventions=7,
+                batch_size=args.batch_size,
+                num_workers=workers,
+                worker_type="processes" if variant == "processes" else "threads",
+                device="cpu",
+                progress=False,
+                cache_dir=None,  # memory only: cold() then empties every cache
+            )
+            for variant in ("locked", "threads", "processes")
+        }
+        times: dict[str, list[float]] = {variant: [] for variant in featurizers}
+        # Variants take turns within each repeat, so that a change in the machine's load
+        # falls on all of them alike.
         for _ in range(args.repeats):
-            free.append(cold(featurizer, "fit_transform", paths))
-            with mock.patch.object(interventions, "_seeded_call", locked_call):
-                locked.append(cold(featurizer, "fit_transform", paths))
-        rate_free, rate_locked = len(paths) / min(free), len(paths) / min(locked)
+            for variant, featurizer in featurizers.items():
+                if variant == "locked":
+                    with mock.patch.object(interventions, "_seeded_call", locked_call):
+                        times[variant].append(cold(featurizer, "fit_transform", paths))
+                else:
+                    times[variant].append(cold(featurizer, "fit_transform", paths))
+        rates = {variant: len(paths) / min(spent) for variant, spent in times.items()}
         print(
-            f"  {workers:>7}  {rate_free:>15.0f}  {rate_locked:>12.0f}  "
-            f"{rate_free / rate_locked:>5.2f}"
+            f"  {workers:>7}  {rates['locked']:>14.0f}  {rates['threads']:>8.0f}  "
+            f"{rates['processes']:>9.0f}  {rates['threads'] / rates['locked']:>14.2f}  "
+            f"{rates['processes'] / rates['threads']:>17.2f}"
         )
 
 
@@ -142,6 +185,12 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--max-workers",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="N of the 0 / 2 / N workers of part 2 (default: the CPU count)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--torch-threads",

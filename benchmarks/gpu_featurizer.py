@@ -10,20 +10,26 @@ preprocessing). It reports, from the same run:
   device's peak dense bf16 rate (``--peak-tflops``, 989 for an H100/H200 SXM);
 - a bare loop: ``torch.utils.data.DataLoader`` worker processes decode and preprocess,
   pinned memory, non-blocking copies, ``inference_mode`` and bf16 autocast;
-- ``CLIPFeaturizer.transform`` (cold caches) with as many decoding threads, and
-  ``fit_transform`` with 7 intervened views per image;
-- agreement of CPU (fp32) and GPU (auto precision, and fp32) embeddings of the same images,
-  and the GPU unit test of the test suite.
+- ``CLIPFeaturizer.transform`` (cold caches) with as many decoding workers: threads,
+  DataLoader worker processes (``worker_type="processes"``), and threads that decode the
+  JPEG files on the GPU (``decode_device="cuda"``); and ``fit_transform`` with 7 intervened
+  views per image, for each of the three;
+- agreement of CPU (fp32) and GPU (auto precision, fp32, and fp32 with nvJPEG decoding)
+  embeddings of the same images, and the GPU unit tests of the test suite.
 
 Results are printed and, when ``$OUT`` is set, written to ``$OUT/gpu_featurizer.json`` and
 ``$OUT/gpu_featurizer.txt``.
 
     python benchmarks/gpu_featurizer.py [--n-images 4096] [--batch-size 256] [--workers 16]
+
+``--smoke`` runs the same code in seconds on a machine without a GPU (a tiny random CLIP,
+a few dozen images, the CPU; no GPU decoding), to check that the script runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -75,69 +81,105 @@ class JPEGFiles(torch.utils.data.Dataset):
             return self.preprocess(image.convert("RGB"))
 
 
+#: --smoke: a tiny random CLIP (64 px input), so that the whole script runs in seconds on a CPU.
+SMOKE_MODEL_CFG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def low_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def bare_loop(model, preprocess, paths, batch_size, workers, device) -> float:
     loader = torch.utils.data.DataLoader(
         JPEGFiles(paths, preprocess),
         batch_size=batch_size,
         num_workers=workers,
-        pin_memory=True,
+        pin_memory=device.type == "cuda",
         prefetch_factor=4 if workers else None,
         persistent_workers=False,
     )
     outputs = []
-    torch.cuda.synchronize()
+    sync(device)
     start = time.perf_counter()
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+    with torch.inference_mode(), low_precision(device):
         for batch in loader:
             outputs.append(model.encode_image(batch.to(device, non_blocking=True)).float())
-    torch.cuda.synchronize()
+    sync(device)
     elapsed = time.perf_counter() - start
     assert sum(len(o) for o in outputs) == len(paths)
     return elapsed
 
 
-def compute_only(model, batch_size, device, repeats=10) -> float:
-    batch = torch.randn(batch_size, 3, 224, 224, device=device)
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+def compute_only(model, batch_size, size, device, repeats=10) -> float:
+    batch = torch.randn(batch_size, 3, size, size, device=device)
+    with torch.inference_mode(), low_precision(device):
         for _ in range(3):
             model.encode_image(batch)
-        torch.cuda.synchronize()
+        sync(device)
         start = time.perf_counter()
         for _ in range(repeats):
             model.encode_image(batch)
-        torch.cuda.synchronize()
+        sync(device)
     return batch_size * repeats / (time.perf_counter() - start)
 
 
-def flops_per_image(model, device) -> float:
+def flops_per_image(model, size, device) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter:
-        model.encode_image(torch.randn(1, 3, 224, 224, device=device))
+        model.encode_image(torch.randn(1, 3, size, size, device=device))
     return counter.get_total_flops()
 
 
 def timed_cold(featurizer: CLIPFeaturizer, method: str, paths: list[str]) -> float:
     clear_memory_cache()
     forget_file_keys()
-    torch.cuda.synchronize()
+    device = torch.device(featurizer.device)  # set explicitly by every caller here
+    sync(device)
     start = time.perf_counter()
     getattr(featurizer, method)(paths)
-    torch.cuda.synchronize()
+    sync(device)
     return time.perf_counter() - start
 
 
-def agreement(model_name: str, paths: list[str], batch_size: int) -> dict[str, float]:
-    common = dict(pretrained=None, interventions=None, batch_size=batch_size, progress=False)
+def agreement(model_name: str, paths: list[str], batch_size: int, device) -> dict[str, float]:
+    """Cosine of CPU fp32 embeddings with those of the device, per precision and decoder.
+
+    On a CPU (``--smoke``) it compares worker processes with threads instead, which must
+    agree bit for bit (cosine 1).
+    """
+    common = dict(
+        pretrained=None, interventions=None, batch_size=batch_size, progress=False, cache_dir=None
+    )
     cpu = CLIPFeaturizer(model_name, device="cpu", num_workers=4, **common).transform(paths)
+    if device.type == "cuda":
+        variants = {
+            "auto": dict(precision="auto"),
+            "fp32": dict(precision="fp32"),
+            "fp32_nvjpeg": dict(precision="fp32", decode_device="cuda"),
+        }
+    else:
+        variants = {"cpu_processes": dict(worker_type="processes", num_workers=2)}
     results = {}
-    for precision in ("auto", "fp32"):
+    for name, params in variants.items():
         clear_memory_cache()
-        gpu = CLIPFeaturizer(model_name, device="cuda", precision=precision, **common)
-        cosine = (cpu * gpu.transform(paths)).sum(axis=1)
-        results[f"cosine_min_{precision}"] = float(cosine.min())
-        results[f"cosine_mean_{precision}"] = float(cosine.mean())
+        params = {"device": str(device), **params}
+        other = CLIPFeaturizer(model_name, **common, **params).transform(paths)
+        cosine = (cpu * other).sum(axis=1)
+        results[f"cosine_min_{name}"] = float(cosine.min())
+        results[f"cosine_mean_{name}"] = float(cosine.mean())
     return results
 
 
@@ -157,27 +199,40 @@ def main() -> None:
         help="nominal FLOPs of ViT-B-16 at 224 px (2 x 17.6 GMACs), used for the bound; the "
         "counted figure is reported too (torch's counter may miss fused attention)",
     )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="run in seconds on a CPU: tiny random CLIP, 48 images, 2 workers, no GPU parts",
+    )
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        sys.exit("gpu_featurizer.py needs a CUDA GPU.")
+    if args.smoke:
+        args.n_images, args.n_intervened, args.n_agreement = 48, 16, 16
+        args.batch_size, args.workers, args.jpeg_size = 16, 2, 80
+    elif not torch.cuda.is_available():
+        sys.exit("gpu_featurizer.py needs a CUDA GPU (or --smoke, to check that it runs).")
     began = time.perf_counter()
-    device = torch.device("cuda")
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     results: dict[str, object] = {
-        "gpu": torch.cuda.get_device_name(),
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu (smoke)",
         "torch": torch.__version__,
         "open_clip": open_clip.__version__,
         "args": vars(args),
     }
-    report(f"{results['gpu']}, torch {torch.__version__}, {args.workers} workers")
+    report(f"{results['device']}, torch {torch.__version__}, {args.workers} workers")
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         torch.manual_seed(0)
-        random_model = open_clip.create_model("ViT-B-16", pretrained=None)
+        if args.smoke:
+            config, size = SMOKE_MODEL_CFG, SMOKE_MODEL_CFG["vision_cfg"]["image_size"]
+            random_model = open_clip.CLIP(**config)
+        else:
+            config, size = open_clip.get_model_config("ViT-B-16"), 224
+            random_model = open_clip.create_model("ViT-B-16", pretrained=None)
         folder = save_local_dir(
             random_model,
-            scratch / "vit-b-16-random",
-            open_clip.get_model_config("ViT-B-16"),
-            {"size": 224},
+            scratch / "random-clip",
+            config,
+            {"size": size},
             dtype=torch.float16,  # half the file; open_clip loads it back as float32
         )
         del random_model
@@ -189,72 +244,70 @@ def main() -> None:
         written = time.perf_counter() - began
         report(f"{len(paths)} JPEGs of {args.jpeg_size} px written ({written:.0f} s)")
 
-        loaded = load_clip(model_name, None, "cuda")
-        flops = flops_per_image(loaded.model, device)
-        bound = args.peak_tflops * 1e3 / args.gflop_per_image
-        compute = compute_only(loaded.model, args.batch_size, device)
-        bare_loop(
-            loaded.model,
-            loaded.preprocess,
-            paths[: 2 * args.batch_size],
-            args.batch_size,
-            args.workers,
-            device,
-        )  # worker start-up and cudnn warm-up
-        bare = len(paths) / bare_loop(
-            loaded.model, loaded.preprocess, paths, args.batch_size, args.workers, device
-        )
-        featurizer = CLIPFeaturizer(
-            model_name,
+        loaded = load_clip(model_name, None, str(device))
+        flops = flops_per_image(loaded.model, size, device)
+        nominal = flops / 1e9 if args.smoke else args.gflop_per_image
+        bound = args.peak_tflops * 1e3 / nominal
+        compute = compute_only(loaded.model, args.batch_size, size, device)
+        bare_args = (loaded.model, loaded.preprocess, paths, args.batch_size, args.workers, device)
+        bare_loop(*bare_args[:2], paths[: 2 * args.batch_size], *bare_args[3:])  # warm-up
+        bare = len(paths) / bare_loop(*bare_args)
+        variants = {
+            "threads": dict(worker_type="threads"),
+            "processes": dict(worker_type="processes"),
+        }
+        if device.type == "cuda":
+            variants["threads, nvJPEG"] = dict(worker_type="threads", decode_device="cuda")
+        common = dict(
             pretrained=None,
-            interventions=None,
-            device="cuda",
+            device=str(device),
             batch_size=args.batch_size,
             num_workers=args.workers,
             progress=False,
+            cache_dir=None,  # memory only: timed_cold empties it
         )
-        featurizer.transform(paths[: 2 * args.batch_size])
-        ours = len(paths) / timed_cold(featurizer, "transform", paths)
-        views = CLIPFeaturizer(
-            model_name,
-            pretrained=None,
-            n_interventions=7,
-            device="cuda",
-            batch_size=args.batch_size,
-            num_workers=args.workers,
-            progress=False,
-        )
-        intervened = paths[: args.n_intervened]
-        sources = len(intervened) / timed_cold(views, "fit_transform", intervened)
+        rates, sources = {}, {}
+        for label, params in variants.items():
+            clean = CLIPFeaturizer(model_name, interventions=None, **common, **params)
+            clean.transform(paths[: 2 * args.batch_size])  # model load and warm-up
+            rates[label] = len(paths) / timed_cold(clean, "transform", paths)
+            views = CLIPFeaturizer(model_name, n_interventions=7, **common, **params)
+            intervened = paths[: args.n_intervened]
+            sources[label] = len(intervened) / timed_cold(views, "fit_transform", intervened)
         results.update(
             gflop_per_image_counted=flops / 1e9,
             flop_bound_img_s=bound,
             compute_only_img_s=compute,
             bare_loop_img_s=bare,
-            featurizer_img_s=ours,
-            featurizer_over_bare=ours / bare,
+            featurizer_img_s=rates,
+            featurizer_over_bare={label: rate / bare for label, rate in rates.items()},
             intervened_source_img_s=sources,
         )
         report(
-            f"FLOPs per image: {flops / 1e9:.1f} GFLOP; bound at {args.peak_tflops:.0f} "
-            f"TFLOP/s: {bound:.0f} img/s"
+            f"FLOPs per image: {flops / 1e9:.2f} GFLOP counted; bound at "
+            f"{args.peak_tflops:.0f} TFLOP/s and {nominal:.2f} GFLOP: {bound:.0f} img/s"
         )
-        report(f"{'':28}{'img/s':>9}{'of bound':>10}")
-        for label, rate in [
-            ("compute only (bf16)", compute),
-            ("bare DataLoader loop", bare),
-            ("CLIPFeaturizer.transform", ours),
-        ]:
-            report(f"{label:28}{rate:9.0f}{rate / bound:10.1%}")
-        report(f"featurizer / bare loop: {ours / bare:.3f}")
-        report(
-            f"fit_transform, 7 views: {sources:.0f} source img/s ({8 * sources:.0f} encodings/s)"
-        )
+        report(f"{'':38}{'img/s':>9}{'of bound':>10}{'/ bare':>8}")
+        report(f"{'compute only':38}{compute:9.0f}{compute / bound:10.1%}")
+        report(f"{'bare DataLoader loop':38}{bare:9.0f}{bare / bound:10.1%}{1:8.3f}")
+        for label, rate in rates.items():
+            name = f"transform ({label})"
+            report(f"{name:38}{rate:9.0f}{rate / bound:10.1%}{rate / bare:8.3f}")
+        for label, rate in sources.items():
+            report(
+                f"fit_transform, 7 views ({label}): {rate:.0f} source img/s "
+                f"({8 * rate:.0f} encodings/s)"
+            )
 
-        results.update(agreement(model_name, paths[: args.n_agreement], args.batch_size))
+        results.update(agreement(model_name, paths[: args.n_agreement], args.batch_size, device))
         report(
-            "CPU fp32 vs GPU cosine: auto precision min {cosine_min_auto:.5f} mean "
-            "{cosine_mean_auto:.5f}; fp32 min {cosine_min_fp32:.6f}".format(**results)
+            "agreement with CPU fp32 (cosine min / mean): "
+            + "; ".join(
+                f"{key.removeprefix('cosine_min_')} {value:.6f} / "
+                f"{results['cosine_mean_' + key.removeprefix('cosine_min_')]:.6f}"
+                for key, value in results.items()
+                if key.startswith("cosine_min_")
+            )
         )
     test = subprocess.run(
         [
@@ -266,6 +319,8 @@ def main() -> None:
             "no:cacheprovider",
             "tests/test_featurizer.py",
             "tests/test_image_streaming.py",
+            "tests/test_decode_workers.py",
+            "tests/test_gpu_decoding.py",
             "-k",
             "gpu",
         ],
@@ -274,7 +329,7 @@ def main() -> None:
         text=True,
     )
     results["gpu_unit_test"] = test.stdout.strip().splitlines()[-1] if test.stdout else test.stderr
-    report(f"GPU unit test: {results['gpu_unit_test']}")
+    report(f"GPU unit tests: {results['gpu_unit_test']}")
     results["wall_s"] = time.perf_counter() - began
     report(f"total {results['wall_s']:.0f} s")
     if os.environ.get("OUT"):

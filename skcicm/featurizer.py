@@ -25,6 +25,7 @@ from skcicm.cache_keys import check_weights_unchanged, interventions_cache_id
 from skcicm.embedding_cache import EmbeddingCache
 from skcicm.estimator import DOC_LINK_TEMPLATE
 from skcicm.fit_context import EmbeddingsWithContext
+from skcicm.gpu_decoding import JPEGDecoder
 from skcicm.image_encoding import ImageEncoder
 from skcicm.images import as_image_list
 from skcicm.interventions import ImageInterventions, paper_interventions
@@ -91,12 +92,38 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     batch_size : int, default=64
         Images per forward pass.
     num_workers : int, default=2
-        Threads that read, decode, intervene on and preprocess images while the model encodes
+        Workers that read, decode, intervene on and preprocess images while the model encodes
         the previous batch; 0 does it all in the calling thread. Files are read, hashed and
         decoded a bounded window at a time (see :mod:`skcicm.image_encoding`), so memory does
         not grow with the number of images beyond the output; a file's content key is
         remembered by path, size, modification time and inode, so a transform whose
         embeddings are cached reads no file.
+    worker_type : {"threads", "processes"}, default="threads"
+        What the ``num_workers`` workers are. ``"threads"`` decode in this process. With
+        ``"processes"``, ``num_workers`` ``torch.utils.data.DataLoader`` worker processes
+        decode, intervene on, preprocess and stack each batch, in pinned memory when the
+        model is on a GPU, so that decoding is not held back by the interpreter lock; this
+        process still reads and hashes the files (with ``num_workers`` threads) and looks
+        them up, so that only cache misses reach the workers, each file is read once, and
+        the embeddings are bit for bit those of ``"threads"`` for the same batches (see
+        :mod:`skcicm.decode_workers`). Workers start with each call that has a cache miss,
+        by the process's multiprocessing start method: with ``spawn`` or ``forkserver``
+        the interventions must be picklable (no lambdas); a daemonic process (a Dask
+        worker) cannot start them and is told so. Threads are the default because they
+        work everywhere and cost nothing to start, which matters for the many small calls of
+        a grid search; processes pay off on large cold runs where decoding, not the model,
+        limits the throughput, as with a GPU (figures on the performance page). On a
+        CPU-only machine keep ``torch.get_num_threads()`` plus ``num_workers`` at or below
+        the core count.
+    decode_device : {"cpu", "cuda"}, default="cpu"
+        Where JPEG files are decoded. ``"cuda"`` decodes them with nvJPEG
+        (``torchvision.io.decode_jpeg``) on the model's GPU and preprocesses their clean
+        view there; intervened copies are made on the CPU from those pixels, and other
+        formats are decoded by PIL (see :mod:`skcicm.gpu_decoding`). It needs
+        ``device`` to be a CUDA device and ``worker_type="threads"`` (CUDA does not
+        survive a fork into worker processes), else ``fit`` raises before any work. nvJPEG
+        and the tensor preprocessing differ slightly from PIL, so these embeddings are
+        cached apart from those of ``"cpu"``.
     cache_dir : str or path, "auto" or None, default="auto"
         Folder for the on-disk cache of *embeddings* (not of model weights: open_clip's
         ``cache_dir`` is this featurizer's ``weights_dir``): one checksummed SQLite database
@@ -169,6 +196,8 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "precision": [StrOptions({"auto", "fp32", "amp", "amp_bf16"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "num_workers": [Interval(Integral, 0, None, closed="left")],
+        "worker_type": [StrOptions({"threads", "processes"})],
+        "decode_device": [StrOptions({"cpu", "cuda"})],
         "cache_dir": [str, os.PathLike, None],
         "weights_dir": [str, os.PathLike, None],
         "progress": ["boolean", StrOptions({"auto"})],
@@ -190,6 +219,8 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         precision: str = "auto",
         batch_size: int = 64,
         num_workers: int = 2,
+        worker_type: str = "threads",
+        decode_device: str = "cpu",
         cache_dir: str | os.PathLike | None = "auto",
         weights_dir: str | os.PathLike | None = None,
         progress: bool | str = "auto",
@@ -207,6 +238,8 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.precision = precision
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.worker_type = worker_type
+        self.decode_device = decode_device
         self.cache_dir = cache_dir
         self.weights_dir = weights_dir
         self.progress = progress
@@ -240,6 +273,9 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             When the weights are neither cached nor downloadable (for example offline).
         skcicm.cache_keys.ModelWeightsChangedError
             When refitting finds weights other than those the featurizer was fitted with.
+        ValueError
+            When ``decode_device="cuda"`` cannot run: no CUDA, a model on the CPU,
+            ``worker_type="processes"``, or a preprocessing step with no tensor equivalent.
         """
         self._pin_weights()
         self.embedding_dim_ = self._embedding_dim()
@@ -519,13 +555,36 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return loaded
 
     def _pin_weights(self) -> None:
-        device = str(self._torch_device())
-        loaded = load_clip(self.model_name, self.pretrained, device, self.weights_dir)
+        device = self._torch_device()
+        self._check_decode_device(device)
+        loaded = load_clip(self.model_name, self.pretrained, str(device), self.weights_dir)
+        self._jpeg_decoder(loaded, device)  # a preprocessing it cannot translate fails here
         self.model_fingerprint_ = loaded.fingerprint
+
+    def _check_decode_device(self, device: torch.device) -> None:
+        if self.decode_device == "cpu":
+            return
+        if not torch.cuda.is_available():
+            raise ValueError("decode_device='cuda' but CUDA is not available; use 'cpu'.")
+        if device.type != "cuda":
+            raise ValueError(
+                f"decode_device='cuda' decodes JPEG files on the model's GPU, but "
+                f"device={self.device!r} runs the model on the CPU; use a CUDA device or "
+                "decode_device='cpu'."
+            )
+        if self.worker_type != "threads":
+            raise ValueError(
+                "decode_device='cuda' decodes in threads of this process (CUDA does not "
+                "survive a fork into worker processes); use worker_type='threads'."
+            )
+
+    def _jpeg_decoder(self, loaded: LoadedCLIP, device: torch.device) -> JPEGDecoder | None:
+        return JPEGDecoder(loaded.preprocess, device) if self.decode_device == "cuda" else None
 
     def _cache(self, loaded: LoadedCLIP) -> EmbeddingCache:
         precision = self._resolved_precision(self._torch_device())
-        return EmbeddingCache(f"{loaded.fingerprint}-{precision}", self.cache_dir)
+        decoder = "-nvjpeg" if self.decode_device == "cuda" else ""  # other pixels, other cache
+        return EmbeddingCache(f"{loaded.fingerprint}-{precision}{decoder}", self.cache_dir)
 
     def _embedding_dim(self) -> int:
         return int(self.encode_text(["a"]).shape[1])
@@ -536,8 +595,9 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def _embed_images(self, X: Any, views: Sequence[int | None]) -> list[np.ndarray]:
         """Embeddings of the clean images (view None) and of intervened copies (view 0, 1, ...)."""
         items = as_image_list(X)
-        loaded = self._loaded()
         device = self._torch_device()
+        self._check_decode_device(device)
+        loaded = self._loaded()
         interventions = interventions_id = None
         if any(view is not None for view in views):
             transforms = (
@@ -553,6 +613,9 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             interventions_id=interventions_id,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
+            worker_type=self.worker_type,
+            pin_memory=device.type == "cuda",
+            jpeg_decoder=self._jpeg_decoder(loaded, device),
             progress=sys.stderr.isatty() if self.progress == "auto" else bool(self.progress),
         )
         return [self._finish(raw) for raw in encoder.embed(items, views)]
@@ -560,7 +623,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def _encode_batch(
         self, loaded: LoadedCLIP, device: torch.device, batch: torch.Tensor
     ) -> np.ndarray:
-        if device.type == "cuda":
+        if device.type == "cuda" and not batch.is_cuda:
             batch = batch.pin_memory()
         batch = batch.to(device, non_blocking=True)
         with torch.inference_mode(), self._autocast(device):

@@ -5,7 +5,8 @@ Memory does not grow with the number of images beyond the output: a window holds
 next one is read ahead), decoded images turn into model-sized tensors as soon as a decoding
 thread is done with them, and embeddings go straight into preallocated output rows. Each file
 is read once. While the model encodes one window, the threads decode the rest of it and read
-and hash the next.
+and hash the next. With ``worker_type="processes"``, DataLoader worker processes decode instead
+of threads (see :mod:`skcicm.decode_workers`); the reading, hashing and cache lookups stay here.
 A file's content key is remembered (see :mod:`skcicm.images`), so a call whose embeddings are
 all cached only ``stat``\\ s the files.
 """
@@ -13,6 +14,8 @@ all cached only ``stat``\\ s the files.
 from __future__ import annotations
 
 import contextlib
+import copy
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -26,14 +29,20 @@ from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from skcicm.cache_keys import intervened_key
+from skcicm.decode_workers import (
+    Task,
+    ViewsDataset,
+    check_workers_can_start,
+    decoding_loader,
+    prepare_views,
+)
 from skcicm.embedding_cache import EmbeddingCache
+from skcicm.gpu_decoding import JPEGDecoder
 from skcicm.images import ImageLoadError, ImageSource, image_source
 from skcicm.interventions import ImageInterventions
 
 #: Bytes of image files held at once, at most (a window of one larger file is allowed).
 WINDOW_BYTES = 256 << 20
-
-Task = tuple[ImageSource, list[tuple[str, "int | None"]]]
 
 
 class ImageEncoder:
@@ -52,8 +61,12 @@ class ImageEncoder:
     interventions_id : str or None
         :func:`skcicm.cache_keys.interventions_cache_id` of the interventions; None keys the
         intervened copies so that the cache never stores them.
-    batch_size, num_workers, progress
+    batch_size, num_workers, worker_type, progress
         As in :class:`skcicm.CLIPFeaturizer`.
+    pin_memory : bool, default=False
+        With worker processes, stack each batch in pinned memory (for a GPU model).
+    jpeg_decoder : JPEGDecoder or None, default=None
+        Decodes JPEG files on the GPU, in the decoding threads (``decode_device="cuda"``).
     """
 
     def __init__(
@@ -66,6 +79,9 @@ class ImageEncoder:
         interventions_id: str | None = None,
         batch_size: int,
         num_workers: int,
+        worker_type: str = "threads",
+        pin_memory: bool = False,
+        jpeg_decoder: JPEGDecoder | None = None,
         progress: bool,
     ) -> None:
         self.preprocess = preprocess
@@ -75,6 +91,9 @@ class ImageEncoder:
         self.interventions_id = interventions_id
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.worker_type = worker_type
+        self.pin_memory = pin_memory
+        self.jpeg_decoder = jpeg_decoder
         self.progress = progress
         self.window_files = max(4 * batch_size, 8 * num_workers, 64)
         self._downscale = _leading_downscale(preprocess)
@@ -100,8 +119,9 @@ class ImageEncoder:
         """Embed images and their intervened copies, reading each file once.
 
         Files are read in bounded windows (:data:`WINDOW_BYTES`), decoded and intervened on
-        ``num_workers`` threads, and encoded in batches; each batch is cached as soon as it
-        is encoded, so that an interrupted run resumes.
+        ``num_workers`` threads or DataLoader worker processes (``worker_type``), and encoded
+        in batches; each batch is cached as soon as it is encoded, so that an interrupted run
+        resumes.
 
         Parameters
         ----------
@@ -122,11 +142,20 @@ class ImageEncoder:
             others have been encoded and cached.
         """
         run = _Run(len(items), len(views))
+        with tqdm(desc="Encoding images", unit="img", disable=not self.progress) as bar:
+            if self.worker_type == "processes" and self.num_workers > 0:
+                self._embed_in_processes(items, views, run, bar)
+            else:
+                self._embed_in_threads(items, views, run, bar)
+        if run.failures:
+            raise ImageLoadError([(name, reason) for _, name, reason in sorted(run.failures)])
+        return run.outputs
+
+    def _embed_in_threads(
+        self, items: Sequence[Any], views: Sequence[int | None], run: _Run, bar: tqdm
+    ) -> None:
         windows = self._windows(items)
-        with (
-            _executor(self.num_workers) as pool,
-            tqdm(desc="Encoding images", unit="img", disable=not self.progress) as bar,
-        ):
+        with _executor(self.num_workers) as pool:
             window = next(windows, [])
             reading = _submit_reads(pool, window)
             batch: list[tuple[str, torch.Tensor]] = []
@@ -145,15 +174,67 @@ class ImageEncoder:
                         run.fail(source.key, failure)
                     batch.extend(outputs)
                     if len(batch) >= self.batch_size:
-                        self._encode_batch(batch, run)
+                        self._encode_stacked(batch, run)
                         bar.update(len(batch))
                         batch = []
             if batch:
-                self._encode_batch(batch, run)
+                self._encode_stacked(batch, run)
                 bar.update(len(batch))
-        if run.failures:
-            raise ImageLoadError([(name, reason) for _, name, reason in sorted(run.failures)])
-        return run.outputs
+
+    def _embed_in_processes(
+        self, items: Sequence[Any], views: Sequence[int | None], run: _Run, bar: tqdm
+    ) -> None:
+        dataset = ViewsDataset(self.preprocess, self.interventions, self._downscale)
+        check_workers_can_start(dataset)
+        with _executor(self.num_workers) as reading:
+            batches = self._batches(items, views, run, reading)
+            # Workers start only once there is a cache miss: a cached call starts none.
+            first = next(batches, None)
+            if first is None:
+                return
+            loader = decoding_loader(
+                dataset, itertools.chain([first], batches), self.num_workers, self.pin_memory
+            )
+            for done, keys, inputs in loader:
+                for content_key, failure in done:
+                    if failure is None:
+                        run.names.pop(content_key)
+                    else:
+                        run.fail(content_key, failure)
+                if keys:
+                    self._encode_batch(keys, inputs, run)
+                    bar.update(len(keys))
+
+    def _batches(
+        self, items: Sequence[Any], views: Sequence[int | None], run: _Run, pool: Executor
+    ) -> Iterator[list[Task]]:
+        """The decoding work for the DataLoader: batches of cache misses of about batch_size views.
+
+        Runs in the main process, lazily, as the DataLoader asks for the next batch: windows
+        are read, hashed and looked up as in the threaded path, one window ahead.
+        """
+        windows = self._windows(items)
+        window = next(windows, [])
+        reading = _submit_reads(pool, window)
+        batch: list[Task] = []
+        n_views = 0
+        while window:
+            for future in reading:
+                future.result()
+            tasks = self._plan(window, views, run)
+            window = next(windows, [])
+            reading = _submit_reads(pool, window)
+            for source, wanted in tasks:
+                if batch and n_views + len(wanted) > self.batch_size:
+                    yield batch
+                    batch, n_views = [], 0
+                # The queue to the workers pickles a task later, in its own thread: hand it a
+                # copy that keeps the file's bytes, so that releasing ours cannot race it.
+                batch.append((copy.copy(source), wanted))
+                n_views += len(wanted)
+                source.release()
+        if batch:
+            yield batch
 
     def _windows(self, items: Sequence[Any]) -> Iterator[list[tuple[int, ImageSource]]]:
         """Consecutive inputs, at most ``window_files`` of them and about WINDOW_BYTES."""
@@ -205,37 +286,27 @@ class ImageEncoder:
         return tasks
 
     def _prepare(self, task: Task) -> tuple[list[tuple[str, torch.Tensor]], str | None]:
-        source, wanted = task
-        try:
-            image = source.decode()
-            if self._downscale is not None and any(view is not None for _, view in wanted):
-                image = self._downscale(image)
-            return [
-                (
-                    key,
-                    self.preprocess(
-                        image
-                        if view is None
-                        else self.interventions.apply(image, key=source.key, view=view)
-                    ),
-                )
-                for key, view in wanted
-            ], None
-        except Exception as error:  # noqa: BLE001 - reported per file, the rest go on
-            return [], str(error)
-        finally:
-            source.release()
+        return prepare_views(
+            task, self.preprocess, self.interventions, self._downscale, self.jpeg_decoder
+        )
 
-    def _encode_batch(self, batch: list[tuple[str, torch.Tensor]], run: _Run) -> None:
+    def _encode_stacked(self, batch: list[tuple[str, torch.Tensor]], run: _Run) -> None:
+        tensors = [tensor for _, tensor in batch]
+        # GPU-decoded JPEG files come preprocessed on the GPU: the rest of the batch joins them.
+        on_gpu = next((tensor.device for tensor in tensors if tensor.is_cuda), None)
+        if on_gpu is not None:
+            tensors = [tensor.to(on_gpu, non_blocking=True) for tensor in tensors]
+        self._encode_batch([key for key, _ in batch], torch.stack(tensors), run)
+
+    def _encode_batch(self, keys: list[str], inputs: torch.Tensor, run: _Run) -> None:
         # Another process sharing the disk cache (a GridSearchCV or Dask worker) may have
         # stored some of these since this window was looked up.
-        stored = self.cache.get([key for key, _ in batch])
-        missing = [(key, tensor) for key, tensor in batch if key not in stored]
+        stored = self.cache.get(keys)
         encoded = dict(stored)
+        missing = [row for row, key in enumerate(keys) if key not in stored]
         if missing:
-            keys = [key for key, _ in missing]
-            fresh = self.encode(torch.stack([tensor for _, tensor in missing]))
-            new = dict(zip(keys, fresh, strict=True))
+            fresh = self.encode(inputs if len(missing) == len(keys) else inputs[missing])
+            new = dict(zip([keys[row] for row in missing], fresh, strict=True))
             self.cache.put(new)
             encoded.update(new)
         for key, embedding in encoded.items():
@@ -270,7 +341,7 @@ class _Run:
             del self.waiting[key]
 
 
-def _leading_downscale(preprocess: Any) -> Callable[[Image.Image], Image.Image] | None:
+def _leading_downscale(preprocess: Any) -> _Downscale | None:
     """The preprocessing's own first resize, applied only where it shrinks the image.
 
     Intervened copies are made from the downscaled image: the augmentations then cost the
@@ -281,17 +352,24 @@ def _leading_downscale(preprocess: Any) -> Callable[[Image.Image], Image.Image] 
     first = steps[0] if steps else None
     if not isinstance(first, transforms_v1.Resize | v2.Resize) or first.max_size is not None:
         return None
-    size = [first.size] if isinstance(first.size, int) else list(first.size)
+    return _Downscale(first)
 
-    def downscale(image: Image.Image) -> Image.Image:
+
+class _Downscale:
+    """A class, not a closure, so that spawned decoding workers can unpickle it."""
+
+    def __init__(self, resize: transforms_v1.Resize | v2.Resize) -> None:
+        self.resize = resize
+        self.size = [resize.size] if isinstance(resize.size, int) else list(resize.size)
+
+    def __call__(self, image: Image.Image) -> Image.Image:
         width, height = image.size
+        size = self.size
         if len(size) == 1:
             shrinks = min(width, height) > size[0]
         else:
             shrinks = height >= size[0] and width >= size[1] and (height, width) != tuple(size)
-        return first(image) if shrinks else image
-
-    return downscale
+        return self.resize(image) if shrinks else image
 
 
 def _submit_reads(pool: Executor, window: list[tuple[int, ImageSource]]) -> list[Future]:

@@ -91,22 +91,37 @@ class ImageSource:
 
     def decode(self) -> Image.Image:
         """The image as RGB; raises ValueError naming the problem when it cannot be decoded."""
-        if self.error is not None:
-            raise ValueError(self.error)
-        if self._path is None:
+        data = self.file_bytes()
+        if data is None:
             image = self._image
             return to_rgb(Image.fromarray(image) if isinstance(image, np.ndarray) else image)
-        data = self._data
-        if data is None:
-            try:
-                data = _read_regular_file(self._path)
-            except OSError as error:
-                raise ValueError(f"cannot read file ({error.strerror or error})") from error
         try:
             with Image.open(io.BytesIO(data)) as image:
                 return to_rgb(image)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
             raise ValueError(f"not a readable image ({error})") from error
+
+    def file_bytes(self) -> bytes | None:
+        """The file's bytes, read now if they were not (its key was remembered).
+
+        Returns
+        -------
+        bytes or None
+            None for an image given in memory.
+
+        Raises
+        ------
+        ValueError
+            Naming the problem when the file cannot be read.
+        """
+        if self.error is not None:
+            raise ValueError(self.error)
+        if self._path is not None and self._data is None:
+            try:
+                self._data = _read_regular_file(self._path)
+            except OSError as error:
+                raise ValueError(f"cannot read file ({error.strerror or error})") from error
+        return self._data
 
     def release(self) -> None:
         """Drop the file's bytes, so that memory holds only the current window's files."""

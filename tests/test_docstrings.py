@@ -21,8 +21,13 @@ validate = pytest.importorskip("numpydoc.validate")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs"))
 from api_names import PUBLIC_MODULES, public_names  # noqa: E402
 
-#: The documented modules, and the image encoder behind CLIPFeaturizer.
-VALIDATED_MODULES = (*PUBLIC_MODULES, "skcicm.image_encoding")
+#: The documented modules, and the image encoder and decoders behind CLIPFeaturizer.
+VALIDATED_MODULES = (
+    *PUBLIC_MODULES,
+    "skcicm.image_encoding",
+    "skcicm.decode_workers",
+    "skcicm.gpu_decoding",
+)
 
 #: GL08: no docstring; PR01: a parameter not documented; PR02: a documented parameter that does
 #: not exist; RT01: no Returns section; SS01: no summary; PR07/RT03: no description of a

@@ -87,15 +87,15 @@ def test_architecture_name_with_checkpoint_file(tiny_clip_dir, domain_images, tm
 
 def test_interventions_are_seeded_per_image_not_per_batch(tiny_clip_name, domain_images):
     images, _, _ = domain_images
-    featurizer = _featurizer(
-        tiny_clip_name, interventions="paper", n_interventions=3, random_state=4
-    )
+    # Memory only: from the disk cache, the second featurizer would compute nothing.
+    params = dict(interventions="paper", n_interventions=3, random_state=4, cache_dir=None)
+    featurizer = _featurizer(tiny_clip_name, **params)
     views = featurizer.intervention_embeddings(images[:6])
     assert views.shape == (6, 3, 32)
     clear_memory_cache()
-    reordered = _featurizer(
-        tiny_clip_name, interventions="paper", n_interventions=3, random_state=4, batch_size=2
-    ).intervention_embeddings(images[:6][::-1])
+    reordered = _featurizer(tiny_clip_name, batch_size=2, **params).intervention_embeddings(
+        images[:6][::-1]
+    )
     np.testing.assert_allclose(reordered[::-1], views, atol=1e-6)
     clean = featurizer.transform(images[:6])
     assert np.abs(views - clean[:, None]).max() > 1e-3

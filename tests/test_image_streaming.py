@@ -61,8 +61,9 @@ def test_empty_inputs_and_images_are_named(tiny_clip_name, bad, message):
         _featurizer(tiny_clip_name).transform(bad)
 
 
+@pytest.mark.parametrize("worker_type", ["threads", "processes"])
 def test_every_unreadable_file_is_listed_and_the_rest_is_cached(
-    tiny_clip_name, domain_images, tmp_path, encoded_count, alarm
+    tiny_clip_name, domain_images, tmp_path, encoded_count, alarm, worker_type
 ):
     images, _, _ = domain_images
     good = _save(images[:4], tmp_path)
@@ -78,7 +79,7 @@ def test_every_unreadable_file_is_listed_and_the_rest_is_cached(
     folder.mkdir()
     bad = [empty_a, garbage_a, fifo, tmp_path / "missing.png", garbage_b, folder, empty_b]
     paths = [good[0], *map(str, bad[:4]), good[1], *map(str, bad[4:]), *good[2:]]
-    featurizer = _featurizer(tiny_clip_name, num_workers=2)
+    featurizer = _featurizer(tiny_clip_name, num_workers=2, worker_type=worker_type)
     with pytest.raises(ImageLoadError) as raised:
         featurizer.transform(paths)
     failures = dict(raised.value.failures)
@@ -132,8 +133,9 @@ def test_cached_transform_stats_files_without_reading_them(
     assert encoded_count["images"] == 8
 
 
+@pytest.mark.parametrize("worker_type", ["threads", "processes"])
 def test_file_bytes_are_held_one_window_at_a_time(
-    tiny_clip_name, domain_images, tmp_path, monkeypatch
+    tiny_clip_name, domain_images, tmp_path, monkeypatch, worker_type
 ):
     images, _, _ = domain_images
     paths = _save(images[:40], tmp_path)
@@ -157,10 +159,13 @@ def test_file_bytes_are_held_one_window_at_a_time(
     monkeypatch.setattr(ImageSource, "release", counting_release)
     clear_memory_cache()
     forget_file_keys()
-    embeddings = _featurizer(tiny_clip_name, num_workers=2, batch_size=4).transform(paths)
+    embeddings = _featurizer(
+        tiny_clip_name, num_workers=2, batch_size=4, worker_type=worker_type
+    ).transform(paths)
     assert embeddings.shape == (40, 32)
     assert not held
-    # This window and the next one, prefetched: 2 windows of at most 4 files.
+    # This window and the next one, prefetched: 2 windows of at most 4 files (worker
+    # processes hold their own copies of the bytes of the batches in flight).
     assert 1 <= most[0] <= 8
 
 
@@ -188,7 +193,8 @@ def test_large_images_are_downscaled_before_interventions_only(tiny_clip_name):
 def test_interventions_do_not_depend_on_threads_batches_or_order(tiny_clip_name, domain_images):
     images, _, _ = domain_images
     subset = images[:12]
-    params = dict(interventions="paper", n_interventions=7, random_state=1)
+    # Memory only: from the disk cache, the second featurizer would compute nothing.
+    params = dict(interventions="paper", n_interventions=7, random_state=1, cache_dir=None)
     serial = _featurizer(tiny_clip_name, num_workers=0, batch_size=64, **params)
     reference = serial.intervention_embeddings(subset)
     assert reference.shape == (12, 7, 32)
