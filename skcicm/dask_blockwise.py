@@ -178,7 +178,8 @@ def fit_probe(estimator: Any, classifier: Any, X: Any, y: Any, classes: np.ndarr
     cluster, in the dtype of ``X``. A classifier with ``partial_fit`` gets one call per block,
     in block order, with ``classes`` given up front: one pass, in memory of a block. Any other
     classifier is fitted on the gathered features, ``n_samples * n_components_ * itemsize``
-    bytes on the client (4 bytes per value for float32 embeddings).
+    bytes on the client (4 bytes per value for float32 embeddings), twice that while Dask
+    joins the computed blocks.
 
     Parameters
     ----------

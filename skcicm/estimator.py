@@ -255,9 +255,10 @@ class InvariantCausalMechanism(
           (for ``SGDClassifier``, one epoch instead of up to ``max_iter``);
         - any other classifier, such as the default ``LogisticRegression``, is fitted in
           memory on the gathered projected features: ``n_samples * n_components_ * 4`` bytes
-          for float32 embeddings (8 for float64), 1 GB for 1M samples and K=256, plus the
-          labels, so memory is not flat in ``n_samples`` then. Its result equals the in-memory
-          fit.
+          for float32 embeddings (8 for float64), 1 GB for 1M samples and K=256, twice that
+          while the computed blocks are joined, plus the labels and the classifier's own
+          working memory. Memory is then not flat in ``n_samples``. The result equals the
+          in-memory fit.
 
         Parameters
         ----------
