@@ -10,7 +10,7 @@ estimator's own NumPy methods, so that they equal the in-memory ones.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -58,14 +58,19 @@ def aligned_rows(values: Any, X: Any, name: str) -> Any:
     return da.asarray(values).rechunk((X.chunks[0],))
 
 
-def _block_labels(y: np.ndarray, domains: np.ndarray | None) -> tuple:
+class _BlockLabels(NamedTuple):
+    classes: np.ndarray  # distinct labels of y in the block
+    cells: set  # distinct (label, domain) pairs in the block
+    missing: np.ndarray  # block-local indices of missing domain labels
+
+
+def _block_labels(y: np.ndarray, domains: np.ndarray | None) -> _BlockLabels:
     y = np.asarray(y)
     if domains is None:
-        return np.unique(y), set(), 0, None
+        return _BlockLabels(np.unique(y), set(), np.empty(0, dtype=int))
     domains = np.asarray(domains)
-    missing = np.flatnonzero(_is_missing(domains))
     cells = set(zip(y.tolist(), domains.tolist(), strict=True))
-    return np.unique(y), cells, len(missing), (int(missing[0]) if len(missing) else None)
+    return _BlockLabels(np.unique(y), cells, np.flatnonzero(_is_missing(domains)))
 
 
 def label_summary(y: Any, domains: Any = None) -> tuple[np.ndarray, set]:
@@ -100,18 +105,17 @@ def label_summary(y: Any, domains: Any = None) -> tuple[np.ndarray, set]:
             for y_block, domain_block in zip(y_blocks, domain_blocks, strict=True)
         )
     )
-    n_missing = sum(part[2] for part in parts)
-    if n_missing:
-        offsets = np.concatenate([[0], np.cumsum(y.chunks[0])])
-        first = next(
-            offset + part[3] for offset, part in zip(offsets, parts, strict=False) if part[2]
-        )
+    offsets = np.cumsum([0, *y.chunks[0][:-1]])
+    missing = np.concatenate(
+        [offset + part.missing for offset, part in zip(offsets, parts, strict=True)]
+    )
+    if len(missing):
         raise ValueError(
-            f"domains has {n_missing} missing labels (NaN or None), e.g. at index {first}; "
-            "every sample needs its domain."
+            f"domains has {len(missing)} missing labels (NaN or None), e.g. at index "
+            f"{missing[0]}; every sample needs its domain."
         )
-    classes = np.unique(np.concatenate([part[0] for part in parts]))
-    return classes, set().union(*(part[1] for part in parts))
+    classes = np.unique(np.concatenate([part.classes for part in parts]))
+    return classes, set().union(*(part.cells for part in parts))
 
 
 def _run_method(block: np.ndarray, estimator: Any, method: str) -> np.ndarray:
