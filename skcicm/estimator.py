@@ -23,6 +23,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from skcicm.dask_blockwise import aligned_rows, fit_probe, label_summary, lazy_method
 from skcicm.fit_context import complete_from_context
 from skcicm.fit_inputs import (
     NoInterventionError,
@@ -106,7 +107,9 @@ class InvariantCausalMechanism(
         no classifier is fitted and ``predict`` is not available.
     classifier : estimator or None, default=None
         Classifier of the linear probe; None means ``LogisticRegression(C=0.316,
-        max_iter=1000)``, the authors' choice. It is cloned before fitting.
+        max_iter=1000)``, the authors' choice. It is cloned before fitting. With a Dask ``X``,
+        a classifier with ``partial_fit`` is streamed over the row blocks and any other one
+        is fitted on the gathered n x K features (see :meth:`fit`).
     selection : {"largest", "smallest"}, default="largest"
         Which eigenvectors of ``M`` to keep. ``"largest"`` is the paper's estimator.
         ``"smallest"`` reproduces the authors' released script (``eigh(M)[1][:, :K]``), kept
@@ -239,22 +242,39 @@ class InvariantCausalMechanism(
         The statistics are accumulated in bounded chunks (:mod:`skcicm.statistics`), so ``X``
         and ``interventions`` may be ``numpy.memmap`` arrays larger than memory.
 
+        A row-chunked ``dask.array`` ``X`` is never gathered: every input is re-chunked to its
+        row blocks, each block's statistics (Grams, and per-(class, domain) sums for
+        ``domains``) are computed on the cluster and only their sums reach the client. The
+        linear probe is then fitted on the projected blocks ``(X - mean_) @ components_.T``,
+        computed on the cluster in the dtype of ``X``:
+
+        - a ``classifier`` with ``partial_fit`` (``SGDClassifier``, ``MultinomialNB``...) gets
+          one ``partial_fit`` call per row block, in order, with ``classes`` (the distinct
+          labels of ``y``, found on the cluster) given up front. Memory stays flat in
+          ``n_samples``, but this is one pass over the data, not the classifier's own ``fit``
+          (for ``SGDClassifier``, one epoch instead of up to ``max_iter``);
+        - any other classifier, such as the default ``LogisticRegression``, is fitted in
+          memory on the gathered projected features: ``n_samples * n_components_ * 4`` bytes
+          for float32 embeddings (8 for float64), 1 GB for 1M samples and K=256, twice that
+          while the computed blocks are joined, plus the labels and the classifier's own
+          working memory. Memory is then not flat in ``n_samples``. The result equals the
+          in-memory fit.
+
         Parameters
         ----------
         X : array-like or dask.array.Array of shape (n_samples, n_features)
             Embeddings. When ``X`` comes from :class:`skcicm.CLIPFeaturizer` inside a
             Pipeline, it carries the interventional embeddings, text prompt pairs and class
             embeddings the featurizer computed; explicit arguments take precedence. A
-            row-chunked Dask array is reduced on its cluster, block by block (with
-            ``interventions`` or ``intervention_pairs``, and ``head="zero_shot"`` or None).
-        y : array-like of shape (n_samples,), default=None
+            row-chunked Dask array is reduced on its cluster, block by block.
+        y : array-like or dask.array.Array of shape (n_samples,), default=None
             Class labels, needed by the linear probe and by ``domains``. Without them only
             the subspace is learned: :meth:`transform` works, :meth:`predict` does not.
         interventions : array-like of shape (n_samples, n_features) or \
                 (n_samples, n_views, n_features), default=None
             Embeddings of intervened copies of the samples: ``Delta = X - interventions``.
             3-D arrays are sample-major, the layout that cross-validation splits.
-        domains : array-like of shape (n_samples,), default=None
+        domains : array-like or dask.array.Array of shape (n_samples,), default=None
             Domain labels. Deltas are differences of class-conditional means between every
             pair of domains (see :meth:`skcicm.statistics.InterventionStatistics.domain_contrasts`).
         intervention_pairs : tuple of two array-likes of shape (n_pairs, n_features)
@@ -277,8 +297,8 @@ class InvariantCausalMechanism(
             When ``lam > 0`` and there is no interventional data, before any fitting work.
         ValueError
             When the inputs' shapes disagree, they hold NaN or infinity, ``n_components``
-            exceeds ``n_features``, or a Dask ``X`` comes with ``domains`` or the linear
-            probe's labels.
+            exceeds ``n_features``, or a Dask ``X`` with unknown row chunk sizes comes with
+            ``y``, ``domains`` or ``interventions`` to align with its rows.
         """
         self._statistics = None
         return self._fit_batch(
@@ -307,14 +327,15 @@ class InvariantCausalMechanism(
 
         Parameters
         ----------
-        X : array-like of shape (n_batch, n_features)
-            Embeddings of this batch, as in :meth:`fit` (a featurizer's context included).
-        y : array-like of shape (n_batch,), default=None
+        X : array-like or dask.array.Array of shape (n_batch, n_features)
+            Embeddings of this batch, as in :meth:`fit` (a featurizer's context included);
+            a Dask batch is reduced on its cluster.
+        y : array-like or dask.array.Array of shape (n_batch,), default=None
             Class labels of the batch; needed with ``domains``.
         interventions : array-like of shape (n_batch, n_features) or \
                 (n_batch, n_views, n_features), default=None
             Embeddings of intervened copies of this batch's samples.
-        domains : array-like of shape (n_batch,), default=None
+        domains : array-like or dask.array.Array of shape (n_batch,), default=None
             Domain labels of the batch; contrasts use the class-conditional means of all
             batches so far.
         intervention_pairs : tuple of two array-likes of shape (n_pairs, n_features)
@@ -404,7 +425,7 @@ class InvariantCausalMechanism(
             self.classes_ = self._class_text[1]
             self.class_weights_ = unit_rows(self._class_text[0] @ self.components_.T)
         elif self.head == "linear_probe" and y is not None:
-            self.classifier_ = self._fit_probe(self._project(X, centred=True), y)
+            self.classifier_ = self._new_classifier().fit(self._project(X, centred=True), y)
             self.classes_ = self.classifier_.classes_
         return self
 
@@ -418,17 +439,12 @@ class InvariantCausalMechanism(
         class_embeddings: Any,
         class_labels: Any,
     ) -> InvariantCausalMechanism:
-        """Fit from a Dask array: per-block statistics reduced on the cluster, no gather."""
-        if domains is not None or (self.head == "linear_probe" and y is not None):
-            raise ValueError(
-                "A Dask X supports interventions and intervention_pairs with head='zero_shot' "
-                "or head=None; domains and the linear probe need the embeddings in memory. Put "
-                "a classifier after InvariantCausalMechanism(head=None) on transform's output."
-            )
+        """Fit from a Dask array: per-block statistics reduced on the cluster, no gather of X."""
         if X.ndim != 2 or X.dtype.kind != "f":
             raise ValueError(f"X must be a 2-D float array; got {X.ndim}-D of dtype {X.dtype}.")
         n_samples, n_features = X.shape
-        if getattr(self, "_statistics", None) is None:
+        previous = getattr(self, "_statistics", None)
+        if previous is None:
             self.n_features_in_ = n_features
         elif n_features != self.n_features_in_:
             raise ValueError(
@@ -446,11 +462,25 @@ class InvariantCausalMechanism(
                     f"({n_samples}, n_views, {n_features}) to match X."
                 )
         pairs = None if intervention_pairs is None else check_pairs(intervention_pairs, n_features)
+        if domains is not None and y is None:
+            check_domains(domains, y, n_samples)  # raises: domains needs y
+        # One cheap pass over the labels on the cluster validates them before the statistics.
+        classes, cells = None, set()
+        if y is not None:
+            y = aligned_rows(y, X, "y")
+            domains = None if domains is None else aligned_rows(domains, X, "domains")
+            classes, cells = label_summary(y, domains)
+            check_classification_targets(classes)
+        if previous is not None:
+            cells |= set(previous.domain_sums)
         if self.head == "zero_shot":
-            self._class_text = check_class_embeddings(class_embeddings, class_labels, y, n_features)
-        previous = getattr(self, "_statistics", None)
-        self._check_interventional_data(previous, views, pairs, None, set())
-        statistics = dask_statistics(X, views, center=self.center)
+            self._class_text = check_class_embeddings(
+                class_embeddings, class_labels, classes, n_features
+            )
+        self._check_interventional_data(previous, views, pairs, domains, cells)
+        statistics = dask_statistics(
+            X, views, y=None if domains is None else y, domains=domains, center=self.center
+        )
         if pairs is not None:
             statistics.add_pairs(*pairs)
         if previous is not None:
@@ -461,6 +491,9 @@ class InvariantCausalMechanism(
         if self.head == "zero_shot":
             self.classes_ = self._class_text[1]
             self.class_weights_ = unit_rows(self._class_text[0] @ self.components_.T)
+        elif self.head == "linear_probe" and y is not None:
+            self.classifier_ = fit_probe(self, self._new_classifier(), X, y, classes)
+            self.classes_ = self.classifier_.classes_
         return self
 
     def _check_n_components(self, n_features: int) -> int:
@@ -472,9 +505,8 @@ class InvariantCausalMechanism(
             )
         return n_components
 
-    def _fit_probe(self, features: np.ndarray, y: np.ndarray) -> Any:
-        classifier = self.classifier if self.classifier is not None else _default_classifier()
-        return clone(classifier).fit(features, y)
+    def _new_classifier(self) -> Any:
+        return clone(self.classifier if self.classifier is not None else _default_classifier())
 
     def _check_interventional_data(
         self, previous: Any, views: Any, pairs: Any, domains: Any, cells: set
@@ -530,8 +562,8 @@ class InvariantCausalMechanism(
         Returns
         -------
         X_new : ndarray of shape (n_samples, n_components_)
-            The invariant features, ``(X - mean_) @ components_.T``. A Dask array gives a
-            lazy Dask array.
+            The invariant features, ``(X - mean_) @ components_.T``. A Dask ``X`` gives a
+            lazy Dask array, computed block by block.
 
         Raises
         ------
@@ -542,7 +574,7 @@ class InvariantCausalMechanism(
         """
         check_is_fitted(self)
         if is_dask_collection(X):
-            return (X - self.mean_) @ self.components_.T
+            return lazy_method(self, "transform", X)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return self._project(X.astype(np.float64, copy=False), centred=True)
 
@@ -568,7 +600,7 @@ class InvariantCausalMechanism(
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             Embeddings.
 
         Returns
@@ -576,12 +608,15 @@ class InvariantCausalMechanism(
         scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
             One score per class, in the order of ``classes_``. With two classes, the score of
             ``classes_[1]`` minus that of ``classes_[0]``, as scikit-learn classifiers do.
+            A Dask ``X`` gives a lazy Dask array, computed block by block.
 
         Raises
         ------
         sklearn.exceptions.NotFittedError
             When the estimator is not fitted, or was fitted without ``y`` by the linear probe.
         """
+        if is_dask_collection(X):
+            return lazy_method(self, "decision_function", X)
         if self.head == "linear_probe":
             return self._probe().decision_function(self.transform(X))
         check_is_fitted(self)
@@ -597,19 +632,22 @@ class InvariantCausalMechanism(
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             Embeddings.
 
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
-            Probability of each class of ``classes_``; rows sum to one.
+            Probability of each class of ``classes_``; rows sum to one. A Dask ``X`` gives a
+            lazy Dask array, computed block by block.
 
         Raises
         ------
         sklearn.exceptions.NotFittedError
             When the estimator is not fitted, or was fitted without ``y`` by the linear probe.
         """
+        if is_dask_collection(X):
+            return lazy_method(self, "predict_proba", X)
         if self.head == "linear_probe":
             return self._probe().predict_proba(self.transform(X))
         check_is_fitted(self)
@@ -621,19 +659,22 @@ class InvariantCausalMechanism(
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
             Embeddings.
 
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
-            Predicted labels, taken from ``classes_``.
+            Predicted labels, taken from ``classes_``. A Dask ``X`` gives a lazy Dask array,
+            computed block by block.
 
         Raises
         ------
         sklearn.exceptions.NotFittedError
             When the estimator is not fitted, or was fitted without ``y`` by the linear probe.
         """
+        if is_dask_collection(X):
+            return lazy_method(self, "predict", X)
         if self.head == "linear_probe":
             return self._probe().predict(self.transform(X))
         check_is_fitted(self)

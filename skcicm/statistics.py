@@ -355,9 +355,16 @@ class InterventionStatistics:
 
 
 def _block_statistics(
-    X: np.ndarray, views: np.ndarray | None, n_features: int, center: bool
+    X: np.ndarray,
+    views: np.ndarray | None,
+    y: np.ndarray | None,
+    domains: np.ndarray | None,
+    n_features: int,
+    center: bool,
 ) -> InterventionStatistics:
-    return InterventionStatistics(n_features, center=center).add_samples(X, views)
+    return InterventionStatistics(n_features, center=center).add_samples(
+        X, views, y=y, domains=domains
+    )
 
 
 def _merged(parts: list[InterventionStatistics]) -> InterventionStatistics:
@@ -367,11 +374,13 @@ def _merged(parts: list[InterventionStatistics]) -> InterventionStatistics:
     return total
 
 
-def dask_statistics(X: Any, views: Any = None, *, center: bool = False) -> InterventionStatistics:
+def dask_statistics(
+    X: Any, views: Any = None, *, y: Any = None, domains: Any = None, center: bool = False
+) -> InterventionStatistics:
     """Statistics of a row-chunked ``dask.array``, reduced from per-block statistics.
 
     Each block's statistics are computed where the block lives (any Dask scheduler or
-    distributed cluster); only d x d sums travel.
+    distributed cluster); only d x d sums, and d-vector sums per (class, domain) cell, travel.
 
     Parameters
     ----------
@@ -379,6 +388,11 @@ def dask_statistics(X: Any, views: Any = None, *, center: bool = False) -> Inter
         Embeddings, chunked by rows.
     views : dask.array.Array or ndarray of shape (n, n_views, d), default=None
         Intervened copies, sample-major; re-chunked to the row blocks of ``X``.
+    y : dask.array.Array or ndarray of shape (n,), default=None
+        Class labels, given together with ``domains``; re-chunked to the row blocks of ``X``.
+    domains : dask.array.Array or ndarray of shape (n,), default=None
+        Domain labels, for the per-(class, domain) sums of the domain contrasts; re-chunked
+        to the row blocks of ``X``.
     center : bool, default=False
         As in :class:`InterventionStatistics`.
 
@@ -390,21 +404,27 @@ def dask_statistics(X: Any, views: Any = None, *, center: bool = False) -> Inter
     Raises
     ------
     ValueError
-        When a block holds NaN, infinity, or values whose squares overflow.
+        When a block holds NaN, infinity, or values whose squares overflow, or ``domains``
+        comes without ``y``.
     """
     import dask
     import dask.array as da
 
+    if domains is not None and y is None:
+        raise ValueError("dask_statistics: domains needs the class labels y beside it.")
     n_features = X.shape[1]
     X = X.rechunk({1: -1})
     blocks = X.to_delayed().ravel()
-    view_blocks = [None] * len(blocks)
+    view_blocks = y_blocks = domain_blocks = [None] * len(blocks)
     if views is not None:
         views = da.asarray(views).rechunk((X.chunks[0], -1, -1))
         view_blocks = views.to_delayed().ravel()
+    if domains is not None:
+        y_blocks = da.asarray(y).rechunk((X.chunks[0],)).to_delayed().ravel()
+        domain_blocks = da.asarray(domains).rechunk((X.chunks[0],)).to_delayed().ravel()
     parts = [
-        dask.delayed(_block_statistics)(block, view_block, n_features, center)
-        for block, view_block in zip(blocks, view_blocks, strict=True)
+        dask.delayed(_block_statistics)(*block_inputs, n_features, center)
+        for block_inputs in zip(blocks, view_blocks, y_blocks, domain_blocks, strict=True)
     ]
     # A tree of merges keeps every task's input to a few d x d sums.
     while len(parts) > 1:
