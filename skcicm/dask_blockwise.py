@@ -1,10 +1,10 @@
 """The Dask side of :class:`~skcicm.InvariantCausalMechanism`: work per row block of ``X``.
 
 A Dask ``X`` is never gathered whole. Labels and domains are aligned with its row blocks and
-summarised on the cluster (classes, (class, domain) cells); the linear probe is fitted on the
-projected blocks, streamed through the classifier's ``partial_fit`` when it has one and
-gathered (n x K) otherwise; predictions are lazy Dask arrays computed block by block with the
-estimator's own NumPy methods, so that they equal the in-memory ones.
+summarised on the cluster (classes, (class, domain) cells); the linear probe is the
+classifier's own ``fit`` on the projected blocks gathered (n x K), as in memory; predictions
+are lazy Dask arrays computed block by block with the estimator's own NumPy methods, so that
+they equal the in-memory ones.
 """
 
 from __future__ import annotations
@@ -123,8 +123,8 @@ def _run_method(block: np.ndarray, estimator: Any, method: str) -> np.ndarray:
 
 
 def _projected_block(block: np.ndarray, estimator: Any) -> np.ndarray:
-    # The in-memory probe's features (float64 arithmetic), stored in the input's dtype.
-    return estimator._project(block, centred=True).astype(block.dtype, copy=False)
+    # The in-memory probe's features: float64, whatever the input's dtype.
+    return estimator._project(block.astype(np.float64, copy=False), centred=True)
 
 
 def lazy_method(estimator: Any, method: str, X: Any) -> Any:
@@ -175,15 +175,16 @@ def lazy_method(estimator: Any, method: str, X: Any) -> Any:
     )
 
 
-def fit_probe(estimator: Any, classifier: Any, X: Any, y: Any, classes: np.ndarray) -> Any:
+def fit_probe(estimator: Any, classifier: Any, X: Any, y: Any) -> Any:
     """Fit the linear probe on the projected row blocks of a Dask ``X``.
 
     The projected features ``(X - mean_) @ components_.T`` are computed block by block on the
-    cluster, in the dtype of ``X``. A classifier with ``partial_fit`` gets one call per block,
-    in block order, with ``classes`` given up front: one pass, in memory of a block. Any other
-    classifier is fitted on the gathered features, ``n_samples * n_components_ * itemsize``
-    bytes on the client (4 bytes per value for float32 embeddings), twice that while Dask
-    joins the computed blocks.
+    cluster, in float64 as in memory, and gathered: the classifier's own ``fit`` runs on
+    them, so the probe is the in-memory one. That holds ``n_samples * n_components_ * 8``
+    bytes on the client, twice that while Dask joins the computed blocks. For memory flat in
+    ``n_samples``, fit with ``head=None`` and train an incremental classifier on the lazy
+    output of ``transform`` yourself: streaming through ``partial_fit`` is another method
+    than ``fit`` (one pass, order-dependent), so it is never chosen silently.
 
     Parameters
     ----------
@@ -195,8 +196,6 @@ def fit_probe(estimator: Any, classifier: Any, X: Any, y: Any, classes: np.ndarr
         Embeddings, chunked by rows.
     y : dask.array.Array of shape (n_samples,)
         Class labels, chunked like the rows of ``X``.
-    classes : ndarray
-        Every label of ``y``, for ``partial_fit``.
 
     Returns
     -------
@@ -210,16 +209,8 @@ def fit_probe(estimator: Any, classifier: Any, X: Any, y: Any, classes: np.ndarr
         _projected_block,
         dask.delayed(estimator, pure=True),
         chunks=(X.chunks[0], (estimator.n_components_,)),
-        dtype=X.dtype,
-        meta=np.empty((0, estimator.n_components_), dtype=X.dtype),
+        dtype=np.float64,
+        meta=np.empty((0, estimator.n_components_), dtype=np.float64),
     )
-    if not hasattr(classifier, "partial_fit"):
-        features, labels = dask.compute(features, y)
-        return classifier.fit(features, labels)
-    for feature_block, label_block in zip(
-        features.to_delayed().ravel(), y.to_delayed().ravel(), strict=True
-    ):
-        block, labels = dask.compute(feature_block, label_block)
-        if len(labels):
-            classifier.partial_fit(block, labels, classes=classes)
-    return classifier
+    features, labels = dask.compute(features, y)
+    return classifier.fit(features, labels)

@@ -108,8 +108,7 @@ class InvariantCausalMechanism(
     classifier : estimator or None, default=None
         Classifier of the linear probe; None means ``LogisticRegression(C=0.316,
         max_iter=1000)``, the authors' choice. It is cloned before fitting. With a Dask ``X``,
-        a classifier with ``partial_fit`` is streamed over the row blocks and any other one
-        is fitted on the gathered n x K features (see :meth:`fit`).
+        it is fitted on the gathered n x K projected features (see :meth:`fit`).
     selection : {"largest", "smallest"}, default="largest"
         Which eigenvectors of ``M`` to keep. ``"largest"`` is the paper's estimator.
         ``"smallest"`` reproduces the authors' released script (``eigh(M)[1][:, :K]``), kept
@@ -245,20 +244,14 @@ class InvariantCausalMechanism(
         A row-chunked ``dask.array`` ``X`` is never gathered: every input is re-chunked to its
         row blocks, each block's statistics (Grams, and per-(class, domain) sums for
         ``domains``) are computed on the cluster and only their sums reach the client. The
-        linear probe is then fitted on the projected blocks ``(X - mean_) @ components_.T``,
-        computed on the cluster in the dtype of ``X``:
-
-        - a ``classifier`` with ``partial_fit`` (``SGDClassifier``, ``MultinomialNB``...) gets
-          one ``partial_fit`` call per row block, in order, with ``classes`` (the distinct
-          labels of ``y``, found on the cluster) given up front. Memory stays flat in
-          ``n_samples``, but this is one pass over the data, not the classifier's own ``fit``
-          (for ``SGDClassifier``, one epoch instead of up to ``max_iter``);
-        - any other classifier, such as the default ``LogisticRegression``, is fitted in
-          memory on the gathered projected features: ``n_samples * n_components_ * 4`` bytes
-          for float32 embeddings (8 for float64), 1 GB for 1M samples and K=256, twice that
-          while the computed blocks are joined, plus the labels and the classifier's own
-          working memory. Memory is then not flat in ``n_samples``. The result equals the
-          in-memory fit.
+        linear probe is then the classifier's own ``fit`` on the projected features
+        ``(X - mean_) @ components_.T``, computed block by block on the cluster in float64 and
+        gathered, so that it equals the in-memory fit: ``n_samples * n_components_ * 8``
+        bytes on the client (2 GB for 1M samples and K=256), twice that while the computed
+        blocks are joined. Memory is then not flat in ``n_samples``; for that, use
+        ``head=None`` and train an incremental classifier on the lazy output of
+        :meth:`transform` (``partial_fit`` is one ordered pass, another method than ``fit``,
+        so it is not chosen for you).
 
         Parameters
         ----------
@@ -492,7 +485,7 @@ class InvariantCausalMechanism(
             self.classes_ = self._class_text[1]
             self.class_weights_ = unit_rows(self._class_text[0] @ self.components_.T)
         elif self.head == "linear_probe" and y is not None:
-            self.classifier_ = fit_probe(self, self._new_classifier(), X, y, classes)
+            self.classifier_ = fit_probe(self, self._new_classifier(), X, y)
             self.classes_ = self.classifier_.classes_
         return self
 
