@@ -126,7 +126,7 @@ def main() -> None:
     baseline = rows["no cache"]
     for name, row in rows.items():
         print(
-            f"{name:24s} {row['seconds']:7.2f} s  {row['encoded']:6d} encoded  "
+            f"{name:28s} {row['seconds']:7.2f} s  {row['encoded']:6d} encoded  "
             f"{row['encoded'] / unique:5.2f}x unique  "
             f"{baseline['seconds'] / row['seconds']:5.2f}x faster than no cache"
         )
