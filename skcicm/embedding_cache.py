@@ -23,7 +23,7 @@ import os
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -253,7 +253,8 @@ class EmbeddingCache:
         if self.store is not None:
             self.store.put_many(kept)
 
-    def claim(self, keys: Collection[str]) -> contextlib.AbstractContextManager[set[str]]:
+    @contextlib.contextmanager
+    def claim(self, keys: Collection[str]) -> Iterator[set[str]]:
         """Claim keys about to be encoded, so that workers sharing the disk cache encode each once.
 
         Parameters
@@ -261,18 +262,24 @@ class EmbeddingCache:
         keys : collection of str
             Keys missing from the cache that the caller is about to encode.
 
-        Returns
-        -------
-        context manager yielding set of str
+        Yields
+        ------
+        set of str
             The keys the caller is to encode and :meth:`put` inside the block; the others
             are being encoded by another process or thread sharing the disk cache, for
             :meth:`wait_for` once the block has ended. Without a writable disk cache, every
             key.
         """
-        claims = None if self.store is None else self.store.claims()
+        keys = set(keys)
+        # Keys that are never stored are always the caller's: no other worker could hand
+        # their embeddings over.
+        shared = {key for key in keys if not key.startswith(UNCACHED_PREFIX)}
+        claims = None if self.store is None or not shared else self.store.claims()
         if claims is None:
-            return contextlib.nullcontext(set(keys))
-        return claims.claim(keys)
+            yield keys
+            return
+        with claims.claim(shared) as mine:
+            yield mine | (keys - shared)
 
     def wait_for(
         self, keys: Collection[str], encode: Callable[[list[str]], dict[str, np.ndarray]]

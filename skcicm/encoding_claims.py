@@ -38,13 +38,16 @@ _FIRST_POLL_SECONDS = 0.01
 _LONGEST_POLL_SECONDS = 0.5
 _HOST = socket.gethostname()
 
+#: Who holds a claim: host name, process id and a token of the claim's own.
+_Owner = tuple[str, int, str]
+
 
 def _claim_key(key: str) -> tuple[str, str]:
     # A tuple is stored pickled, apart from the str keys of embeddings and never confused with them.
     return ("encoding-claim", key)
 
 
-def _owner_is_gone(owner: tuple[str, int, str] | None) -> bool:
+def _owner_is_gone(owner: _Owner | None) -> bool:
     """Whether a claim's owner process is known to have ended (same host, no such pid)."""
     if owner is None:
         return True  # expired between the failed add and this read
@@ -93,21 +96,22 @@ class KeyClaims:
         """
         owner = (_HOST, os.getpid(), uuid.uuid4().hex)
         mine = self._take(keys, owner)
-        renewed = threading.Event()
+        if not mine:
+            yield mine
+            return
+        done = threading.Event()
         renewer = threading.Thread(
-            target=self._renew, args=(mine, renewed), name="skcicm-claim-lease", daemon=True
+            target=self._renew, args=(mine, done), name="skcicm-claim-lease", daemon=True
         )
-        if mine:
-            renewer.start()
+        renewer.start()
         try:
             yield mine
         finally:
-            renewed.set()
-            if mine:
-                renewer.join()
-                self._release(mine, owner)
+            done.set()
+            renewer.join()
+            self._release(mine, owner)
 
-    def _take(self, keys: Collection[str], owner: tuple[str, int, str]) -> set[str]:
+    def _take(self, keys: Collection[str], owner: _Owner) -> set[str]:
         mine = set()
         with self.cache.transact(retry=True):
             for key in keys:
@@ -125,7 +129,7 @@ class KeyClaims:
                 for key in mine:
                     self.cache.touch(_claim_key(key), expire=self.lease_seconds, retry=True)
 
-    def _release(self, mine: set[str], owner: tuple[str, int, str]) -> None:
+    def _release(self, mine: set[str], owner: _Owner) -> None:
         with self.cache.transact(retry=True):
             for key in mine:
                 claim = _claim_key(key)

@@ -231,3 +231,11 @@ def test_without_a_disk_cache_every_key_is_the_callers(tmp_path):
     memory_only = EmbeddingCache(MODEL, None)
     with memory_only.claim(["a", "b"]) as first, memory_only.claim(["a", "b"]) as second:
         assert first == second == {"a", "b"}
+
+
+def test_keys_that_are_never_stored_are_always_the_callers(tmp_path):
+    cache = EmbeddingCache(MODEL, tmp_path)
+    keys = ["uncached~x-0", "a"]
+    with cache.claim(keys) as first, cache.claim(keys) as second:
+        assert first == {"uncached~x-0", "a"}
+        assert second == {"uncached~x-0"}
