@@ -14,11 +14,15 @@ import diskcache
 import numpy as np
 import pytest
 import torch
+from PIL import ImageOps
 
+from skcicm.cache_keys import intervened_key, interventions_cache_id
 from skcicm.embedding_cache import EmbeddingCache, clear_memory_cache
 from skcicm.embedding_store import close_stores
 from skcicm.encoding_claims import KeyClaims, _claim_key
 from skcicm.image_encoding import ImageEncoder
+from skcicm.images import image_source
+from skcicm.interventions import ImageInterventions
 
 MODEL = "claims-test"
 # Bounds on waits that end as soon as what they wait for happens; reached only on failure.
@@ -33,13 +37,31 @@ def _fresh_process_state():
     close_stores()
 
 
+class _Invert:
+    """The one intervention: the intervened copy of an image is its negative."""
+
+    cache_key = "invert"
+
+    def __call__(self, image):
+        return ImageOps.invert(image)
+
+
+#: The clean image and its intervened copy: two keys per image.
+VIEWS = [None, 0]
+INTERVENTIONS_ID = interventions_cache_id([_Invert()], random_state=0)
+
+
 def _images(rows):
     """Distinct images whose (stand-in) embedding is the row number three times."""
     return [np.full((4, 4, 3), row, dtype=np.uint8) for row in rows]
 
 
 def _expected(rows):
-    return np.array([[row] * 3 for row in rows], dtype=np.float32)
+    """Embeddings of the clean images and of their negatives."""
+    return [
+        np.array([[value] * 3 for value in values], np.float32)
+        for values in (rows, [255 - row for row in rows])
+    ]
 
 
 def _preprocess(image):
@@ -55,7 +77,14 @@ def _encoder(cache, log, encode=None):
         return (encode or (lambda tensors: tensors.numpy()))(batch)
 
     return ImageEncoder(
-        _preprocess, logged, cache, None, batch_size=64, num_workers=0, progress=False
+        _preprocess,
+        logged,
+        cache,
+        ImageInterventions([_Invert()], random_state=0),
+        interventions_id=INTERVENTIONS_ID,
+        batch_size=64,
+        num_workers=0,
+        progress=False,
     )
 
 
@@ -64,9 +93,15 @@ def _encoded(log_folder):
 
 
 def _keys(rows):
-    from skcicm.images import image_source
-
-    return {image_source(image, row).key for row, image in zip(rows, _images(rows), strict=True)}
+    """The cache keys of the clean images and their copies."""
+    keys = set()
+    for row, image in zip(rows, _images(rows), strict=True):
+        content = image_source(image, row).key
+        keys.update(
+            intervened_key(content, INTERVENTIONS_ID, view) if view is not None else content
+            for view in VIEWS
+        )
+    return keys
 
 
 def _embed_in_step(cache_dir, rows, both_looked, out):
@@ -84,8 +119,8 @@ def _embed_in_step(cache_dir, rows, both_looked, out):
         return found
 
     cache.get = get_in_step
-    (embeddings,) = _encoder(cache, Path(out).with_suffix(".log")).embed(_images(rows), [None])
-    np.save(out, embeddings)
+    embeddings = _encoder(cache, Path(out).with_suffix(".log")).embed(_images(rows), VIEWS)
+    np.save(out, np.stack(embeddings))
 
 
 @pytest.mark.parametrize("concurrency", ["processes", "threads"])
@@ -107,8 +142,8 @@ def test_workers_that_find_the_same_keys_missing_encode_each_once(tmp_path, conc
     assert not any(running.is_alive() for running in workers)
     if concurrency == "processes":
         assert [running.exitcode for running in workers] == [0, 0]
-    # Without claims both workers encode the 4 shared images: 16.
-    assert _encoded(tmp_path) == 12
+    # 12 images and their copies; without claims both workers encode the 4 shared ones: 32.
+    assert _encoded(tmp_path) == 24
     for name, part in rows.items():
         np.testing.assert_array_equal(np.load(tmp_path / f"{name}.npy"), _expected(part))
 
@@ -139,9 +174,9 @@ def test_the_claims_of_a_killed_worker_are_taken_over(tmp_path):
         owner.join()
     with cache.claim(_keys(rows)) as mine:
         assert mine == _keys(rows)
-    (embeddings,) = _encoder(cache, tmp_path / "survivor.log").embed(_images(rows), [None])
+    embeddings = _encoder(cache, tmp_path / "survivor.log").embed(_images(rows), VIEWS)
     np.testing.assert_array_equal(embeddings, _expected(rows))
-    assert _encoded(tmp_path) == 6
+    assert _encoded(tmp_path) == 12
 
 
 def test_a_claim_that_is_not_renewed_is_taken_over_when_its_lease_expires(tmp_path, monkeypatch):
@@ -185,7 +220,7 @@ def test_claims_are_released_when_encoding_fails(tmp_path):
 
     encoder = _encoder(cache, tmp_path / "failed.log", encode=out_of_memory)
     with pytest.raises(RuntimeError, match="out of memory"):
-        encoder.embed(_images(rows), [None])
+        encoder.embed(_images(rows), VIEWS)
     with cache.claim(_keys(rows)) as mine:
         assert mine == _keys(rows)
 
@@ -204,7 +239,7 @@ def test_keys_whose_owner_failed_are_encoded_by_the_worker_waiting_for_them(tmp_
     def owner():
         encoder = _encoder(owner_cache, tmp_path / "owner.log", fail_once_the_waiter_waits)
         try:
-            encoder.embed(_images(rows), [None])
+            encoder.embed(_images(rows), VIEWS)
         except RuntimeError as error:
             failures.append(error)
 
@@ -219,12 +254,12 @@ def test_keys_whose_owner_failed_are_encoded_by_the_worker_waiting_for_them(tmp_
     owner_thread.start()
     assert owner_encoding.wait(timeout=PATIENCE_SECONDS)
     waiter = _encoder(waiter_cache, tmp_path / "waiter.log")
-    results.extend(waiter.embed(_images(rows), [None]))
+    results.extend(waiter.embed(_images(rows), VIEWS))
     owner_thread.join(timeout=PATIENCE_SECONDS)
     assert [str(error) for error in failures] == ["out of memory"]
     assert waiter_waiting.is_set()
-    np.testing.assert_array_equal(results[0], _expected(rows))
-    assert (tmp_path / "waiter.log").read_text().split() == ["5"]
+    np.testing.assert_array_equal(results, _expected(rows))
+    assert (tmp_path / "waiter.log").read_text().split() == ["10"]
 
 
 def test_without_a_disk_cache_every_key_is_the_callers(tmp_path):
