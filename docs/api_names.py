@@ -20,6 +20,7 @@ PUBLIC_MODULES = (
     "skcicm.distributed",
     "skcicm.embedding_cache",
     "skcicm.embedding_store",
+    "skcicm.encoding_claims",
     "skcicm.cache_keys",
 )
 

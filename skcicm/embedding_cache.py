@@ -4,7 +4,8 @@ GridSearchCV clones the featurizer for every candidate and fold; the cache lives
 featurizer instances so that each unique image is encoded once per process, and on disk so that
 worker processes (loky, Dask) and later runs reuse what any of them encoded. The disk store
 (:mod:`skcicm.embedding_store`) is one checksummed SQLite database per model, written batch by
-batch, so an interrupted run resumes where it stopped.
+batch, so an interrupted run resumes where it stopped. Workers sharing it claim the keys they
+are about to encode (:meth:`EmbeddingCache.claim`), so that each key is encoded once.
 
 Memory: at most :data:`DEFAULT_MEMORY_LIMIT_BYTES` (1 GiB) of embeddings per process, least
 recently used first out; set ``SKCICM_MEMORY_CACHE_BYTES`` in the environment (worker processes
@@ -17,11 +18,12 @@ pruned; delete it at any time to reclaim the space.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -250,3 +252,60 @@ class EmbeddingCache:
             _memory.put((self.model_fingerprint, key), embedding)
         if self.store is not None:
             self.store.put_many(kept)
+
+    @contextlib.contextmanager
+    def claim(self, keys: Collection[str]) -> Iterator[set[str]]:
+        """Claim keys about to be encoded, so that workers sharing the disk cache encode each once.
+
+        Parameters
+        ----------
+        keys : collection of str
+            Keys missing from the cache that the caller is about to encode.
+
+        Yields
+        ------
+        set of str
+            The keys the caller is to encode and :meth:`put` inside the block; the others
+            are being encoded by another process or thread sharing the disk cache, for
+            :meth:`wait_for` once the block has ended. Without a writable disk cache, every
+            key.
+        """
+        keys = set(keys)
+        # Keys that are never stored are always the caller's: no other worker could hand
+        # their embeddings over.
+        shared = {key for key in keys if not key.startswith(UNCACHED_PREFIX)}
+        claims = None if self.store is None or not shared else self.store.claims()
+        if claims is None:
+            yield keys
+            return
+        with claims.claim(shared) as mine:
+            yield mine | (keys - shared)
+
+    def wait_for(
+        self, keys: Collection[str], encode: Callable[[list[str]], dict[str, np.ndarray]]
+    ) -> dict[str, np.ndarray]:
+        """The embeddings of keys that another worker claimed, as it stores them.
+
+        Call it outside any :meth:`claim` block, so that no two workers wait for each other.
+
+        Parameters
+        ----------
+        keys : collection of str
+            Keys that :meth:`claim` did not give the caller.
+        encode : callable
+            Keys to their embeddings, stored with :meth:`put` before it returns; called for
+            the keys whose claim was released without an embedding, expired, or was held by
+            a process that has ended. Keys it cannot encode are left out of its result.
+
+        Returns
+        -------
+        dict of str to ndarray
+            The embeddings of ``keys``, less those ``encode`` left out.
+        """
+        claims = None if self.store is None else self.store.claims()
+        if claims is None:
+            # The store turned read-only since the claims were made: no claim can be seen now.
+            found = self.get(keys)
+            found.update(encode(sorted(set(keys).difference(found))))
+            return found
+        return claims.wait_for(keys, self.get, encode)

@@ -14,6 +14,9 @@ A database file that SQLite cannot read at all is moved aside, reported, and sta
 A folder that cannot be written to still serves hits: it is opened read-only, and new
 embeddings are kept in memory only, with one warning that says so.
 
+The same database holds the workers' claims on the keys they are encoding
+(:mod:`skcicm.encoding_claims`), so that workers sharing it encode each key once.
+
 SQLite's locks need a local file system or one with working POSIX locks: on NFS, give each
 machine its own ``cache_dir`` (SQLite's and diskcache's documentation say the same).
 """
@@ -32,6 +35,8 @@ from pathlib import Path
 
 import diskcache
 import numpy as np
+
+from skcicm.encoding_claims import KeyClaims
 
 _MAGIC = b"SKE1"
 _DIGEST_SIZE = 16
@@ -155,6 +160,17 @@ class DiskStore:
     @property
     def writable(self) -> bool:
         return self._cache is not None
+
+    def claims(self) -> KeyClaims | None:
+        """Claims on the keys being encoded, in this database; None while it is read-only.
+
+        Returns
+        -------
+        KeyClaims or None
+            Shared with every process and thread that opens this folder.
+        """
+        cache = self._cache
+        return None if cache is None else KeyClaims(cache)
 
     def _open(self) -> None:
         try:

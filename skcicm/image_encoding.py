@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -147,6 +148,9 @@ class ImageEncoder:
                 self._embed_in_processes(items, views, run, bar)
             else:
                 self._embed_in_threads(items, views, run, bar)
+        if run.elsewhere:
+            given_up = functools.partial(self._encode_given_up, items, views, run)
+            self._deliver(self.cache.wait_for(run.elsewhere, given_up), run)
         if run.failures:
             raise ImageLoadError([(name, reason) for _, name, reason in sorted(run.failures)])
         return run.outputs
@@ -291,34 +295,72 @@ class ImageEncoder:
         )
 
     def _encode_stacked(self, batch: list[tuple[str, torch.Tensor]], run: _Run) -> None:
-        tensors = [tensor for _, tensor in batch]
-        # GPU-decoded JPEG files come preprocessed on the GPU: the rest of the batch joins them.
-        on_gpu = next((tensor.device for tensor in tensors if tensor.is_cuda), None)
-        if on_gpu is not None:
-            tensors = [tensor.to(on_gpu, non_blocking=True) for tensor in tensors]
-        self._encode_batch([key for key, _ in batch], torch.stack(tensors), run)
+        self._encode_batch(*_stacked(batch), run)
 
     def _encode_batch(self, keys: list[str], inputs: torch.Tensor, run: _Run) -> None:
-        # Another process sharing the disk cache (a GridSearchCV or Dask worker) may have
-        # stored some of these since this window was looked up.
-        stored = self.cache.get(keys)
-        encoded = dict(stored)
-        missing = [row for row, key in enumerate(keys) if key not in stored]
-        if missing:
-            fresh = self.encode(inputs if len(missing) == len(keys) else inputs[missing])
-            new = dict(zip([keys[row] for row in missing], fresh, strict=True))
-            self.cache.put(new)
-            encoded.update(new)
-        for key, embedding in encoded.items():
+        # Another process or thread sharing the disk cache (a GridSearchCV or Dask worker) may
+        # have stored some of these since this window was looked up, or be encoding them now:
+        # claim them first, then encode those claimed and still missing. The rest are waited
+        # for at the end of the run, when this worker holds no claim.
+        with self.cache.claim(keys) as mine:
+            encoded = self.cache.get(keys)
+            missing = [row for row, key in enumerate(keys) if key in mine - encoded.keys()]
+            if missing:
+                fresh = self.encode(inputs if len(missing) == len(keys) else inputs[missing])
+                new = dict(zip([keys[row] for row in missing], fresh, strict=True))
+                self.cache.put(new)
+                encoded.update(new)
+        run.elsewhere.update(key for key in keys if key not in encoded)
+        self._deliver(encoded, run)
+
+    def _deliver(self, embeddings: dict[str, np.ndarray], run: _Run) -> None:
+        for key, embedding in embeddings.items():
             for row, column in run.waiting.pop(key):
                 run.store(column, row, embedding)
+
+    def _encode_given_up(
+        self, items: Sequence[Any], views: Sequence[int | None], run: _Run, keys: list[str]
+    ) -> dict[str, np.ndarray]:
+        """Encode keys that another worker claimed but did not store (it failed or died).
+
+        Rare, so the images are read and decoded again one at a time, in this thread.
+        """
+        batch = []
+        for key in keys:
+            row, column = run.waiting[key][0]
+            source = image_source(items[row], row).read()
+            if source.key is not None and self.view_key(source.key, views[column]) != key:
+                source.error = "the file changed while it was being encoded"
+            outputs, failure = self._prepare((source, [(key, views[column])]))
+            batch.extend(outputs)
+            if failure is not None:
+                copies = run.waiting.pop(key)
+                run.failures.extend((copy_row, source.name, failure) for copy_row, _ in copies)
+        embeddings = {}
+        for start in range(0, len(batch), self.batch_size):
+            chunk_keys, inputs = _stacked(batch[start : start + self.batch_size])
+            new = dict(zip(chunk_keys, self.encode(inputs), strict=True))
+            self.cache.put(new)
+            embeddings.update(new)
+        return embeddings
+
+
+def _stacked(batch: list[tuple[str, torch.Tensor]]) -> tuple[list[str], torch.Tensor]:
+    """The keys of a batch, and its model inputs stacked into one tensor."""
+    tensors = [tensor for _, tensor in batch]
+    # GPU-decoded JPEG files come preprocessed on the GPU: the rest of the batch joins them.
+    on_gpu = next((tensor.device for tensor in tensors if tensor.is_cuda), None)
+    if on_gpu is not None:
+        tensors = [tensor.to(on_gpu, non_blocking=True) for tensor in tensors]
+    return [key for key, _ in batch], torch.stack(tensors)
 
 
 class _Run:
     """The state of one ``embed`` call: outputs filled row by row, and what is in flight.
 
-    Only images in flight (this window and the batch being filled) are tracked, so the
-    bookkeeping stays bounded while the outputs grow by one row per image.
+    Only images in flight (this window and the batch being filled) are tracked, and the keys
+    of those that another worker is encoding, so the bookkeeping stays small while the
+    outputs grow by one row per image.
     """
 
     def __init__(self, n_rows: int, n_views: int) -> None:
@@ -328,6 +370,7 @@ class _Run:
         self.names: dict[str, list[tuple[int, str]]] = {}  # content key in flight -> inputs
         self.failed: dict[str, str] = {}  # content key -> reason
         self.failures: list[tuple[int, str, str]] = []  # (row, name, reason)
+        self.elsewhere: set[str] = set()  # view keys another worker claimed to encode
 
     def store(self, column: int, row: int, embedding: np.ndarray) -> None:
         if self.outputs[column] is None:
@@ -339,6 +382,7 @@ class _Run:
         self.failures.extend((row, name, reason) for row, name in self.names.pop(content_key))
         for key in [key for key in self.waiting if key.startswith(content_key)]:
             del self.waiting[key]
+            self.elsewhere.discard(key)
 
 
 def _leading_downscale(preprocess: Any) -> _Downscale | None:
