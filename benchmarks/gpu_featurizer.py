@@ -47,6 +47,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's skcicm, also when it is not installed
 
+from bench_featurizer_throughput import Files  # noqa: E402  (this script's folder)
+
 from skcicm import CLIPFeaturizer  # noqa: E402
 from skcicm.embedding_cache import clear_memory_cache  # noqa: E402
 from skcicm.images import forget_file_keys  # noqa: E402
@@ -67,18 +69,6 @@ def write_jpeg(job: tuple[str, int, int]) -> None:
     smooth = np.asarray(Image.fromarray(coarse).resize((size, size), Image.BICUBIC))
     noisy = np.clip(smooth + rng.normal(0, 8, smooth.shape), 0, 255).astype(np.uint8)
     Image.fromarray(noisy).save(path, quality=90)
-
-
-class JPEGFiles(torch.utils.data.Dataset):
-    def __init__(self, paths: list[str], preprocess) -> None:
-        self.paths, self.preprocess = paths, preprocess
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        with Image.open(self.paths[index]) as image:
-            return self.preprocess(image.convert("RGB"))
 
 
 #: --smoke: a tiny random CLIP (64 px input), so that the whole script runs in seconds on a CPU.
@@ -102,7 +92,7 @@ def low_precision(device: torch.device) -> contextlib.AbstractContextManager:
 
 def bare_loop(model, preprocess, paths, batch_size, workers, device) -> float:
     loader = torch.utils.data.DataLoader(
-        JPEGFiles(paths, preprocess),
+        Files(paths, preprocess),
         batch_size=batch_size,
         num_workers=workers,
         pin_memory=device.type == "cuda",

@@ -300,17 +300,22 @@ def test_command_line_reports_bad_weight_files_in_one_line(
 # Where open_clip keeps a pretrained tag's weights ----------------------------------------------
 
 
+def _serve_tag_by_url(architecture, monkeypatch):
+    """Give ``architecture`` a tag "tiny" whose weights open_clip downloads from a URL."""
+    url = f"https://weights.invalid/{models.WEIGHTS_FILE}"
+    monkeypatch.setitem(
+        open_clip.pretrained._PRETRAINED,
+        architecture,
+        {"tiny": open_clip.pretrained._pcfg(url=url)},
+    )
+    monkeypatch.setattr(open_clip.pretrained, "has_hf_hub", lambda *_: False)
+
+
 def test_weights_dir_is_where_open_clip_finds_a_tag_s_weights(
     tiny_architecture, tiny_clip_dir, tmp_path, monkeypatch, domain_images
 ):
     # A tag served by URL: open_clip looks in its cache_dir for the file before downloading.
-    url = f"https://weights.invalid/{models.WEIGHTS_FILE}"
-    monkeypatch.setitem(
-        open_clip.pretrained._PRETRAINED,
-        tiny_architecture,
-        {"tiny": open_clip.pretrained._pcfg(url=url)},
-    )
-    monkeypatch.setattr(open_clip.pretrained, "has_hf_hub", lambda *_: False)
+    _serve_tag_by_url(tiny_architecture, monkeypatch)
     weights_dir = tmp_path / "weights"
     weights_dir.mkdir()
     shutil.copy(tiny_clip_dir / models.WEIGHTS_FILE, weights_dir / models.WEIGHTS_FILE)
@@ -391,13 +396,7 @@ def test_configured_embedding_dim_is_the_loaded_model_s(
 def test_a_tag_s_downloaded_file_is_named_by_content(
     tiny_architecture, tiny_clip_dir, tmp_path, monkeypatch
 ):
-    url = f"https://weights.invalid/{models.WEIGHTS_FILE}"
-    monkeypatch.setitem(
-        open_clip.pretrained._PRETRAINED,
-        tiny_architecture,
-        {"tiny": open_clip.pretrained._pcfg(url=url)},
-    )
-    monkeypatch.setattr(open_clip.pretrained, "has_hf_hub", lambda *_: False)
+    _serve_tag_by_url(tiny_architecture, monkeypatch)
     weights_dir = tmp_path / "weights"
     weights_dir.mkdir()
     before_download = model_fingerprint(tiny_architecture, "tiny", weights_dir)
