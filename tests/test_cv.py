@@ -191,14 +191,14 @@ def test_warm_started_probes_choose_as_grid_search_with_fewer_iterations(monkeyp
     Z, y, domains, views, _, _ = _data(n=300)
     ks = [1, 2, 4, 6]
     iterations = {True: [], False: []}
-    original = cv_module._fit_probe
+    original = cv_module.fit_probe
 
     def counting(candidate, features, y, previous):
         probe = original(candidate, features, y, previous)
         iterations[mode].append(int(probe.n_iter_.sum()))
         return probe
 
-    monkeypatch.setattr(cv_module, "_fit_probe", counting)
+    monkeypatch.setattr(cv_module, "fit_probe", counting)
     searches = {}
     for warm in (False, True):
         mode = warm
@@ -243,13 +243,13 @@ def test_full_space_candidates_are_scored_once_only_when_rotation_invariant(
 
     Z, y, domains, views, _, _ = _data()
     fits = []
-    original = cv_module._fit_probe
+    original = cv_module.fit_probe
 
     def counting(candidate, features, y, previous):
         fits.append(features.shape[1])
         return original(candidate, features, y, previous)
 
-    monkeypatch.setattr(cv_module, "_fit_probe", counting)
+    monkeypatch.setattr(cv_module, "fit_probe", counting)
     InvariantCausalMechanismCV(
         LAMS, [2, 6], cv=LeaveOneGroupOut(), scoring=scoring, classifier=classifier, refit=False
     ).fit(Z, y, groups=domains, interventions=views)
