@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from skcicm import CLIPFeaturizer, models
+from skcicm.cache_keys import UncachedInterventionWarning
 from skcicm.embedding_cache import clear_memory_cache
 from skcicm.embedding_store import open_store
 from skcicm.images import ImageLoadError
@@ -108,7 +109,8 @@ def test_interventions_are_seeded_per_image_not_per_batch(tiny_clip_name, domain
 def test_custom_intervention_callable(tiny_clip_name, domain_images):
     images, _, _ = domain_images
     flip = _featurizer(tiny_clip_name, interventions=[lambda image: image.transpose(0)])
-    flipped = flip.intervention_embeddings(images[:2])[:, 0]
+    with pytest.warns(UncachedInterventionWarning, match="no stable cache key"):
+        flipped = flip.intervention_embeddings(images[:2])[:, 0]
     direct = _featurizer(tiny_clip_name).transform(images[:2, :, ::-1].copy())
     np.testing.assert_allclose(flipped, direct, atol=1e-5)
 

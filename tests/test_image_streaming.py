@@ -13,6 +13,7 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from skcicm import CLIPFeaturizer, image_encoding
+from skcicm.cache_keys import UncachedInterventionWarning
 from skcicm.embedding_cache import clear_memory_cache
 from skcicm.images import ImageLoadError, ImageSource, forget_file_keys
 from skcicm.interventions import ImageInterventions, paper_interventions
@@ -179,14 +180,16 @@ def test_large_images_are_downscaled_before_interventions_only(tiny_clip_name):
         return image.transpose(0)
 
     featurizer = _featurizer(tiny_clip_name, interventions=[record])
-    Z = featurizer.fit_transform([large])
+    with pytest.warns(UncachedInterventionWarning, match="no stable cache key"):
+        Z = featurizer.fit_transform([large])
     assert sizes == [(32, 40)]  # the model's own resize: shorter side to 32
     model, _, preprocess = open_clip.create_model_and_transforms(tiny_clip_name)
     with torch.no_grad():
         expected = model.eval().encode_image(preprocess(Image.fromarray(large))[None], True)
     np.testing.assert_allclose(np.asarray(Z), expected.numpy(), atol=1e-5)
     small = rng.integers(0, 256, size=(20, 24, 3), dtype=np.uint8)
-    featurizer.intervention_embeddings([small])
+    with pytest.warns(UncachedInterventionWarning):
+        featurizer.intervention_embeddings([small])
     assert sizes[-1] == (24, 20)  # never upscaled before the intervention
 
 
