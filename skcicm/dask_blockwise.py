@@ -122,11 +122,6 @@ def _run_method(block: np.ndarray, estimator: Any, method: str) -> np.ndarray:
     return getattr(estimator, method)(block)
 
 
-def _projected_block(block: np.ndarray, estimator: Any) -> np.ndarray:
-    # The in-memory probe's features: float64, whatever the input's dtype.
-    return estimator._project(block.astype(np.float64, copy=False), centred=True)
-
-
 def lazy_method(estimator: Any, method: str, X: Any) -> Any:
     """``estimator.<method>`` applied to each row block of a Dask ``X``, as a lazy Dask array.
 
@@ -204,13 +199,6 @@ def fit_probe(estimator: Any, classifier: Any, X: Any, y: Any) -> Any:
     """
     import dask
 
-    X = X.rechunk({1: -1})
-    features = X.map_blocks(
-        _projected_block,
-        dask.delayed(estimator, pure=True),
-        chunks=(X.chunks[0], (estimator.n_components_,)),
-        dtype=np.float64,
-        meta=np.empty((0, estimator.n_components_), dtype=np.float64),
-    )
-    features, labels = dask.compute(features, y)
+    # The estimator's own transform on every block: the in-memory probe's float64 features.
+    features, labels = dask.compute(lazy_method(estimator, "transform", X), y)
     return classifier.fit(features, labels)
