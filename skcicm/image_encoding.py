@@ -158,24 +158,13 @@ class ImageEncoder:
     def _embed_in_threads(
         self, items: Sequence[Any], views: Sequence[int | None], run: _Run, bar: tqdm
     ) -> None:
-        windows = self._windows(items)
         with _executor(self.num_workers) as pool:
-            window = next(windows, [])
-            reading = _submit_reads(pool, window)
+            in_flight = 2 * self.batch_size
+            decode = functools.partial(_bounded_map, pool, self._prepare, window=in_flight)
             batch: list[tuple[str, torch.Tensor]] = []
-            while window:
-                for future in reading:
-                    future.result()
-                tasks = self._plan(window, views, run)
-                prepared = _bounded_map(pool, self._prepare, tasks, 2 * self.batch_size)
-                # Read the next window while this one decodes, so the model is not kept waiting.
-                window = next(windows, [])
-                reading = _submit_reads(pool, window)
+            for tasks, prepared in self._planned_windows(items, views, run, pool, decode):
                 for (source, _), (outputs, failure) in zip(tasks, prepared, strict=True):
-                    if failure is None:
-                        run.names.pop(source.key)
-                    else:
-                        run.fail(source.key, failure)
+                    run.decoded(source.key, failure)
                     batch.extend(outputs)
                     if len(batch) >= self.batch_size:
                         self._encode_stacked(batch, run)
@@ -201,10 +190,7 @@ class ImageEncoder:
             )
             for done, keys, inputs in loader:
                 for content_key, failure in done:
-                    if failure is None:
-                        run.names.pop(content_key)
-                    else:
-                        run.fail(content_key, failure)
+                    run.decoded(content_key, failure)
                 if keys:
                     self._encode_batch(keys, inputs, run)
                     bar.update(len(keys))
@@ -217,17 +203,9 @@ class ImageEncoder:
         Runs in the main process, lazily, as the DataLoader asks for the next batch: windows
         are read, hashed and looked up as in the threaded path, one window ahead.
         """
-        windows = self._windows(items)
-        window = next(windows, [])
-        reading = _submit_reads(pool, window)
         batch: list[Task] = []
         n_views = 0
-        while window:
-            for future in reading:
-                future.result()
-            tasks = self._plan(window, views, run)
-            window = next(windows, [])
-            reading = _submit_reads(pool, window)
+        for tasks, _ in self._planned_windows(items, views, run, pool):
             for source, wanted in tasks:
                 if batch and n_views + len(wanted) > self.batch_size:
                     yield batch
@@ -239,6 +217,33 @@ class ImageEncoder:
                 source.release()
         if batch:
             yield batch
+
+    def _planned_windows(
+        self,
+        items: Sequence[Any],
+        views: Sequence[int | None],
+        run: _Run,
+        pool: Executor,
+        start: Callable[[list[Task]], Any] | None = None,
+    ) -> Iterator[tuple[list[Task], Any]]:
+        """Each window's decoding tasks, with what ``start(tasks)`` returned (None without it).
+
+        A window's files are read and hashed in ``pool`` and looked up in the cache. ``start``
+        begins the window's decoding before the next window's files are queued for reading
+        behind it, so that the model is not kept waiting and at most two windows of bytes are
+        held.
+        """
+        windows = self._windows(items)
+        window = next(windows, [])
+        reading = _submit_reads(pool, window)
+        while window:
+            for future in reading:
+                future.result()
+            tasks = self._plan(window, views, run)
+            started = None if start is None else start(tasks)
+            window = next(windows, [])
+            reading = _submit_reads(pool, window)
+            yield tasks, started
 
     def _windows(self, items: Sequence[Any]) -> Iterator[list[tuple[int, ImageSource]]]:
         """Consecutive inputs, at most ``window_files`` of them and about WINDOW_BYTES."""
@@ -371,6 +376,13 @@ class _Run:
         self.failed: dict[str, str] = {}  # content key -> reason
         self.failures: list[tuple[int, str, str]] = []  # (row, name, reason)
         self.elsewhere: set[str] = set()  # view keys another worker claimed to encode
+
+    def decoded(self, content_key: str, failure: str | None) -> None:
+        """Record that an image was decoded, or why it could not be."""
+        if failure is None:
+            self.names.pop(content_key)
+        else:
+            self.fail(content_key, failure)
 
     def store(self, column: int, row: int, embedding: np.ndarray) -> None:
         if self.outputs[column] is None:
