@@ -5,14 +5,16 @@ loop that does only what any encoder must: read and preprocess the files in the 
 workers, stack batches of the same size and call ``encode_image`` under ``inference_mode``.
 For ``worker_type="threads"`` the bare loop uses a thread pool, for ``"processes"`` a
 ``torch.utils.data.DataLoader`` with as many worker processes. The ratio bare time /
-featurizer time is 1.0 when the featurizer adds nothing.
+featurizer time is 1.0 when the featurizer adds nothing. Single runs vary by 10% or more on a
+shared machine, so the two take turns in ``--pairs`` pairs: the script prints the median of
+the pairs' ratios with a bootstrap 95% interval, and the ratio of the minimum times.
 
 Part 2, interventions: source images per second of ``fit_transform`` with 7 intervened views
 (the paper's augmentations) for 0, 2 and N workers: threads with every transform held under
 the global torch-RNG lock (as before the lock-free draw), threads, and worker processes.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_featurizer_throughput.py \
-        [--model toyclip] [--n-images 2000] [--max-workers N]
+        [--model toyclip] [--n-images 2000] [--pairs 10] [--max-workers N]
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from PIL import Image
 from skcicm import CLIPFeaturizer, interventions
 from skcicm.embedding_cache import clear_memory_cache
 from skcicm.images import forget_file_keys
-from skcicm.models import load_clip
+from skcicm.models import LoadedCLIP, load_clip
 
 
 def write_pngs(folder: Path, n: int, size: int, seed: int = 0) -> list[str]:
@@ -62,9 +64,8 @@ class Files(torch.utils.data.Dataset):
 
 
 def bare_loop(
-    model_name: str, paths: list[str], batch_size: int, workers: int, worker_type: str
+    loaded: LoadedCLIP, paths: list[str], batch_size: int, workers: int, worker_type: str
 ) -> np.ndarray:
-    loaded = load_clip(model_name, None, "cpu")
     files = Files(paths, loaded.preprocess)
     outputs = []
     if worker_type == "processes":
@@ -72,6 +73,8 @@ def bare_loop(
         with torch.inference_mode():
             outputs = [loaded.model.encode_image(batch).numpy() for batch in loader]
         return np.concatenate(outputs)
+    # pool.map submits every file at once: the threads decode as far ahead as they can, and
+    # all decoded images may be held at once (the featurizer bounds both).
     with ThreadPoolExecutor(max(workers, 1)) as pool:
         indices = range(len(paths))
         tensors = (
@@ -101,8 +104,10 @@ def cold(featurizer: CLIPFeaturizer, method: str, paths: list[str]) -> float:
 def overhead(args: argparse.Namespace, paths: list[str]) -> None:
     print(
         f"\n[overhead] {len(paths)} PNGs, {args.model}, batch {args.batch_size}, "
-        f"{args.workers} workers, min of {args.repeats}"
+        f"{args.workers} workers, {args.pairs} pairs of runs (bare loop and featurizer, "
+        "taking turns to go first)"
     )
+    loaded = load_clip(args.model, None, "cpu")
     for worker_type in ("threads", "processes"):
         featurizer = CLIPFeaturizer(
             args.model,
@@ -116,17 +121,41 @@ def overhead(args: argparse.Namespace, paths: list[str]) -> None:
             cache_dir=None,  # memory only: cold() then empties every cache
         )
         featurizer.transform(paths[:8])  # load the model outside the timings
-        bare_times, featurizer_times = [], []
-        for _ in range(args.repeats):
+
+        def run_bare(kind: str = worker_type) -> float:
             start = time.perf_counter()
-            bare_loop(args.model, paths, args.batch_size, args.workers, worker_type)
-            bare_times.append(time.perf_counter() - start)
-            featurizer_times.append(cold(featurizer, "transform", paths))
-        bare, ours = min(bare_times), min(featurizer_times)
+            bare_loop(loaded, paths, args.batch_size, args.workers, kind)
+            return time.perf_counter() - start
+
+        def run_featurizer(featurizer: CLIPFeaturizer = featurizer) -> float:
+            return cold(featurizer, "transform", paths)
+
+        bare_times, featurizer_times = [], []
+        for pair in range(args.pairs):
+            if pair % 2:
+                featurizer_times.append(run_featurizer())
+                bare_times.append(run_bare())
+            else:
+                bare_times.append(run_bare())
+                featurizer_times.append(run_featurizer())
+        bare, ours = np.array(bare_times), np.array(featurizer_times)
+        ratios = bare / ours
+        low, high = bootstrap_interval(ratios)
         print(f"  {worker_type}:")
-        print(f"    bare loop   {bare:7.2f} s  {len(paths) / bare:8.0f} img/s")
-        print(f"    featurizer  {ours:7.2f} s  {len(paths) / ours:8.0f} img/s")
-        print(f"    featurizer / bare loop throughput: {bare / ours:.3f}")
+        print(f"    bare loop   min {bare.min():6.2f} s  median {np.median(bare):6.2f} s")
+        print(f"    featurizer  min {ours.min():6.2f} s  median {np.median(ours):6.2f} s")
+        print(
+            f"    featurizer / bare loop throughput: median of pairs {np.median(ratios):.3f} "
+            f"(95% CI {low:.3f} to {high:.3f}), ratio of minima {bare.min() / ours.min():.3f}"
+        )
+
+
+def bootstrap_interval(values: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the median."""
+    rng = np.random.default_rng(seed)
+    resampled = rng.choice(values, size=(10_000, len(values)), replace=True)
+    low, high = np.percentile(np.median(resampled, axis=1), [2.5, 97.5])
+    return float(low), float(high)
 
 
 def locked_call(transform, image, seed):
@@ -191,7 +220,8 @@ def main() -> None:
         default=os.cpu_count() or 2,
         help="N of the 0 / 2 / N workers of part 2 (default: the CPU count)",
     )
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of part 2")
+    parser.add_argument("--pairs", type=int, default=10, help="pairs of runs of part 1")
     parser.add_argument(
         "--torch-threads",
         type=int,

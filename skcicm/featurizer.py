@@ -93,9 +93,10 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Images per forward pass.
     num_workers : int, default=2
         Workers that read, decode, intervene on and preprocess images while the model encodes
-        the previous batch; 0 does it all in the calling thread. Files are read, hashed and
-        decoded a bounded window at a time (see :mod:`skcicm.image_encoding`), so memory does
-        not grow with the number of images beyond the output; a file's content key is
+        earlier batches; 0 does it all in the calling thread. Files are read, hashed and
+        decoded a bounded window at a time, and decoding runs ahead of the model by a bounded
+        amount (see :mod:`skcicm.image_encoding`), so memory does not grow with the number of
+        images beyond the output; a file's content key is
         remembered by path, size, modification time and inode, so a transform whose
         embeddings are cached reads no file.
     worker_type : {"threads", "processes"}, default="threads"

@@ -4,12 +4,12 @@ Memory does not grow with the number of images beyond the output: a window holds
 ``window_files`` files and about ``WINDOW_BYTES`` of their bytes (two windows at once, as the
 next one is read ahead), decoded images turn into model-sized tensors as soon as a decoding
 thread is done with them, and embeddings go straight into preallocated output rows. Each file
-is read once. While the model encodes one window, the threads decode the rest of it and read
-and hash the next. With ``worker_type="processes"``, DataLoader worker processes decode instead
-of threads (see :mod:`skcicm.decode_workers`); the reading, hashing and cache lookups stay here.
-A file's content key is remembered (see :mod:`skcicm.images`), so a call whose embeddings are
-all cached only ``stat``\\ s the files.
-"""
+is read once. With ``worker_type="threads"``, the threads decode ahead of the model across
+windows, by a bounded number of model inputs (see :mod:`skcicm.decode_threads`); with
+``"processes"``, DataLoader worker processes decode instead (see :mod:`skcicm.decode_workers`).
+Either way the reading, hashing and cache lookups stay in this process. A file's content key
+is remembered (see :mod:`skcicm.images`), so a call whose embeddings are all cached only
+``stat``\\ s the files."""
 
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ import contextlib
 import copy
 import functools
 import itertools
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
@@ -30,6 +29,7 @@ from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from skcicm.cache_keys import intervened_key
+from skcicm.decode_threads import ThreadedDecoding, submit_reads
 from skcicm.decode_workers import (
     Task,
     ViewsDataset,
@@ -158,18 +158,27 @@ class ImageEncoder:
     def _embed_in_threads(
         self, items: Sequence[Any], views: Sequence[int | None], run: _Run, bar: tqdm
     ) -> None:
-        with _executor(self.num_workers) as pool:
-            in_flight = 2 * self.batch_size
-            decode = functools.partial(_bounded_map, pool, self._prepare, window=in_flight)
+        with (
+            _executor(self.num_workers, "read") as reader,
+            _executor(self.num_workers, "decode") as decoder,
+        ):
+            decoded = ThreadedDecoding(
+                self._windows(items),
+                functools.partial(self._plan, views=views, run=run),
+                self._prepare,
+                reader=reader,
+                decoder=decoder,
+                images_per_task=self._images_per_task(views),
+                batch_size=self.batch_size,
+            )
             batch: list[tuple[str, torch.Tensor]] = []
-            for tasks, prepared in self._planned_windows(items, views, run, pool, decode):
-                for (source, _), (outputs, failure) in zip(tasks, prepared, strict=True):
-                    run.decoded(source.key, failure)
-                    batch.extend(outputs)
-                    if len(batch) >= self.batch_size:
-                        self._encode_stacked(batch, run)
-                        bar.update(len(batch))
-                        batch = []
+            for (source, _), (outputs, failure) in decoded:
+                run.decoded(source.key, failure)
+                batch.extend(outputs)
+                if len(batch) >= self.batch_size:
+                    self._encode_stacked(batch, run)
+                    bar.update(len(batch))
+                    batch = []
             if batch:
                 self._encode_stacked(batch, run)
                 bar.update(len(batch))
@@ -179,7 +188,7 @@ class ImageEncoder:
     ) -> None:
         dataset = ViewsDataset(self.preprocess, self.interventions, self._downscale)
         check_workers_can_start(dataset)
-        with _executor(self.num_workers) as reading:
+        with _executor(self.num_workers, "read") as reading:
             batches = self._batches(items, views, run, reading)
             # Workers start only once there is a cache miss: a cached call starts none.
             first = next(batches, None)
@@ -205,7 +214,7 @@ class ImageEncoder:
         """
         batch: list[Task] = []
         n_views = 0
-        for tasks, _ in self._planned_windows(items, views, run, pool):
+        for tasks in self._planned_windows(items, views, run, pool):
             for source, wanted in tasks:
                 if batch and n_views + len(wanted) > self.batch_size:
                     yield batch
@@ -219,31 +228,32 @@ class ImageEncoder:
             yield batch
 
     def _planned_windows(
-        self,
-        items: Sequence[Any],
-        views: Sequence[int | None],
-        run: _Run,
-        pool: Executor,
-        start: Callable[[list[Task]], Any] | None = None,
-    ) -> Iterator[tuple[list[Task], Any]]:
-        """Each window's decoding tasks, with what ``start(tasks)`` returned (None without it).
+        self, items: Sequence[Any], views: Sequence[int | None], run: _Run, pool: Executor
+    ) -> Iterator[list[Task]]:
+        """Each window's decoding tasks: its files read and hashed in ``pool``, then looked up.
 
-        A window's files are read and hashed in ``pool`` and looked up in the cache. ``start``
-        begins the window's decoding before the next window's files are queued for reading
-        behind it, so that the model is not kept waiting and at most two windows of bytes are
-        held.
+        The next window is read while the caller takes this one's tasks, so at most two windows
+        of bytes are held.
         """
         windows = self._windows(items)
         window = next(windows, [])
-        reading = _submit_reads(pool, window)
+        files_per_task = self._images_per_task(views)
+        reading = submit_reads(pool, window, files_per_task)
         while window:
             for future in reading:
                 future.result()
             tasks = self._plan(window, views, run)
-            started = None if start is None else start(tasks)
             window = next(windows, [])
-            reading = _submit_reads(pool, window)
-            yield tasks, started
+            reading = submit_reads(pool, window, files_per_task)
+            yield tasks
+
+    def _images_per_task(self, views: Sequence[int | None]) -> int:
+        """Images per thread task: a batch of views split over the workers.
+
+        Two batches of views decoded ahead then keep at least two tasks per worker in flight,
+        and the model's thread waits for a result once per task, not once per image.
+        """
+        return max(1, self.batch_size // (max(self.num_workers, 1) * len(views)))
 
     def _windows(self, items: Sequence[Any]) -> Iterator[list[tuple[int, ImageSource]]]:
         """Consecutive inputs, at most ``window_files`` of them and about WINDOW_BYTES."""
@@ -428,15 +438,6 @@ class _Downscale:
         return self.resize(image) if shrinks else image
 
 
-def _submit_reads(pool: Executor, window: list[tuple[int, ImageSource]]) -> list[Future]:
-    """Read and hash the files whose key is not remembered; the others need no thread."""
-    return [
-        pool.submit(ImageSource.read, source)
-        for _, source in window
-        if source.key is None and source.error is None
-    ]
-
-
 class _InlineExecutor(Executor):
     """Runs each task at submit time: the ``num_workers=0`` case, with the same code path."""
 
@@ -449,28 +450,7 @@ class _InlineExecutor(Executor):
         return future
 
 
-def _executor(num_workers: int) -> contextlib.AbstractContextManager[Executor]:
+def _executor(num_workers: int, role: str) -> contextlib.AbstractContextManager[Executor]:
     if num_workers == 0:
         return _InlineExecutor()
-    return ThreadPoolExecutor(num_workers, thread_name_prefix="skcicm-decode")
-
-
-def _bounded_map(pool: Executor, function: Callable, items: Iterable, window: int) -> Iterator:
-    """Like ``pool.map`` in order, but at most ``window`` results in flight; submits eagerly."""
-    remaining = iter(items)
-    pending: deque[Future] = deque(
-        pool.submit(function, item) for _, item in zip(range(window), remaining, strict=False)
-    )
-
-    def results() -> Iterator:
-        while pending:
-            result = pending.popleft().result()
-            following = next(remaining, _DONE)
-            if following is not _DONE:
-                pending.append(pool.submit(function, following))
-            yield result
-
-    return results()
-
-
-_DONE = object()
+    return ThreadPoolExecutor(num_workers, thread_name_prefix=f"skcicm-{role}")

@@ -50,7 +50,7 @@ class ImageSource:
     ``error`` is set, instead of a key, for a file that cannot be read at all.
     """
 
-    __slots__ = ("name", "key", "error", "_path", "_stat", "_data", "_image")
+    __slots__ = ("name", "key", "error", "_path", "_size", "_memo_key", "_data", "_image")
 
     def __init__(
         self,
@@ -58,7 +58,8 @@ class ImageSource:
         key: str | None = None,
         *,
         path: str | None = None,
-        file_stat: os.stat_result | None = None,
+        file_size: int = 0,
+        memo_key: bytes | None = None,
         image: Image.Image | np.ndarray | None = None,
         error: str | None = None,
     ) -> None:
@@ -66,14 +67,15 @@ class ImageSource:
         self.key = key
         self.error = error
         self._path = path
-        self._stat = file_stat
+        self._size = file_size
+        self._memo_key = memo_key
         self._data: bytes | None = None
         self._image = image
 
     @property
     def file_size(self) -> int:
-        """Bytes of the file to read; 0 for images already in memory."""
-        return 0 if self._stat is None else self._stat.st_size
+        """Bytes of the file to read; 0 for images already in memory or already hashed."""
+        return self._size
 
     def read(self) -> ImageSource:
         """Read and hash the file once, keeping its bytes until :meth:`release`."""
@@ -85,8 +87,8 @@ class ImageSource:
             self.error = f"cannot read file ({error.strerror or error})"
             return self
         self.key = hashlib.sha1(self._data).hexdigest()
-        _remember_key(_memo_key(self._path, self._stat), self.key)
-        self._stat = None
+        _remember_key(self._memo_key, self.key)
+        self._size = 0
         return self
 
     def decode(self) -> Image.Image:
@@ -165,10 +167,11 @@ def image_source(item: Any, index: int) -> ImageSource:
             return ImageSource(name, error=f"{kind} (not opened)")
         if file_stat.st_size == 0:
             return ImageSource(name, error="empty file (0 bytes)")
-        known = _key_memo.get(_memo_key(path, file_stat))
+        memo_key = _memo_key(path, file_stat)
+        known = _key_memo.get(memo_key)
         if known is not None:
             return ImageSource(name, known.hex(), path=path)
-        return ImageSource(name, path=path, file_stat=file_stat)
+        return ImageSource(name, path=path, file_size=file_stat.st_size, memo_key=memo_key)
     if isinstance(item, Image.Image):
         _check_size(item.width, item.height, index)
         key = _pixel_key(np.asarray(to_rgb(item)))

@@ -4,6 +4,7 @@
 import hashlib
 import os
 import signal
+import threading
 
 import numpy as np
 import open_clip
@@ -12,7 +13,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from skcicm import CLIPFeaturizer, image_encoding
+from skcicm import CLIPFeaturizer, decode_threads, image_encoding
 from skcicm.cache_keys import UncachedInterventionWarning
 from skcicm.embedding_cache import clear_memory_cache
 from skcicm.images import ImageLoadError, ImageSource, forget_file_keys
@@ -168,6 +169,70 @@ def test_file_bytes_are_held_one_window_at_a_time(
     # This window and the next one, prefetched: 2 windows of at most 4 files (worker
     # processes hold their own copies of the bytes of the batches in flight).
     assert 1 <= most[0] <= 8
+
+
+def test_decoding_runs_ahead_by_a_bounded_number_of_model_inputs(
+    tiny_clip_name, domain_images, monkeypatch
+):
+    images = list(domain_images[0][:40])
+    pending, most, lock = [0], [0], threading.Lock()
+    prepare, encode = (
+        image_encoding.ImageEncoder._prepare,
+        image_encoding.ImageEncoder._encode_batch,
+    )
+
+    def counting_prepare(self, task):
+        outputs, failure = prepare(self, task)
+        with lock:
+            pending[0] += len(outputs)
+            most[0] = max(most[0], pending[0])
+        return outputs, failure
+
+    def counting_encode(self, keys, inputs, run):
+        with lock:
+            pending[0] -= len(keys)
+        return encode(self, keys, inputs, run)
+
+    monkeypatch.setattr(image_encoding.ImageEncoder, "_prepare", counting_prepare)
+    monkeypatch.setattr(image_encoding.ImageEncoder, "_encode_batch", counting_encode)
+    input_bytes = 3 * 32 * 32 * 4  # the tiny model's float32 input
+    # Views decoded ahead: two batches of 4 whatever the budget, 20 when 20 inputs fit in it.
+    # Runs of batch_size // num_workers images start while fewer than that are in flight, and
+    # the batch being filled holds up to 3 more.
+    for workers, budget, ahead in [(2, 1, 8), (0, 20 * input_bytes, 20)]:
+        per_task = 4 // max(workers, 1)
+        monkeypatch.setattr(decode_threads, "DECODED_BYTES", budget)
+        clear_memory_cache()
+        pending[0] = most[0] = 0
+        featurizer = _featurizer(tiny_clip_name, num_workers=workers, batch_size=4, cache_dir=None)
+        featurizer.transform(images)
+        assert pending[0] == 0
+        assert most[0] <= ahead - 1 + per_task + 3
+        if workers == 0:  # decoded in the caller's thread: the look-ahead fills before use
+            assert most[0] >= ahead
+
+
+def test_copies_and_failures_are_matched_across_windows_decoded_ahead(
+    tiny_clip_name, domain_images, tmp_path, encoded_count, monkeypatch
+):
+    images, _, _ = domain_images
+    good = _save(images[:6], tmp_path)
+    garbage = [tmp_path / f"garbage{i}.png" for i in range(3)]
+    for path in garbage:
+        path.write_bytes(b"the same garbage in three files")
+    # Windows of about two files: each copy lands in another window, decoded while the
+    # window of its first copy may still be in flight.
+    monkeypatch.setattr(image_encoding, "WINDOW_BYTES", 2 * max(map(os.path.getsize, good)))
+    paths = [good[0], str(garbage[0]), good[1], good[0], str(garbage[1]), *good[2:], good[0]]
+    paths += [str(garbage[2]), good[1]]
+    with pytest.raises(ImageLoadError) as raised:
+        _featurizer(tiny_clip_name, num_workers=2, batch_size=2).transform(paths)
+    assert [name for name, _ in raised.value.failures] == list(map(str, garbage))
+    assert encoded_count["images"] == 6
+    embeddings = _featurizer(tiny_clip_name).transform([p for p in paths if "garbage" not in p])
+    assert encoded_count["images"] == 6
+    np.testing.assert_array_equal(embeddings[[0, 2, 7]], embeddings[[0, 0, 0]])
+    np.testing.assert_array_equal(embeddings[[1, 8]], embeddings[[1, 1]])
 
 
 def test_large_images_are_downscaled_before_interventions_only(tiny_clip_name):
