@@ -78,7 +78,11 @@ class ImageSource:
         return self._size
 
     def read(self) -> ImageSource:
-        """Read and hash the file once, keeping its bytes until :meth:`release`."""
+        """Read and hash the file once, keeping its bytes until :meth:`release`.
+
+        A file whose key was remembered is read and hashed again: its key then comes from the
+        bytes read, so that a caller can tell whether the file changed since.
+        """
         if self._path is None or self.error is not None or self._data is not None:
             return self
         try:
@@ -87,7 +91,8 @@ class ImageSource:
             self.error = f"cannot read file ({error.strerror or error})"
             return self
         self.key = hashlib.sha1(self._data).hexdigest()
-        _remember_key(self._memo_key, self.key)
+        if self._memo_key is not None:
+            _remember_key(self._memo_key, self.key)
         self._size = 0
         return self
 

@@ -14,7 +14,7 @@ import diskcache
 import numpy as np
 import pytest
 import torch
-from PIL import ImageOps
+from PIL import Image, ImageOps
 
 from skcicm.cache_keys import intervened_key, interventions_cache_id
 from skcicm.embedding_cache import EmbeddingCache, clear_memory_cache
@@ -54,6 +54,15 @@ INTERVENTIONS_ID = interventions_cache_id([_Invert()], random_state=0)
 def _images(rows):
     """Distinct images whose (stand-in) embedding is the row number three times."""
     return [np.full((4, 4, 3), row, dtype=np.uint8) for row in rows]
+
+
+def _files(rows, folder):
+    """The images of :func:`_images` as PNG files (lossless: the same embeddings)."""
+    paths = []
+    for row, image in zip(rows, _images(rows), strict=True):
+        paths.append(str(folder / f"{row}.png"))
+        Image.fromarray(image).save(paths[-1])
+    return paths
 
 
 def _expected(rows):
@@ -225,8 +234,12 @@ def test_claims_are_released_when_encoding_fails(tmp_path):
         assert mine == _keys(rows)
 
 
-def test_keys_whose_owner_failed_are_encoded_by_the_worker_waiting_for_them(tmp_path):
+@pytest.mark.parametrize("as_files", [False, True])
+def test_keys_whose_owner_failed_are_encoded_by_the_worker_waiting_for_them(tmp_path, as_files):
     rows = list(range(5))
+    # From files, the waiter finds their keys remembered (both read them in this process) and
+    # must still read and hash them again to encode them.
+    inputs = _files(rows, tmp_path) if as_files else _images(rows)
     owner_cache, waiter_cache = EmbeddingCache(MODEL, tmp_path), EmbeddingCache(MODEL, tmp_path)
     owner_encoding, waiter_waiting = threading.Event(), threading.Event()
     failures, results = [], []
@@ -239,7 +252,7 @@ def test_keys_whose_owner_failed_are_encoded_by_the_worker_waiting_for_them(tmp_
     def owner():
         encoder = _encoder(owner_cache, tmp_path / "owner.log", fail_once_the_waiter_waits)
         try:
-            encoder.embed(_images(rows), VIEWS)
+            encoder.embed(inputs, VIEWS)
         except RuntimeError as error:
             failures.append(error)
 
@@ -254,7 +267,7 @@ def test_keys_whose_owner_failed_are_encoded_by_the_worker_waiting_for_them(tmp_
     owner_thread.start()
     assert owner_encoding.wait(timeout=PATIENCE_SECONDS)
     waiter = _encoder(waiter_cache, tmp_path / "waiter.log")
-    results.extend(waiter.embed(_images(rows), VIEWS))
+    results.extend(waiter.embed(inputs, VIEWS))
     owner_thread.join(timeout=PATIENCE_SECONDS)
     assert [str(error) for error in failures] == ["out of memory"]
     assert waiter_waiting.is_set()
