@@ -21,9 +21,10 @@ import contextlib
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -54,35 +55,19 @@ def bounded_loop(loaded: LoadedCLIP, paths: list[str], batch_size: int, in_fligh
                 batch = []
 
 
-@contextlib.contextmanager
-def undone(variant: str) -> Iterator[None]:
+def undone(variant: str) -> contextlib.AbstractContextManager:
     """The featurizer with one part of the threaded pipeline undone (see the module)."""
-    with contextlib.ExitStack() as stack:
-        patch = stack.enter_context(_patching())
-        if variant == "one-image-per-task":
-            patch(image_encoding.ImageEncoder, "_images_per_task", lambda self, views: 1)
-        elif variant == "reads-in-decoding-pool":
-            patch(image_encoding, "_executor", _one_pool_for_both())
-        elif variant == "two-batches-ahead":
-            from skcicm import decode_threads
+    if variant == "one-image-per-task":
+        return mock.patch.object(
+            image_encoding.ImageEncoder, "_images_per_task", lambda self, views: 1
+        )
+    if variant == "reads-in-decoding-pool":
+        return mock.patch.object(image_encoding, "_executor", _one_pool_for_both())
+    if variant == "two-batches-ahead":
+        from skcicm import decode_threads
 
-            patch(decode_threads, "DECODED_BYTES", 1)
-        yield
-
-
-@contextlib.contextmanager
-def _patching() -> Iterator[Callable]:
-    saved = []
-
-    def patch(owner, name, value):
-        saved.append((owner, name, getattr(owner, name)))
-        setattr(owner, name, value)
-
-    try:
-        yield patch
-    finally:
-        for owner, name, value in reversed(saved):
-            setattr(owner, name, value)
+        return mock.patch.object(decode_threads, "DECODED_BYTES", 1)
+    return contextlib.nullcontext()
 
 
 def _one_pool_for_both() -> Callable:

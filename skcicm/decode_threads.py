@@ -117,6 +117,7 @@ class ThreadedDecoding:
                 continue
             window_left = [len(tasks)]  # one counter that the window's tasks share
             self._planned.extend((task, window_left) for task in tasks)
+            # The threads start on this window while the next one is looked up in the cache.
             self._start_decoding()
         self._start_decoding()
 
