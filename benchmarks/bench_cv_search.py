@@ -24,7 +24,9 @@ import sklearn
 from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
 
 import skcicm.model_selection._cv as cv_module
-from skcicm import InvariantCausalMechanism, InvariantCausalMechanismCV, statistics, subspace
+from skcicm import InvariantCausalMechanism, InvariantCausalMechanismCV
+from skcicm.icm import _statistics as statistics
+from skcicm.icm import _subspace as subspace
 
 LAMS = [0.0, 0.1, 1.0, 10.0, 100.0]
 

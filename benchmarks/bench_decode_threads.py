@@ -1,9 +1,9 @@
 """Which parts of the threaded decoding pipeline the featurizer's throughput owes to.
 
 Runs ``CLIPFeaturizer.transform`` (cold, memory-only cache) with ``worker_type="threads"``
-as it is and with one part of ``skcicm.decode_threads`` undone at a time, plus a bare loop
-that keeps a fixed number of images in flight, one thread task each. Every variant is timed
-in turns with the bare ``pool.map`` loop of ``bench_featurizer_throughput.py``; the script
+as it is and with one part of ``skcicm.featurizer._decode_threads`` undone at a time, plus a
+bare loop that keeps a fixed number of images in flight, one thread task each. Every variant
+is timed in turns with the bare ``pool.map`` loop of ``bench_featurizer_throughput.py``; the script
 prints each variant's median time and the ratio median(pool.map) / median(variant), so 1.0
 means as fast as the bare loop.
 
@@ -30,8 +30,9 @@ import numpy as np
 import torch
 from bench_featurizer_throughput import Files, bare_loop, cold, write_pngs
 
-from skcicm import CLIPFeaturizer, image_encoding
-from skcicm.models import LoadedCLIP, load_clip
+from skcicm import CLIPFeaturizer
+from skcicm.featurizer import LoadedCLIP, load_clip
+from skcicm.featurizer import _image_encoding as image_encoding
 
 
 def bounded_loop(loaded: LoadedCLIP, paths: list[str], batch_size: int, in_flight: int) -> None:
@@ -64,7 +65,7 @@ def undone(variant: str) -> contextlib.AbstractContextManager:
     if variant == "reads-in-decoding-pool":
         return mock.patch.object(image_encoding, "_executor", _one_pool_for_both())
     if variant == "two-batches-ahead":
-        from skcicm import decode_threads
+        from skcicm.featurizer import _decode_threads as decode_threads
 
         return mock.patch.object(decode_threads, "DECODED_BYTES", 1)
     return contextlib.nullcontext()

@@ -8,7 +8,7 @@ on the same ToyWorld images, model and grid; encodes are counted in every worker
 - ``default``: ``cache_dir="auto"`` (a fresh ``SKCICM_CACHE_DIR``), serial;
 - ``n_jobs=2, memory only``: each loky worker has its own memory cache, so it re-encodes;
 - ``n_jobs=2, default, unclaimed``: as below, but workers do not claim the keys they encode
-  (:mod:`skcicm.encoding_claims` turned off), as before claims existed: workers that find the
+  (:mod:`skcicm.featurizer.cache` turned off), as before claims existed: workers that find the
   same keys missing at once both encode them;
 - ``n_jobs=2, default``: ``cache_dir="auto"`` (a fresh ``SKCICM_CACHE_DIR``), shared by workers,
   which claim keys before encoding them.
@@ -35,7 +35,7 @@ from sklearn.pipeline import Pipeline
 
 from skcicm import CLIPFeaturizer, InvariantCausalMechanism
 from skcicm.datasets import make_toyworld
-from skcicm.embedding_cache import EmbeddingCache
+from skcicm.featurizer.cache import EmbeddingCache
 
 ENCODE_LOG = "SKCICM_BENCH_ENCODE_LOG"
 UNCLAIMED = "SKCICM_BENCH_UNCLAIMED"

@@ -4,12 +4,12 @@ Both layouts are written and read in the same run, with the same keys and embedd
 
 - baseline: the layout skcicm used before, one ``.npy`` file per embedding under a two-letter
   sub-folder, each written to a temporary file and renamed;
-- store: :class:`skcicm.embedding_store.DiskStore` (checksummed entries in SQLite), written in
-  batches of 64 as the featurizer does, each batch synced to disk.
+- store: ``DiskStore`` of ``skcicm.featurizer.cache._store`` (checksummed entries in SQLite),
+  written in batches of 64 as the featurizer does, each batch synced to disk.
 
 Lookups read every entry in a random order, in batches of 64, from a freshly opened store.
 The claims a worker makes on the keys of a batch before encoding it, and releases once it is
-stored (:mod:`skcicm.encoding_claims`), are timed on the same keys, in batches of 64, against
+stored (:mod:`skcicm.featurizer.cache`), are timed on the same keys, in batches of 64, against
 the store's write.
 
     python benchmarks/bench_embedding_store.py [--n 100000] [--dim 512]
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skcicm.embedding_store import close_stores, open_store
+from skcicm.featurizer.cache._store import close_stores, open_store
 
 BATCH = 64
 

@@ -31,10 +31,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from skcicm import CLIPFeaturizer, interventions
-from skcicm.embedding_cache import clear_memory_cache
-from skcicm.images import forget_file_keys
-from skcicm.models import LoadedCLIP, load_clip
+from skcicm import CLIPFeaturizer
+from skcicm.featurizer import LoadedCLIP, load_clip
+from skcicm.featurizer import _interventions as interventions
+from skcicm.featurizer._images import forget_file_keys
+from skcicm.featurizer.cache import clear_memory_cache
 
 
 def write_pngs(folder: Path, n: int, size: int, seed: int = 0) -> list[str]:

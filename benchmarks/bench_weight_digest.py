@@ -21,7 +21,8 @@ import time
 
 import open_clip
 
-from skcicm import models, weight_digests
+from skcicm.featurizer import _models as models
+from skcicm.featurizer import _weight_digests as weight_digests
 
 
 def fingerprint_seconds(name: str, forget_records: bool) -> float:

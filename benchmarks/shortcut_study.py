@@ -68,8 +68,8 @@ from skcicm.datasets import (
     render_counterfactuals,
     worst_group_accuracy,
 )
-from skcicm.estimator import DEFAULT_PROBE_C
 from skcicm.evaluation.reporting import mean_confidence_interval
+from skcicm.icm._estimator import DEFAULT_PROBE_C
 from skcicm.model_selection import InterventionalScorer
 from skcicm.prompts import attribute_prompt_pairs, pairs_without_words, style_prompt_pairs
 

@@ -70,7 +70,7 @@ from skcicm.datasets.registry import TOYWORLD_SEED, load_toyworld_dataset
 from skcicm.evaluation import EmbeddedDataset, domain_shift, domain_shift_split, embed_dataset
 from skcicm.evaluation.reporting import markdown_table, mean_confidence_interval, write_rows
 from skcicm.evaluation.sweep import fit_method
-from skcicm.models import resolve_model_name
+from skcicm.featurizer import resolve_model_name
 from skcicm.prompts import domain_prompt_pairs
 
 SOURCES: tuple[str, ...] = ("augment", "text", "counterfactual", "domain")

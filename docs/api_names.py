@@ -1,7 +1,7 @@
 """Which names the API reference documents; shared by docs/conf.py and the docstring tests.
 
-One page per public package, listing every name of its ``__all__`` (for a module without
-``__all__``, the public functions and classes defined in it).
+One page per public package (a section of the API reference), listing every name of its
+``__all__`` (for a module without ``__all__``, the public functions and classes defined in it).
 """
 
 from __future__ import annotations
@@ -9,19 +9,17 @@ from __future__ import annotations
 import inspect
 from types import ModuleType
 
+#: In the order of the API reference: the four core names first, then one package per concept.
+#: Private modules (``_name.py``) are not documented; their public names are re-exported here.
 PUBLIC_MODULES = (
     "skcicm",
-    "skcicm.datasets",
-    "skcicm.evaluation",
+    "skcicm.featurizer",
+    "skcicm.featurizer.cache",
+    "skcicm.icm",
     "skcicm.model_selection",
     "skcicm.prompts",
-    "skcicm.fit_context",
-    "skcicm.statistics",
-    "skcicm.distributed",
-    "skcicm.embedding_cache",
-    "skcicm.embedding_store",
-    "skcicm.encoding_claims",
-    "skcicm.cache_keys",
+    "skcicm.datasets",
+    "skcicm.evaluation",
 )
 
 

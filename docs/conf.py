@@ -125,9 +125,30 @@ def _write_if_changed(path: Path, text: str) -> None:
         path.write_text(text)
 
 
+def _api_overview(documented: dict[int, str]) -> str:
+    """The tables of docs/api.rst: one section per package, in the order of ``PUBLIC_MODULES``,
+    each public object with its one-line summary, linked to its page (an object re-exported by
+    a later package is listed under the package that documents it)."""
+    lines: list[str] = []
+    for module_name in PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        summary = (inspect.getdoc(module) or "").split("\n\n")[0].replace("\n", " ")
+        title = f":mod:`{module_name}`"
+        lines += [title, "-" * len(title), "", summary, "", ".. autosummary::", ""]
+        for name in public_names(module):
+            obj = getattr(module, name)
+            page = documented.get(id(obj), f"{module_name}.{name}")
+            if page.rsplit(".", 1)[0] == module_name:
+                lines.append(f"   ~{page}")
+        lines.append("")
+    return "\n".join(lines)
+
+
 _documented: dict[int, str] = {}
 for _name in PUBLIC_MODULES:
     _write_if_changed(DOCS / "api" / f"{_name}.rst", _api_page(_name, _documented))
+# Not a .rst file, so that Sphinx reads it only where docs/api.rst includes it.
+_write_if_changed(DOCS / "api" / "overview.inc", _api_overview(_documented))
 
 autosummary_generate = True
 # Methods inherited from scikit-learn (get_params, set_output, set_fit_request...) are
@@ -206,14 +227,16 @@ sphinx_gallery_conf = {
 # -- HTML ----------------------------------------------------------------------------------------
 # The estimators' HTML repr in a notebook links to their page of this site,
 # ``<site root>/api/generated/skcicm.<Name>.html``, as scikit-learn's do. The site root is
-# ``skcicm.estimator.DOCS_URL``: a placeholder until the site is published; set the environment
-# variable SKCICM_DOCS_URL (read when skcicm is imported) to the root where this build is
-# served, e.g. ``file:///path/to/docs/_build/html/``, to make those links point here.
+# ``DOCS_URL`` of ``skcicm/icm/_estimator.py``: a placeholder until the site is published; set
+# the environment variable SKCICM_DOCS_URL (read when skcicm is imported) to the root where this
+# build is served, e.g. ``file:///path/to/docs/_build/html/``, to make those links point here.
 html_theme = "pydata_sphinx_theme"
 html_title = f"skcicm {release}"
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
 html_theme_options = {
+    # Every entry of the index's table of contents in the top bar, none under "More".
+    "header_links_before_dropdown": 9,
     "navbar_end": ["theme-switcher", "navbar-icon-links"],
     "secondary_sidebar_items": ["page-toc"],
     "show_toc_level": 2,

@@ -1,6 +1,6 @@
 """The batch formulas of CLIP-ICM's statistics, written out plainly as test references.
 
-The library accumulates these quantities in bounded chunks (:mod:`skcicm.statistics`); the
+The library accumulates these quantities in bounded chunks (:mod:`skcicm.icm`); the
 tests check the streamed values against these whole-array definitions.
 """
 

@@ -28,7 +28,7 @@ def tiny_clip_dir(tmp_path_factory):
     import open_clip
     import torch
 
-    from skcicm.models import save_local_dir
+    from skcicm.featurizer import save_local_dir
 
     torch.manual_seed(0)
     model = open_clip.CLIP(**TINY_MODEL_CFG)
@@ -75,7 +75,7 @@ def encoded_count(monkeypatch):
     """Count the images that go through the image encoder, starting from an empty cache."""
     import open_clip
 
-    from skcicm.embedding_cache import clear_memory_cache
+    from skcicm.featurizer.cache import clear_memory_cache
 
     counter = {"images": 0}
     original = open_clip.model.CLIP.encode_image

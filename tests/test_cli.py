@@ -14,7 +14,7 @@ from _protocol_fixtures import write_image_folder
 from skcicm import CLIPFeaturizer, InvariantCausalMechanism
 from skcicm.cli import build_parser, main
 from skcicm.evaluation.options import DEFAULT_LAM, default_n_components
-from skcicm.models import registered_models, resolve_model_name
+from skcicm.featurizer import registered_models, resolve_model_name
 
 PACS_DOMAINS = "art_painting,photo,sketch"
 
@@ -466,7 +466,7 @@ def test_option_errors_come_before_the_weights_are_loaded(
     tmp_path, capsys, monkeypatch, args, message
 ):
     # The model's configuration gives the embedding dimension; no weights need loading.
-    from skcicm import models
+    from skcicm.featurizer import _models as models
 
     def loading(*_, **__):
         raise AssertionError("weights loaded before the options were checked")

@@ -9,7 +9,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, Normalizer, StandardScaler
 
 from skcicm import InvariantCausalMechanism, NoInterventionError
-from skcicm.fit_context import EmbeddingsWithContext
+from skcicm.icm import EmbeddingsWithContext
 
 
 def _carried(seed=0, n=60, d=6):
@@ -133,7 +133,7 @@ def test_real_featurizer_with_a_scaler_in_between_raises(tiny_clip_name, domain_
 
 
 def test_a_wrapped_scaler_applies_to_the_intervened_views_too():
-    from skcicm.fit_context import TransformWithContext
+    from skcicm.icm import TransformWithContext
 
     X, y = _inputs()
     pipeline = make_pipeline(

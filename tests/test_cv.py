@@ -6,12 +6,8 @@ import sklearn
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, KFold, LeaveOneGroupOut, ShuffleSplit
 
-from skcicm import (
-    InvariantCausalMechanism,
-    InvariantCausalMechanismCV,
-    NoInterventionError,
-    subspace,
-)
+from skcicm import InvariantCausalMechanism, InvariantCausalMechanismCV, NoInterventionError
+from skcicm.icm import _subspace as subspace
 
 LAMS, KS = [0.0, 0.5, 5.0], [1, 2, 4]
 

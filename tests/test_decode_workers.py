@@ -12,10 +12,11 @@ import torch
 from PIL import Image
 from sklearn.utils._param_validation import InvalidParameterError
 
-from skcicm import CLIPFeaturizer, image_encoding
-from skcicm.embedding_cache import clear_memory_cache
-from skcicm.images import ImageLoadError, ImageSource, forget_file_keys
-from skcicm.interventions import ImageInterventions
+from skcicm import CLIPFeaturizer
+from skcicm.featurizer import ImageInterventions
+from skcicm.featurizer import _image_encoding as image_encoding
+from skcicm.featurizer._images import ImageLoadError, ImageSource, forget_file_keys
+from skcicm.featurizer.cache import clear_memory_cache
 
 
 def _featurizer(name, **params):
@@ -123,7 +124,7 @@ def test_remembered_files_are_read_once_by_the_workers(
     first = featurizer.transform(paths)
     clear_memory_cache()  # file keys still remembered: the workers read the files themselves
     log = tmp_path / "reads.log"
-    from skcicm import images as images_module
+    from skcicm.featurizer import _images as images_module
 
     read_file = images_module._read_regular_file
 

@@ -5,13 +5,13 @@ import pytest
 from PIL import Image
 
 from skcicm import CLIPFeaturizer
-from skcicm.embedding_cache import clear_memory_cache
-from skcicm.models import UnknownModelError
+from skcicm.featurizer import UnknownModelError
+from skcicm.featurizer.cache import clear_memory_cache
 
 distributed = pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")
 
-from skcicm.distributed import encode_images_dask  # noqa: E402
+from skcicm.featurizer._distributed import encode_images_dask  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def _featurizer(name, **params):
 
 
 def _models_loaded():
-    from skcicm.models import _load_resolved
+    from skcicm.featurizer._models import _load_resolved
 
     return _load_resolved.cache_info().misses
 

@@ -19,19 +19,19 @@ from torchvision import transforms as v1
 from torchvision.transforms import v2
 
 from skcicm import CLIPFeaturizer
-from skcicm.cache_keys import (
+from skcicm.featurizer.cache._keys import (
     UncachedInterventionWarning,
     interventions_cache_id,
     transform_cache_key,
 )
-from skcicm.embedding_cache import (
+from skcicm.featurizer.cache._memory import (
     DEFAULT_MEMORY_LIMIT_BYTES,
     EmbeddingCache,
     clear_memory_cache,
     memory_cache_info,
     set_memory_cache_limit,
 )
-from skcicm.embedding_store import (
+from skcicm.featurizer.cache._store import (
     CacheIntegrityWarning,
     ReadOnlyCacheWarning,
     close_stores,
@@ -78,7 +78,7 @@ def _brightness(factor):
     return lambda image: ImageEnhance.Brightness(image).enhance(factor)
 
 
-@pytest.mark.filterwarnings("ignore::skcicm.cache_keys.UncachedInterventionWarning")
+@pytest.mark.filterwarnings("ignore::skcicm.featurizer.cache._keys.UncachedInterventionWarning")
 def test_closures_with_different_parameters_never_share_embeddings(
     tiny_clip_name, domain_images, tmp_path
 ):
@@ -300,7 +300,7 @@ _WRITER = textwrap.dedent(
     """
     import sys
     import numpy as np
-    from skcicm.embedding_store import open_store
+    from skcicm.featurizer.cache._store import open_store
 
     store = open_store(sys.argv[1])
     start, stop, forever = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "forever"
@@ -370,7 +370,9 @@ def test_memory_cache_evicts_least_recently_used_beyond_its_byte_limit():
 def test_memory_cache_limit_is_validated_and_read_from_the_environment():
     with pytest.raises(ValueError, match="n_bytes must be an int >= 0"):
         set_memory_cache_limit(-1)
-    code = "from skcicm.embedding_cache import memory_cache_info; print(memory_cache_info())"
+    code = (
+        "from skcicm.featurizer.cache._memory import memory_cache_info; print(memory_cache_info())"
+    )
     environment = {**os.environ, "SKCICM_MEMORY_CACHE_BYTES": "12345"}
     output = subprocess.run(
         [sys.executable, "-c", code], env=environment, cwd=REPO, capture_output=True, text=True

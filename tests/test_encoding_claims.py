@@ -1,4 +1,4 @@
-"""Workers sharing an on-disk embedding cache encode each key once (skcicm.encoding_claims).
+"""Workers sharing an on-disk embedding cache encode each key once (featurizer/cache/_claims.py).
 
 Overlaps are forced with barriers and events, never with timing: each test fails the same way
 every time if claims are not made, not respected, not released or not taken over.
@@ -16,13 +16,12 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from skcicm.cache_keys import intervened_key, interventions_cache_id
-from skcicm.embedding_cache import EmbeddingCache, clear_memory_cache
-from skcicm.embedding_store import close_stores
-from skcicm.encoding_claims import KeyClaims, _claim_key
-from skcicm.image_encoding import ImageEncoder
-from skcicm.images import image_source
-from skcicm.interventions import ImageInterventions
+from skcicm.featurizer import ImageInterventions
+from skcicm.featurizer._image_encoding import ImageEncoder
+from skcicm.featurizer._images import image_source
+from skcicm.featurizer.cache import EmbeddingCache, clear_memory_cache, close_stores
+from skcicm.featurizer.cache._claims import KeyClaims, _claim_key
+from skcicm.featurizer.cache._keys import intervened_key, interventions_cache_id
 
 MODEL = "claims-test"
 # Bounds on waits that end as soon as what they wait for happens; reached only on failure.

@@ -13,8 +13,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skcicm import InvariantCausalMechanism, NoInterventionError
-from skcicm.fit_context import EmbeddingsWithContext
-from skcicm.statistics import InterventionStatistics
+from skcicm.icm import EmbeddingsWithContext, InterventionStatistics
 
 
 # No check is skipped by us (scikit-learn itself skips check_array_api_input unless

@@ -9,18 +9,18 @@ import pytest
 import torch
 from PIL import Image
 
-from skcicm import CLIPFeaturizer, models
-from skcicm.cache_keys import UncachedInterventionWarning
-from skcicm.embedding_cache import clear_memory_cache
-from skcicm.embedding_store import open_store
-from skcicm.images import ImageLoadError
-from skcicm.models import (
+from skcicm import CLIPFeaturizer
+from skcicm.featurizer import (
+    ImageLoadError,
     UnknownModelError,
     WeightsUnavailableError,
     load_clip,
     register_model,
     unregister_model,
 )
+from skcicm.featurizer import _models as models
+from skcicm.featurizer.cache import UncachedInterventionWarning, clear_memory_cache
+from skcicm.featurizer.cache._store import open_store
 
 
 def _featurizer(name, **params):

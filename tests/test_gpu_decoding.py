@@ -9,12 +9,11 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from skcicm import CLIPFeaturizer
-from skcicm.decode_workers import prepare_views
-from skcicm.embedding_cache import clear_memory_cache
-from skcicm.gpu_decoding import JPEGDecoder, tensor_preprocessing
-from skcicm.images import ImageLoadError, image_source
-from skcicm.interventions import ImageInterventions, paper_interventions
-from skcicm.models import load_clip
+from skcicm.featurizer import ImageInterventions, load_clip, paper_interventions
+from skcicm.featurizer._decode_workers import prepare_views
+from skcicm.featurizer._gpu_decoding import JPEGDecoder, tensor_preprocessing
+from skcicm.featurizer._images import ImageLoadError, image_source
+from skcicm.featurizer.cache import clear_memory_cache
 
 
 def _jpeg(image, path):

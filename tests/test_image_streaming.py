@@ -13,11 +13,12 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from skcicm import CLIPFeaturizer, decode_threads, image_encoding
-from skcicm.cache_keys import UncachedInterventionWarning
-from skcicm.embedding_cache import clear_memory_cache
-from skcicm.images import ImageLoadError, ImageSource, forget_file_keys
-from skcicm.interventions import ImageInterventions, paper_interventions
+from skcicm import CLIPFeaturizer
+from skcicm.featurizer import ImageInterventions, paper_interventions
+from skcicm.featurizer import _decode_threads as decode_threads
+from skcicm.featurizer import _image_encoding as image_encoding
+from skcicm.featurizer._images import ImageLoadError, ImageSource, forget_file_keys
+from skcicm.featurizer.cache import UncachedInterventionWarning, clear_memory_cache
 
 
 def _featurizer(name, **params):
@@ -121,7 +122,7 @@ def test_cached_transform_stats_files_without_reading_them(
         raise AssertionError(f"{path} was read again")
 
     with monkeypatch.context() as patched:
-        patched.setattr("skcicm.images._read_regular_file", no_reading)
+        patched.setattr("skcicm.featurizer._images._read_regular_file", no_reading)
         np.testing.assert_array_equal(featurizer.transform(paths), first)
     # A changed file (new size and time) is read and encoded again; the others are not.
     Image.fromarray(images[10]).save(paths[2])

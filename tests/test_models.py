@@ -13,15 +13,17 @@ import pytest
 import torch
 
 from conftest import TINY_MODEL_CFG, TINY_PREPROCESS_CFG
-from skcicm import CLIPFeaturizer, models, weight_digests
-from skcicm.embedding_cache import clear_memory_cache
-from skcicm.models import (
+from skcicm import CLIPFeaturizer
+from skcicm.featurizer import (
     WeightsFileError,
     WeightsUnavailableError,
     load_clip,
     model_fingerprint,
     save_local_dir,
 )
+from skcicm.featurizer import _models as models
+from skcicm.featurizer import _weight_digests as weight_digests
+from skcicm.featurizer.cache import clear_memory_cache
 
 TINY_ARCHITECTURE = "skcicm-tiny-models-test"
 

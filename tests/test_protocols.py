@@ -13,7 +13,6 @@ from sklearn.linear_model import LogisticRegression
 
 from skcicm import CLIPFeaturizer, InvariantCausalMechanism
 from skcicm.datasets.domainbed import domainbed_holdout_mask, load_domainbed
-from skcicm.embedding_cache import clear_memory_cache
 from skcicm.evaluation import (
     EmbeddedDataset,
     base_classes,
@@ -27,6 +26,7 @@ from skcicm.evaluation import (
     read_rows,
     write_rows,
 )
+from skcicm.featurizer.cache import clear_memory_cache
 from skcicm.model_selection import check_grid, lodo_grid_search
 
 DOMAINS = ["a", "b", "c"]

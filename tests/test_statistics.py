@@ -5,8 +5,8 @@ import pytest
 from _batch_formulas import domain_contrast_deltas, second_moment
 
 from skcicm import InvariantCausalMechanism
-from skcicm import statistics as stats_module
-from skcicm.statistics import InterventionStatistics
+from skcicm.icm import InterventionStatistics
+from skcicm.icm import _statistics as stats_module
 
 
 def _data(n=300, d=6, n_views=3, seed=0):

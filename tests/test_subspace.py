@@ -5,7 +5,7 @@ import pytest
 import scipy.linalg
 from _batch_formulas import domain_contrast_deltas, intervention_covariance, second_moment
 
-from skcicm.subspace import invariant_subspace
+from skcicm.icm import invariant_subspace
 
 
 def test_second_moment_matches_sum_of_outer_products():

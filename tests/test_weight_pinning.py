@@ -11,9 +11,8 @@ import torch
 from sklearn.pipeline import Pipeline
 
 from skcicm import CLIPFeaturizer, InvariantCausalMechanism
-from skcicm.cache_keys import ModelWeightsChangedError
-from skcicm.embedding_cache import clear_memory_cache
-from skcicm.models import _load_resolved, save_local_dir
+from skcicm.featurizer._models import _load_resolved, save_local_dir
+from skcicm.featurizer.cache import ModelWeightsChangedError, clear_memory_cache
 
 
 def _new_process_state():

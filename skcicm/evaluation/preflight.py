@@ -28,14 +28,14 @@ def embedding_dim(featurizer: Any) -> int:
 
     A fitted :class:`~skcicm.CLIPFeaturizer` records it (``embedding_dim_``); an unfitted one
     reads it from its model's configuration, without loading the weights
-    (:func:`skcicm.models.configured_embedding_dim`). Any other featurizer, or an ``hf-hub:``
+    (:func:`skcicm.featurizer.configured_embedding_dim`). Any other featurizer, or an ``hf-hub:``
     model not downloaded yet, is asked for one class embedding of one prompt: a single text
     encoding (it loads the model, which encoding the images would do anyway).
     The featurizer is not fitted here, so that the caller's object is left as it was given.
     """
     dim = getattr(featurizer, "embedding_dim_", None)
     if dim is None and hasattr(featurizer, "model_name"):
-        from skcicm.models import configured_embedding_dim
+        from skcicm.featurizer._models import configured_embedding_dim
 
         dim = configured_embedding_dim(
             featurizer.model_name, featurizer.pretrained, getattr(featurizer, "weights_dir", None)

@@ -28,7 +28,6 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from skcicm.datasets.domainbed import domainbed_holdout_mask
-from skcicm.estimator import InvariantCausalMechanism
 from skcicm.evaluation.embedded import EmbeddedDataset, check_interventions
 from skcicm.evaluation.options import (
     TUNING,
@@ -39,6 +38,7 @@ from skcicm.evaluation.options import (
 )
 from skcicm.evaluation.preflight import check_options, embedding_dim, unencoded
 from skcicm.evaluation.selection import Candidate, SelectionContext, select, validation_views
+from skcicm.icm._estimator import InvariantCausalMechanism
 from skcicm.model_selection import check_grid
 
 # Estimator parameters that shape the ICM subspace only: plain CLIP (lam = 0, K = d with the

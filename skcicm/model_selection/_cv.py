@@ -28,9 +28,9 @@ from sklearn.utils.metadata_routing import get_routing_for_object
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_method_params, check_is_fitted, validate_data
 
-from skcicm.estimator import DOC_LINK_TEMPLATE, InvariantCausalMechanism, _default_classifier
-from skcicm.fit_context import complete_from_context
-from skcicm.fit_inputs import (
+from skcicm.icm._estimator import DOC_LINK_TEMPLATE, InvariantCausalMechanism, _default_classifier
+from skcicm.icm._fit_context import complete_from_context
+from skcicm.icm._fit_inputs import (
     NoInterventionError,
     check_class_embeddings,
     check_domains,
@@ -40,11 +40,11 @@ from skcicm.fit_inputs import (
     has_domain_contrast,
     missing_intervention_message,
 )
+from skcicm.icm._statistics import InterventionStatistics
+from skcicm.icm._subspace import select_components, solve_eigenproblem
 from skcicm.model_selection._folds import Candidate, FoldProjections, fit_probe, fold_statistics
 from skcicm.model_selection._params import check_grid
 from skcicm.model_selection._scoring import InterventionalScorer
-from skcicm.statistics import InterventionStatistics
-from skcicm.subspace import select_components, solve_eigenproblem
 
 TUNABLE_CHOICES = {"selection": ("largest", "smallest"), "lam_scale": ("absolute", "trace")}
 

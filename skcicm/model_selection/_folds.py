@@ -14,9 +14,9 @@ from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 
-from skcicm.estimator import InvariantCausalMechanism, _default_classifier
-from skcicm.statistics import InterventionStatistics
-from skcicm.subspace import unit_rows
+from skcicm.icm._estimator import InvariantCausalMechanism, _default_classifier
+from skcicm.icm._statistics import InterventionStatistics
+from skcicm.icm._subspace import unit_rows
 
 
 class Candidate(InvariantCausalMechanism):

@@ -24,7 +24,7 @@ from torchvision import transforms as transforms_v1
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import v2
 
-from skcicm.images import ImageSource
+from skcicm.featurizer._images import ImageSource
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 

@@ -5,10 +5,10 @@ Memory does not grow with the number of images beyond the output: a window holds
 next one is read ahead), decoded images turn into model-sized tensors as soon as a decoding
 thread is done with them, and embeddings go straight into preallocated output rows. Each file
 is read once. With ``worker_type="threads"``, the threads decode ahead of the model across
-windows, by a bounded number of model inputs (see :mod:`skcicm.decode_threads`); with
-``"processes"``, DataLoader worker processes decode instead (see :mod:`skcicm.decode_workers`).
+windows, by a bounded number of model inputs (see :mod:`skcicm.featurizer`); with
+``"processes"``, DataLoader worker processes decode instead (see :mod:`skcicm.featurizer`).
 Either way the reading, hashing and cache lookups stay in this process. A file's content key
-is remembered (see :mod:`skcicm.images`), so a call whose embeddings are all cached only
+is remembered (see :mod:`skcicm.featurizer`), so a call whose embeddings are all cached only
 ``stat``\\ s the files."""
 
 from __future__ import annotations
@@ -28,19 +28,19 @@ from torchvision import transforms as transforms_v1
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
-from skcicm.cache_keys import intervened_key
-from skcicm.decode_threads import ThreadedDecoding, submit_reads
-from skcicm.decode_workers import (
+from skcicm.featurizer._decode_threads import ThreadedDecoding, submit_reads
+from skcicm.featurizer._decode_workers import (
     Task,
     ViewsDataset,
     check_workers_can_start,
     decoding_loader,
     prepare_views,
 )
-from skcicm.embedding_cache import EmbeddingCache
-from skcicm.gpu_decoding import JPEGDecoder
-from skcicm.images import ImageLoadError, ImageSource, image_source
-from skcicm.interventions import ImageInterventions
+from skcicm.featurizer._gpu_decoding import JPEGDecoder
+from skcicm.featurizer._images import ImageLoadError, ImageSource, image_source
+from skcicm.featurizer._interventions import ImageInterventions
+from skcicm.featurizer.cache._keys import intervened_key
+from skcicm.featurizer.cache._memory import EmbeddingCache
 
 #: Bytes of image files held at once, at most (a window of one larger file is allowed).
 WINDOW_BYTES = 256 << 20
@@ -60,7 +60,7 @@ class ImageEncoder:
     interventions : ImageInterventions or None
         Needed when any requested view is not None.
     interventions_id : str or None
-        :func:`skcicm.cache_keys.interventions_cache_id` of the interventions; None keys the
+        :func:`skcicm.featurizer.cache.interventions_cache_id` of the interventions; None keys the
         intervened copies so that the cache never stores them.
     batch_size, num_workers, worker_type, progress
         As in :class:`skcicm.CLIPFeaturizer`.
@@ -138,7 +138,7 @@ class ImageEncoder:
 
         Raises
         ------
-        skcicm.images.ImageLoadError
+        skcicm.featurizer.ImageLoadError
             Naming every image that could not be read or intervened on, after all the
             others have been encoded and cached.
         """

@@ -24,8 +24,8 @@ from concurrent.futures import Executor, Future
 
 import torch
 
-from skcicm.decode_workers import Task
-from skcicm.images import ImageSource
+from skcicm.featurizer._decode_workers import Task
+from skcicm.featurizer._images import ImageSource
 
 #: Bytes of decoded model inputs, at most, waiting for the model (at least two batches).
 DECODED_BYTES = 128 << 20

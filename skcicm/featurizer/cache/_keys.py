@@ -1,9 +1,9 @@
 """What identifies an embedding: the model's weights, the image content and the intervention.
 
 Cache keys must never let two different embeddings share a key, within a process or across
-processes. Model weights are identified by :attr:`skcicm.models.LoadedCLIP.fingerprint`, image
-content by :attr:`skcicm.images.ImageSource.key`; this module identifies intervention lists and
-pins a fitted featurizer to the weights it was fitted with.
+processes. Model weights are identified by :attr:`skcicm.featurizer.LoadedCLIP.fingerprint`,
+image content by ``ImageSource.key`` (``skcicm.featurizer._images``); this module identifies
+intervention lists and pins a fitted featurizer to the weights it was fitted with.
 
 An intervention list is cacheable only when every transform in it has a stable key:
 
@@ -124,7 +124,7 @@ def interventions_cache_id(transforms: Sequence[Any], random_state: int) -> str 
 
     Examples
     --------
-    >>> from skcicm.interventions import paper_interventions
+    >>> from skcicm.featurizer._interventions import paper_interventions
     >>> first = interventions_cache_id(paper_interventions(), random_state=0)
     >>> first == interventions_cache_id(paper_interventions(), random_state=0)
     True

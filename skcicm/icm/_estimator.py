@@ -23,9 +23,9 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from skcicm.dask_blockwise import aligned_rows, fit_probe, label_summary, lazy_method
-from skcicm.fit_context import complete_from_context
-from skcicm.fit_inputs import (
+from skcicm.icm._dask_blockwise import aligned_rows, fit_probe, label_summary, lazy_method
+from skcicm.icm._fit_context import complete_from_context
+from skcicm.icm._fit_inputs import (
     NoInterventionError,
     check_class_embeddings,
     check_domains,
@@ -35,8 +35,8 @@ from skcicm.fit_inputs import (
     has_domain_contrast,
     missing_intervention_message,
 )
-from skcicm.statistics import InterventionStatistics, dask_statistics
-from skcicm.subspace import invariant_subspace, unit_rows
+from skcicm.icm._statistics import InterventionStatistics, dask_statistics
+from skcicm.icm._subspace import invariant_subspace, unit_rows
 
 # The linear-probe classifier of the authors' released evaluation script.
 DEFAULT_PROBE_C = 0.316
@@ -98,7 +98,7 @@ class InvariantCausalMechanism(
         projection is a rotation and the estimator reproduces plain CLIP. ``lam > 0`` needs
         interventional data (``interventions``, ``domains`` or ``intervention_pairs``, or
         the context carried from :class:`skcicm.CLIPFeaturizer`); without it :meth:`fit`
-        raises :class:`~skcicm.estimator.NoInterventionError` instead of fitting a PCA.
+        raises :class:`~skcicm.icm._estimator.NoInterventionError` instead of fitting a PCA.
     head : {"linear_probe", "zero_shot"} or None, default="linear_probe"
         How to classify. ``"linear_probe"`` fits ``classifier`` on the invariant features.
         ``"zero_shot"`` classifies by cosine similarity between projected embeddings and
@@ -238,7 +238,7 @@ class InvariantCausalMechanism(
     ) -> InvariantCausalMechanism:
         """Estimate the invariant subspace, then fit the classification head.
 
-        The statistics are accumulated in bounded chunks (:mod:`skcicm.statistics`), so ``X``
+        The statistics are accumulated in bounded chunks (:mod:`skcicm.icm`), so ``X``
         and ``interventions`` may be ``numpy.memmap`` arrays larger than memory.
 
         A row-chunked ``dask.array`` ``X`` is never gathered: every input is re-chunked to its
@@ -269,7 +269,7 @@ class InvariantCausalMechanism(
             3-D arrays are sample-major, the layout that cross-validation splits.
         domains : array-like or dask.array.Array of shape (n_samples,), default=None
             Domain labels. Deltas are differences of class-conditional means between every
-            pair of domains (see :meth:`skcicm.statistics.InterventionStatistics.domain_contrasts`).
+            pair of domains (see :meth:`skcicm.icm.InterventionStatistics.domain_contrasts`).
         intervention_pairs : tuple of two array-likes of shape (n_pairs, n_features)
             Embeddings of pairs that differ only in variant factors, not aligned with the
             samples, such as text prompts "a photo of a {c}" / "a sketch of a {c}".

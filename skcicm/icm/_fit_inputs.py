@@ -25,7 +25,7 @@ def missing_intervention_message(lam: float) -> str:
         "intervened embeddings (StandardScaler, FunctionTransformer, "
         'set_output(transform="pandas"), ColumnTransformer) or slicing the featurizer\'s '
         "output. Fixes: put InvariantCausalMechanism directly after CLIPFeaturizer, or wrap "
-        "the step in between in skcicm.fit_context.TransformWithContext; pass "
+        "the step in between in skcicm.icm._fit_context.TransformWithContext; pass "
         "interventions=, domains= or intervention_pairs= to fit (route them as metadata in a "
         "search); or set lam=0 for a plain rotation / PCA of the embeddings."
     )

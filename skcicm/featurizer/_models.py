@@ -15,7 +15,7 @@ plumbing): their embeddings mean nothing, and no result about CLIP-ICM should re
 Loaded models are kept per process, so clones of a featurizer, and the tasks a worker process
 runs, share one copy of the weights; a checkpoint that changes on disk is loaded again. The
 fingerprint that keys cached embeddings names the weights by content (see
-:mod:`skcicm.weight_digests`), so a moved folder keeps its cache and changed weights never
+:mod:`skcicm.featurizer`), so a moved folder keeps its cache and changed weights never
 reuse it, and each checkpoint is hashed once per machine rather than once per process.
 
 Checkpoints are read as open_clip reads them: safetensors, or ``torch.load`` with
@@ -40,7 +40,7 @@ import open_clip
 import torch
 from open_clip.constants import HF_CONFIG_NAME, HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 
-from skcicm.weight_digests import Stamp, file_digest, file_stamp
+from skcicm.featurizer._weight_digests import Stamp, file_digest, file_stamp
 
 LOCAL_DIR_PREFIX = "local-dir:"
 HF_HUB_PREFIX = "hf-hub:"
@@ -51,7 +51,7 @@ RANDOM_WEIGHTS = "random"
 RANDOM_WEIGHTS_SEED = 0
 
 _load_lock = threading.Lock()
-_registry: dict[str, Path] = {"toyclip": Path(__file__).parent / "weights" / "toyclip"}
+_registry: dict[str, Path] = {"toyclip": Path(__file__).parents[1] / "weights" / "toyclip"}
 
 
 class UnknownModelError(ValueError):
@@ -82,7 +82,7 @@ def register_model(name: str, local_dir: str | os.PathLike) -> None:
     if not (Path(local_dir) / CONFIG_FILE).is_file():
         raise WeightsUnavailableError(
             f"Cannot register {name!r}: {local_dir} has no {CONFIG_FILE} (open_clip's local-dir "
-            "layout, as written by skcicm.models.save_local_dir)."
+            "layout, as written by skcicm.featurizer._models.save_local_dir)."
         )
     _registry[name] = Path(local_dir)
 

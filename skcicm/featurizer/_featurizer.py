@@ -21,17 +21,17 @@ from sklearn.base import (
 )
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from skcicm.cache_keys import check_weights_unchanged, interventions_cache_id
-from skcicm.embedding_cache import EmbeddingCache
-from skcicm.estimator import DOC_LINK_TEMPLATE
-from skcicm.fit_context import EmbeddingsWithContext
-from skcicm.gpu_decoding import JPEGDecoder
-from skcicm.image_encoding import ImageEncoder
-from skcicm.images import as_image_list
-from skcicm.interventions import ImageInterventions, paper_interventions
-from skcicm.models import LoadedCLIP, load_clip
+from skcicm.featurizer._gpu_decoding import JPEGDecoder
+from skcicm.featurizer._image_encoding import ImageEncoder
+from skcicm.featurizer._images import as_image_list
+from skcicm.featurizer._interventions import ImageInterventions, paper_interventions
+from skcicm.featurizer._models import LoadedCLIP, load_clip
+from skcicm.featurizer.cache._keys import check_weights_unchanged, interventions_cache_id
+from skcicm.featurizer.cache._memory import EmbeddingCache
+from skcicm.icm._estimator import DOC_LINK_TEMPLATE
+from skcicm.icm._fit_context import EmbeddingsWithContext
+from skcicm.icm._subspace import unit_rows
 from skcicm.prompts import expand_prompt_pairs
-from skcicm.subspace import unit_rows
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 
@@ -49,7 +49,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     ----------
     model_name : str, default="ViT-B-16"
         An open_clip architecture, a name registered with skcicm (``"toyclip"``),
-        ``"local-dir:/path"`` or ``"hf-hub:org/repo"``; see :mod:`skcicm.models`. Weights
+        ``"local-dir:/path"`` or ``"hf-hub:org/repo"``; see :mod:`skcicm.featurizer`. Weights
         load on first use and are shared by every featurizer of the process.
     pretrained : str or None, default="openai"
         open_clip tag or checkpoint file for an architecture name; ignored for registered
@@ -58,19 +58,19 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         L2-normalise embeddings. False gives raw embeddings, as the authors' script uses.
     interventions : "paper", list of callables, or None, default="paper"
         Image interventions: ``"paper"`` draws from the seven augmentations of
-        :func:`skcicm.interventions.paper_interventions`; a list draws from those transforms
+        :func:`skcicm.featurizer.paper_interventions`; a list draws from those transforms
         (torchvision transforms or any callable from PIL image to PIL image or tensor); None
         computes no intervened copies. Images larger than the model's input are first
         resized by the model's own first preprocessing step (e.g. shorter side to 224 px),
         then intervened on, so that an augmentation costs the same for any file size; the
         clean embedding is unchanged by this. torchvision ``v2`` transforms run in parallel
         threads; other callables are seeded through torch's global generator and so run one
-        at a time (see :class:`skcicm.interventions.ImageInterventions`). Intervened copies
+        at a time (see :class:`skcicm.featurizer.ImageInterventions`). Intervened copies
         are cached only when every transform has a stable key: torchvision transforms
         (except ``Lambda``) by their ``repr``, which holds their parameters, and any callable
         by its ``cache_key`` string attribute, which must change whenever its behaviour
         does. Other callables (functions, lambdas, closures) are recomputed on every call,
-        with an ``UncachedInterventionWarning``; see :mod:`skcicm.cache_keys`.
+        with an ``UncachedInterventionWarning``; see :mod:`skcicm.featurizer.cache`.
     n_interventions : int, default=1
         Intervened copies per training image, each with its own randomly drawn transform.
     text_interventions : list of (str, str) or None, default=None
@@ -95,7 +95,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Workers that read, decode, intervene on and preprocess images while the model encodes
         earlier batches; 0 does it all in the calling thread. Files are read, hashed and
         decoded a bounded window at a time, and decoding runs ahead of the model by a bounded
-        amount (see :mod:`skcicm.image_encoding`), so memory does not grow with the number of
+        amount (see :mod:`skcicm.featurizer`), so memory does not grow with the number of
         images beyond the output; a file's content key is
         remembered by path, size, modification time and inode, so a transform whose
         embeddings are cached reads no file.
@@ -107,7 +107,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         process still reads and hashes the files (with ``num_workers`` threads) and looks
         them up, so that only cache misses reach the workers, each file is read once, and
         the embeddings are bit for bit those of ``"threads"`` for the same batches (see
-        :mod:`skcicm.decode_workers`). Workers start with each call that has a cache miss,
+        :mod:`skcicm.featurizer`). Workers start with each call that has a cache miss,
         by the process's multiprocessing start method: with ``spawn`` or ``forkserver``
         the interventions must be picklable (no lambdas); a daemonic process (a Dask
         worker) cannot start them and is told so. Threads are the default because they
@@ -120,7 +120,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Where JPEG files are decoded. ``"cuda"`` decodes them with nvJPEG
         (``torchvision.io.decode_jpeg``) on the model's GPU and preprocesses their clean
         view there; intervened copies are made on the CPU from those pixels, and other
-        formats are decoded by PIL (see :mod:`skcicm.gpu_decoding`). It needs
+        formats are decoded by PIL (see :mod:`skcicm.featurizer`). It needs
         ``device`` to be a CUDA device and ``worker_type="threads"`` (CUDA does not
         survive a fork into worker processes), else ``fit`` raises before any work. nvJPEG
         and the tensor preprocessing differ slightly from PIL, so these embeddings are
@@ -134,7 +134,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         (``$XDG_CACHE_HOME`` is honoured); None keeps embeddings in this process's memory
         only. Damaged entries are reported, discarded and re-encoded; a read-only folder
         still serves its embeddings. The in-memory cache of the process (an LRU bounded to
-        1 GiB by default) is always used; see :mod:`skcicm.embedding_cache`.
+        1 GiB by default) is always used; see :mod:`skcicm.featurizer.cache`.
     weights_dir : str or path or None, default=None
         Folder where open_clip downloads the *model weights* of a pretrained tag, and looks
         for them first: passed as open_clip's own ``cache_dir``. None means open_clip's
@@ -159,7 +159,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     See Also
     --------
     skcicm.InvariantCausalMechanism : Learns the invariant subspace from these embeddings.
-    skcicm.distributed.encode_images_dask : The same embeddings computed on a Dask cluster.
+    skcicm.featurizer.encode_images_dask : The same embeddings computed on a Dask cluster.
 
     References
     ----------
@@ -268,11 +268,11 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         Raises
         ------
-        skcicm.models.UnknownModelError
+        skcicm.featurizer.UnknownModelError
             When ``model_name`` or ``pretrained`` names no model open_clip knows.
-        skcicm.models.WeightsUnavailableError
+        skcicm.featurizer.WeightsUnavailableError
             When the weights are neither cached nor downloadable (for example offline).
-        skcicm.cache_keys.ModelWeightsChangedError
+        skcicm.featurizer.cache.ModelWeightsChangedError
             When refitting finds weights other than those the featurizer was fitted with.
         ValueError
             When ``decode_device="cuda"`` cannot run: no CUDA, a model on the CPU,
@@ -303,10 +303,10 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         Raises
         ------
-        skcicm.images.ImageLoadError
+        skcicm.featurizer.ImageLoadError
             When images cannot be read; it names each of them, after every readable image
             has been encoded and cached.
-        skcicm.cache_keys.ModelWeightsChangedError
+        skcicm.featurizer.cache.ModelWeightsChangedError
             When the featurizer is fitted and the model's weights are no longer those it
             was fitted with.
         """
@@ -343,10 +343,10 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         Raises
         ------
-        skcicm.images.ImageLoadError
+        skcicm.featurizer.ImageLoadError
             When images cannot be read; it names each of them, after every readable image
             has been encoded and cached.
-        skcicm.cache_keys.ModelWeightsChangedError
+        skcicm.featurizer.cache.ModelWeightsChangedError
             When the featurizer is fitted and the model's weights are no longer those it
             was fitted with.
         """
@@ -384,10 +384,10 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         ------
         ValueError
             When ``interventions=None``: there are no intervened copies to embed.
-        skcicm.images.ImageLoadError
+        skcicm.featurizer.ImageLoadError
             When images cannot be read; it names each of them, after every readable image
             has been encoded and cached.
-        skcicm.cache_keys.ModelWeightsChangedError
+        skcicm.featurizer.cache.ModelWeightsChangedError
             When the featurizer is fitted and the model's weights are no longer those it
             was fitted with.
         """

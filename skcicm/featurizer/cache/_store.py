@@ -15,7 +15,7 @@ A folder that cannot be written to still serves hits: it is opened read-only, an
 embeddings are kept in memory only, with one warning that says so.
 
 The same database holds the workers' claims on the keys they are encoding
-(:mod:`skcicm.encoding_claims`), so that workers sharing it encode each key once.
+(:mod:`skcicm.featurizer.cache`), so that workers sharing it encode each key once.
 
 SQLite's locks need a local file system or one with working POSIX locks: on NFS, give each
 machine its own ``cache_dir`` (SQLite's and diskcache's documentation say the same).
@@ -36,7 +36,7 @@ from pathlib import Path
 import diskcache
 import numpy as np
 
-from skcicm.encoding_claims import KeyClaims
+from skcicm.featurizer.cache._claims import KeyClaims
 
 _MAGIC = b"SKE1"
 _DIGEST_SIZE = 16

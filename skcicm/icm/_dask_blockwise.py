@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from skcicm.fit_inputs import _is_missing
+from skcicm.icm._fit_inputs import _is_missing
 
 
 def aligned_rows(values: Any, X: Any, name: str) -> Any:

@@ -3,7 +3,7 @@
 GridSearchCV clones the featurizer for every candidate and fold; the cache lives outside the
 featurizer instances so that each unique image is encoded once per process, and on disk so that
 worker processes (loky, Dask) and later runs reuse what any of them encoded. The disk store
-(:mod:`skcicm.embedding_store`) is one checksummed SQLite database per model, written batch by
+(:mod:`skcicm.featurizer.cache`) is one checksummed SQLite database per model, written batch by
 batch, so an interrupted run resumes where it stopped. Workers sharing it claim the keys they
 are about to encode (:meth:`EmbeddingCache.claim`), so that each key is encoded once.
 
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from skcicm.cache_keys import UNCACHED_PREFIX
-from skcicm.embedding_store import DiskStore, open_store
+from skcicm.featurizer.cache._keys import UNCACHED_PREFIX
+from skcicm.featurizer.cache._store import DiskStore, open_store
 
 #: Default bound of the process-wide in-memory embedding cache (LRU), in bytes: 1 GiB.
 DEFAULT_MEMORY_LIMIT_BYTES = 1 << 30
@@ -183,7 +183,7 @@ def _open_disk_store(
 class EmbeddingCache:
     """Embeddings of one model, looked up by content key.
 
-    Keys that start with :data:`skcicm.cache_keys.UNCACHED_PREFIX` are never stored.
+    Keys that start with :data:`skcicm.featurizer.cache._keys.UNCACHED_PREFIX` are never stored.
 
     Parameters
     ----------

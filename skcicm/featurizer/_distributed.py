@@ -3,7 +3,7 @@
 :func:`encode_images_dask` splits the images into partitions and encodes each partition with
 the featurizer's own ``transform`` (or ``intervention_embeddings``) on a Dask worker, as one
 block of a ``dask.array``. A featurizer pickles without its weights; each worker process loads
-the model once (:func:`skcicm.models.load_clip` keeps it per process) and reuses it for every
+the model once (:func:`skcicm.featurizer.load_clip` keeps it per process) and reuses it for every
 partition it runs. With ``cache_dir`` on a filesystem that every worker sees, each embedding is
 written to the shared cache as soon as its batch is encoded, so an interrupted run resumes,
 and a later single-process ``fit`` or ``transform`` with the same ``cache_dir`` encodes
@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from skcicm.images import as_image_list
+from skcicm.featurizer._images import as_image_list
 
 #: The :class:`~skcicm.CLIPFeaturizer` methods :func:`encode_images_dask` can run per block.
 METHODS = ("transform", "intervention_embeddings")
@@ -101,7 +101,7 @@ def encode_images_dask(
         queued).
     TypeError
         When ``partition_size`` is not an int.
-    skcicm.images.ImageLoadError
+    skcicm.featurizer.ImageLoadError
         When images of a partition cannot be read; the others are encoded and cached.
 
     Examples

@@ -34,9 +34,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.transforms import v2
 
-from skcicm.gpu_decoding import JPEGDecoder
-from skcicm.images import ImageSource
-from skcicm.interventions import ImageInterventions
+from skcicm.featurizer._gpu_decoding import JPEGDecoder
+from skcicm.featurizer._images import ImageSource
+from skcicm.featurizer._interventions import ImageInterventions
 
 #: One image to decode: its source and the (view key, view) pairs it still lacks.
 Task = tuple[ImageSource, list[tuple[str, "int | None"]]]
@@ -68,7 +68,7 @@ def prepare_views(
         The preprocessing's own first resize, applied before intervening.
     jpeg_decoder : JPEGDecoder or None, default=None
         Decodes JPEG files on the GPU, where their clean view is preprocessed; intervened
-        copies are made from its pixels, copied back (see :mod:`skcicm.gpu_decoding`).
+        copies are made from its pixels, copied back (see :mod:`skcicm.featurizer`).
 
     Returns
     -------
