@@ -98,7 +98,7 @@ class InvariantCausalMechanism(
         projection is a rotation and the estimator reproduces plain CLIP. ``lam > 0`` needs
         interventional data (``interventions``, ``domains`` or ``intervention_pairs``, or
         the context carried from :class:`skcicm.CLIPFeaturizer`); without it :meth:`fit`
-        raises :class:`~skcicm.icm._estimator.NoInterventionError` instead of fitting a PCA.
+        raises :class:`~skcicm.NoInterventionError` instead of fitting a PCA.
     head : {"linear_probe", "zero_shot"} or None, default="linear_probe"
         How to classify. ``"linear_probe"`` fits ``classifier`` on the invariant features.
         ``"zero_shot"`` classifies by cosine similarity between projected embeddings and

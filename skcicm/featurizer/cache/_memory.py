@@ -183,7 +183,7 @@ def _open_disk_store(
 class EmbeddingCache:
     """Embeddings of one model, looked up by content key.
 
-    Keys that start with :data:`skcicm.featurizer.cache._keys.UNCACHED_PREFIX` are never stored.
+    Keys that start with ``UNCACHED_PREFIX`` (of ``_keys.py``) are never stored.
 
     Parameters
     ----------

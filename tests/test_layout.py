@@ -1,0 +1,72 @@
+"""The package layout: old module names say where they went, packages re-export their public
+names, and importing a package loads no heavy library before a name that needs it is used."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from skcicm._moved import MOVED
+
+PACKAGES = ("skcicm", "skcicm.featurizer", "skcicm.featurizer.cache", "skcicm.icm")
+
+
+@pytest.mark.parametrize("old, new", sorted(MOVED.items()))
+def test_old_module_names_fail_naming_the_new_place(old, new):
+    importlib.import_module(new)  # the table names modules that exist
+    package = new.rsplit(".", 1)[0]
+    with pytest.raises(ModuleNotFoundError, match=f"{old} moved to {package} in 0.2.0") as error:
+        importlib.import_module(old)
+    assert error.value.name == old
+    with pytest.raises(ModuleNotFoundError, match=f"moved to {package}"):
+        exec(f"from {old} import something", {})
+
+
+def test_every_module_of_the_old_layout_is_in_the_table():
+    # skcicm.featurizer is a package now, so it is not in the table; every other module of 0.1
+    # that moved is, and no module left at the top level is.
+    from pathlib import Path
+
+    import skcicm
+
+    top = {f"skcicm.{path.stem}" for path in Path(skcicm.__file__).parent.glob("*.py")}
+    assert not top & set(MOVED)
+    assert len(MOVED) == 19 and all(new.rsplit(".", 1)[1].startswith("_") for new in MOVED.values())
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_packages_re_export_their_public_names(package):
+    module = importlib.import_module(package)
+    assert sorted(module.__all__) == sorted(set(module.__all__))
+    for name in module.__all__:
+        obj = getattr(module, name)
+        home = getattr(obj, "__module__", "")
+        assert home.startswith("skcicm."), (name, home)
+        assert name in dir(module)
+    with pytest.raises(AttributeError, match=f"module '{package}' has no attribute 'Nope'"):
+        module.Nope  # noqa: B018
+
+
+def test_a_private_module_of_each_package_lives_under_it():
+    from skcicm.featurizer import CLIPFeaturizer
+    from skcicm.featurizer.cache import EmbeddingCache
+    from skcicm.icm import InvariantCausalMechanism
+
+    assert CLIPFeaturizer.__module__ == "skcicm.featurizer._featurizer"
+    assert InvariantCausalMechanism.__module__ == "skcicm.icm._estimator"
+    assert EmbeddingCache.__module__ == "skcicm.featurizer.cache._memory"
+
+
+def test_importing_the_packages_loads_no_torch_or_scikit_learn():
+    code = (
+        "import sys\n"
+        "import skcicm, skcicm.featurizer, skcicm.featurizer.cache, skcicm.icm\n"
+        "print(sorted(m for m in ('torch', 'sklearn', 'open_clip') if m in sys.modules))\n"
+        "from skcicm.icm import InvariantCausalMechanism\n"
+        "print('sklearn' in sys.modules, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["[]", "True False"]
