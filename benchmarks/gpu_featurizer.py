@@ -51,8 +51,8 @@ from bench_featurizer_throughput import Files  # noqa: E402  (this script's fold
 
 from skcicm import CLIPFeaturizer  # noqa: E402
 from skcicm.featurizer._images import forget_file_keys  # noqa: E402
-from skcicm.featurizer._models import load_clip, save_local_dir  # noqa: E402
-from skcicm.featurizer.cache._memory import clear_memory_cache  # noqa: E402
+from skcicm.featurizer import load_clip, save_local_dir  # noqa: E402
+from skcicm.featurizer.cache import clear_memory_cache  # noqa: E402
 
 LINES: list[str] = []
 

@@ -124,7 +124,7 @@ def interventions_cache_id(transforms: Sequence[Any], random_state: int) -> str 
 
     Examples
     --------
-    >>> from skcicm.featurizer._interventions import paper_interventions
+    >>> from skcicm.featurizer import paper_interventions
     >>> first = interventions_cache_id(paper_interventions(), random_state=0)
     >>> first == interventions_cache_id(paper_interventions(), random_state=0)
     True
