@@ -50,8 +50,8 @@ sys.path.insert(0, str(ROOT))  # this checkout's skcicm, also when it is not ins
 from bench_featurizer_throughput import Files  # noqa: E402  (this script's folder)
 
 from skcicm import CLIPFeaturizer  # noqa: E402
-from skcicm.featurizer._images import forget_file_keys  # noqa: E402
 from skcicm.featurizer import load_clip, save_local_dir  # noqa: E402
+from skcicm.featurizer._images import forget_file_keys  # noqa: E402
 from skcicm.featurizer.cache import clear_memory_cache  # noqa: E402
 
 LINES: list[str] = []
