@@ -31,7 +31,13 @@ _key_memo_lock = threading.Lock()
 
 
 class ImageLoadError(ValueError):
-    """One or more images could not be read; the message names each of them."""
+    """One or more images could not be read; the message names each of them.
+
+    Parameters
+    ----------
+    failures : sequence of (str, str)
+        The name of each image that could not be read, with the reason.
+    """
 
     def __init__(self, failures: Sequence[tuple[str, str]]) -> None:
         self.failures = list(failures)

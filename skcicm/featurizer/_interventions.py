@@ -30,6 +30,11 @@ def paper_interventions() -> list[ImageTransform]:
     ``RandomEqualize(p=1)``. The random ones are applied with probability 1, since an
     intervention that leaves the image unchanged gives a zero Delta.
 
+    Returns
+    -------
+    list of callable
+        The seven torchvision transforms, each from a PIL image to a PIL image.
+
     Examples
     --------
     >>> [type(t).__name__ for t in paper_interventions()][:3]
@@ -59,6 +64,14 @@ class ImageInterventions:
     generator; the pixel work runs outside it, so decoding threads do not wait on each other.
     Any other callable runs whole under that lock, seeded the same way.
 
+    Parameters
+    ----------
+    transforms : sequence of callable
+        The interventions to draw from, each from a PIL image to a PIL image or an image
+        tensor.
+    random_state : int
+        Seeds the draw and the transforms, with the image's key and the view index.
+
     Examples
     --------
     >>> from PIL import Image
@@ -85,6 +98,22 @@ class ImageInterventions:
         self.random_state = random_state
 
     def apply(self, image: Image.Image, *, key: str, view: int) -> Image.Image:
+        """Intervene on ``image``: the same transform and randomness for the same key and view.
+
+        Parameters
+        ----------
+        image : PIL.Image.Image
+            The image to change.
+        key : str
+            The image's content key (a digest of its bytes, as the featurizer computes it).
+        view : int
+            Which intervened copy of the image this is.
+
+        Returns
+        -------
+        PIL.Image.Image
+            The intervened image.
+        """
         seed = int.from_bytes(
             hashlib.sha1(f"{self.random_state}|{key}|{view}".encode()).digest()[:8], "little"
         )

@@ -69,6 +69,13 @@ class WeightsFileError(WeightsUnavailableError):
 def register_model(name: str, local_dir: str | os.PathLike) -> None:
     """Make ``name`` resolve to a folder in open_clip's ``local-dir:`` layout.
 
+    Parameters
+    ----------
+    name : str
+        The model name to register, as :class:`~skcicm.CLIPFeaturizer` will be given it.
+    local_dir : str or os.PathLike
+        A folder with ``open_clip_config.json`` and a checkpoint (see :func:`save_local_dir`).
+
     Examples
     --------
     >>> from pathlib import Path
@@ -88,12 +95,24 @@ def register_model(name: str, local_dir: str | os.PathLike) -> None:
 
 
 def unregister_model(name: str) -> None:
-    """Forget a name added with :func:`register_model`."""
+    """Forget a name added with :func:`register_model`.
+
+    Parameters
+    ----------
+    name : str
+        The registered name; a name that is not registered is ignored.
+    """
     _registry.pop(name, None)
 
 
 def registered_models() -> list[str]:
-    """Names registered with skcicm, such as ``"toyclip"``."""
+    """Names registered with skcicm, such as ``"toyclip"``.
+
+    Returns
+    -------
+    list of str
+        The registered names, sorted.
+    """
     return sorted(_registry)
 
 
@@ -105,6 +124,26 @@ def resolve_model_name(model_name: str, pretrained: str | None) -> tuple[str, st
     ``"random"`` (reserved: a checkpoint file of that name is ``"./random"``) asks for seeded
     random weights, for benchmarks and tests only; it is refused for the names that fix
     their weights.
+
+    Parameters
+    ----------
+    model_name : str
+        A registered name, ``"local-dir:/path"``, ``"hf-hub:org/repo"`` or an open_clip
+        architecture.
+    pretrained : str or None
+        For an architecture: a pretrained tag, a checkpoint file or ``"random"``.
+
+    Returns
+    -------
+    model_name : str
+        The name open_clip takes (a registered name becomes ``"local-dir:..."``).
+    pretrained : str or None
+        The ``pretrained`` argument open_clip takes; None where the name fixes the weights.
+
+    Raises
+    ------
+    skcicm.featurizer.UnknownModelError
+        If the name is neither registered, nor a schema, nor an open_clip architecture.
 
     Examples
     --------
@@ -158,7 +197,20 @@ def resolve_model_name(model_name: str, pretrained: str | None) -> tuple[str, st
 
 @dataclass(frozen=True)
 class LoadedCLIP:
-    """An open_clip model in eval mode with its preprocessing and tokenizer."""
+    """An open_clip model in eval mode with its preprocessing and tokenizer.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The open_clip model, in eval mode.
+    preprocess : callable
+        open_clip's image preprocessing for the model (PIL image to tensor).
+    tokenizer : callable
+        open_clip's tokenizer for the model.
+    fingerprint : str
+        The model name and the content of its weights (:func:`model_fingerprint`); the cache
+        keys embeddings by it.
+    """
 
     model: torch.nn.Module
     preprocess: Any
@@ -178,6 +230,29 @@ def load_clip(
     tag or an ``hf-hub:`` repository are downloaded, and looked for first (None: open_clip's
     default, the Hugging Face cache or ``~/.cache/clip``). It plays no part in local-dir or
     checkpoint-file models.
+
+    Parameters
+    ----------
+    model_name : str
+        As :func:`resolve_model_name` takes it.
+    pretrained : str or None
+        As :func:`resolve_model_name` takes it.
+    device : str
+        The torch device to load the model on, such as ``"cpu"`` or ``"cuda"``.
+    weights_dir : str or os.PathLike, default=None
+        Where downloaded weights are kept (open_clip's ``cache_dir``).
+
+    Returns
+    -------
+    LoadedCLIP
+        The model with its preprocessing, tokenizer and fingerprint; the same object for
+        every call with the same arguments while the weights are unchanged.
+
+    Examples
+    --------
+    >>> clip = load_clip("toyclip", None, "cpu")
+    >>> clip.model.training
+    False
     """
     name, tag = resolve_model_name(model_name, pretrained)
     files = _weight_files(name, tag, weights_dir)
@@ -199,6 +274,20 @@ def model_fingerprint(
     the download cache (``weights_dir``, as in :func:`load_clip`); before their first
     download, by name.
 
+    Parameters
+    ----------
+    model_name : str
+        As :func:`resolve_model_name` takes it.
+    pretrained : str or None
+        As :func:`resolve_model_name` takes it.
+    weights_dir : str or os.PathLike, default=None
+        Where downloaded weights are kept, as in :func:`load_clip`.
+
+    Returns
+    -------
+    str
+        A string that changes whenever the model or its weights do.
+
     Examples
     --------
     >>> model_fingerprint("toyclip", None) == model_fingerprint("toyclip", "ignored")
@@ -216,6 +305,20 @@ def configured_embedding_dim(
     Read from the ``local-dir:`` folder's or the cached ``hf-hub:`` repository's
     ``open_clip_config.json``, or from open_clip's configuration of an architecture; None for
     an ``hf-hub:`` repository not downloaded yet.
+
+    Parameters
+    ----------
+    model_name : str
+        As :func:`resolve_model_name` takes it.
+    pretrained : str or None
+        As :func:`resolve_model_name` takes it.
+    weights_dir : str or os.PathLike, default=None
+        Where downloaded weights are kept, as in :func:`load_clip`.
+
+    Returns
+    -------
+    int or None
+        The embedding dimension, or None when the configuration is not on this machine.
 
     Examples
     --------
@@ -404,6 +507,25 @@ def save_local_dir(
     """Save an open_clip model in the ``local-dir:`` layout that :func:`load_clip` reads.
 
     ``dtype=torch.float16`` halves the file; open_clip casts the weights back on load.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The open_clip model whose ``state_dict`` is saved.
+    directory : str or os.PathLike
+        The folder to write; created if needed.
+    model_cfg : dict
+        open_clip's model configuration (``embed_dim``, ``vision_cfg``, ``text_cfg``).
+    preprocess_cfg : dict, default=None
+        open_clip's preprocessing configuration (image size, mean, std); None keeps
+        open_clip's defaults.
+    dtype : torch.dtype, default=None
+        Cast the weights to this type before saving; None keeps the model's.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder, to load as ``f"local-dir:{path}"``.
     """
     from safetensors.torch import save_file
 

@@ -39,8 +39,27 @@ def invariant_subspace(
     ``Sigma_Z v = mu (Sigma_Delta + eps I) v``; its eigenvectors are normalised so that
     ``V^T (Sigma_Delta + eps I) V = I`` (whitened coordinates), so they are not orthonormal.
 
-    Returns ``(components, eigenvalues)``: components of shape (n_components, d), one per row,
-    ordered as selected (most preferred first).
+    Parameters
+    ----------
+    sigma_z : ndarray of shape (d, d)
+        Second moment (or covariance) of the embeddings, ``Sigma_Z``.
+    sigma_delta : ndarray of shape (d, d)
+        Second moment of the intervention differences, ``Sigma_Delta``.
+    lam : float
+        Weight of ``Sigma_Delta`` in the difference objective (ignored by ``"ratio"``).
+    n_components : int
+        How many directions to keep.
+    selection : {"largest", "smallest"}, default="largest"
+        Which end of the spectrum of ``M`` to keep (difference objective).
+    objective : {"difference", "ratio"}, default="difference"
+        The eigenproblem to solve.
+
+    Returns
+    -------
+    components : ndarray of shape (n_components, d)
+        The directions, one per row, ordered as selected (most preferred first).
+    eigenvalues : ndarray of shape (n_components,)
+        Their eigenvalues.
 
     Examples
     --------
