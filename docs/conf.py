@@ -98,13 +98,12 @@ def _api_page(module_name: str, documented: dict[int, str]) -> str:
         "",
         f".. automodule:: {module_name}",
         "   :no-members:",
-        "   :no-index:",
         "",
         f".. currentmodule:: {module_name}",
         "",
     ]
     if not summary:
-        lines[3:7] = []
+        lines[3:6] = []
     for kind in ("Classes", "Functions", "Exceptions and warnings", "Constants"):
         if kind not in groups:
             continue

@@ -5,7 +5,7 @@ The package has two estimators, each with its own machinery: :mod:`skcicm.featur
 :mod:`skcicm.featurizer.cache`) and :mod:`skcicm.icm` (``InvariantCausalMechanism``).
 :mod:`skcicm.model_selection` tunes the second, :mod:`skcicm.prompts` writes the text prompt
 pairs both use, :mod:`skcicm.datasets` and :mod:`skcicm.evaluation` load and score data, and
-:mod:`skcicm.cli` is the ``skcicm`` command.
+``skcicm.cli`` is the ``skcicm`` command.
 
 Every public name is imported when first used, so that ``import skcicm`` (and the ``skcicm``
 command's ``--help``) loads neither scikit-learn nor torch. ``InvariantCausalMechanism`` needs

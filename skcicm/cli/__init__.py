@@ -7,7 +7,7 @@ no arguments at all, ``skcicm`` evaluates ToyCLIP on ToyWorld, which needs nothi
 network. ``skcicm report RESULTS_DIR`` re-renders the table and plots of such a run from its
 results files, without refitting.
 
-:mod:`skcicm.cli.parser` builds the options (one builder per subcommand); the work of a
+``skcicm.cli.parser`` builds the options (one builder per subcommand); the work of a
 subcommand is imported only when it runs, so that ``skcicm --help`` loads no deep-learning or
 plotting library.
 """

@@ -1,6 +1,6 @@
 """The options of the ``skcicm`` command: one builder per subcommand and option group.
 
-Imports only the protocols' vocabulary (:mod:`skcicm.evaluation.options`), so that building
+Imports only the protocols' vocabulary (``skcicm.evaluation.options``), so that building
 the parser, and ``skcicm --help``, stays fast.
 """
 

@@ -1,6 +1,6 @@
 """Data sets: ToyWorld and synthetic SCMs made here, DomainBed and ImageNet-variant loaders.
 
-:mod:`skcicm.datasets.registry` resolves a name, as the command line takes it, to a loader.
+``skcicm.datasets.registry`` resolves a name, as the command line takes it, to a loader.
 """
 
 from skcicm.datasets.domainbed import (

@@ -142,7 +142,7 @@ def load_imagenet_variant(
         If ``root`` does not exist.
     ValueError
         If a class folder is missing, unexpected or holds no images, or if image-named
-        entries are not regular files (FIFOs); see :mod:`skcicm.datasets.domainbed` for how
+        entries are not regular files (FIFOs); see ``skcicm.datasets.domainbed`` for how
         links are walked.
     """
     name = _check_name(name)

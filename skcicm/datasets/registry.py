@@ -151,7 +151,7 @@ def load_imagenet_datasets(
     ----------
     root : str or path-like
         Folder holding ``imagenet/train`` (or ``imagenet/val``) and the variant folders
-        (see :mod:`skcicm.datasets.imagenet_variants`).
+        (see ``skcicm.datasets.imagenet_variants``).
     variants : sequence of str, default=None
         Variants to score; None takes those found under ``root``.
     max_per_class : int, default=None

@@ -2,20 +2,20 @@
 
 Where each concept lives:
 
-- :mod:`~skcicm.evaluation.options`: method names, intervention sources, tuning rules and
+- ``options``: method names, intervention sources, tuning rules and
   the default grid (no heavy imports);
-- :mod:`~skcicm.evaluation.embedded`: a data set encoded once (:class:`EmbeddedDataset`,
+- ``embedded``: a data set encoded once (:class:`EmbeddedDataset`,
   :func:`embed_dataset`) and what a model for a target may see of it;
-- :mod:`~skcicm.evaluation.selection`: tuning rules (source LODO, interventional LODO, source
+- ``selection``: tuning rules (source LODO, interventional LODO, source
   holdout, oracle);
-- :mod:`~skcicm.evaluation.sweep`: the fit / sweep / select / score core of every protocol;
-- :mod:`~skcicm.evaluation.preflight`: what the protocols' checks need before encoding (the
+- ``sweep``: the fit / sweep / select / score core of every protocol;
+- ``preflight``: what the protocols' checks need before encoding (the
   embedding dimension, a stand-in of the data set), so that bad options fail first;
-- :mod:`~skcicm.evaluation.protocols`: one module per protocol (domain shift, shortcut,
+- ``protocols``: one module per protocol (domain shift, shortcut,
   open class, ImageNet variants);
-- :mod:`~skcicm.evaluation.reporting` and :mod:`~skcicm.evaluation.plots`: results files,
+- ``reporting`` and ``plots``: results files,
   tables and sensitivity plots;
-- :mod:`~skcicm.evaluation.shortcut_tables` and :mod:`~skcicm.evaluation.takeaways`: the
+- ``shortcut_tables`` and ``takeaways``: the
   shortcut protocol's table and the measured one-line take-away under each table of the
   main job.
 

@@ -4,7 +4,7 @@ A protocol describes one split by the training samples and a *scorer*: a functio
 fitted estimator to ``{target: metrics}``. :func:`run_split` then fits plain CLIP once per
 baseline method, and every (``lam``, ``n_components``) grid point per CLIP-ICM method; it
 records the target score of every candidate (the *sweep*, the data of the sensitivity plots)
-and, for every tuning rule, the candidate the rule chose (:mod:`skcicm.evaluation.selection`).
+and, for every tuning rule, the candidate the rule chose (``skcicm.evaluation.selection``).
 The sweep reports how the hyperparameters matter; it never feeds the source-tuned results.
 
 :func:`run_leave_one_domain_out` is the loop of the domain-shift protocols: DomainBed splits

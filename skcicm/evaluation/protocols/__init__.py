@@ -1,6 +1,6 @@
 """The evaluation protocols of the CLIP-ICM paper, one module each, on one shared core.
 
-Each protocol describes its splits and scores; :mod:`skcicm.evaluation.sweep` fits, sweeps and
+Each protocol describes its splits and scores; ``skcicm.evaluation.sweep`` fits, sweeps and
 selects. A new protocol is a new module here.
 """
 

@@ -65,7 +65,7 @@ def domain_shift(
     n_components : int, iterable of int or None, default=None
         Subspace dimension(s); None means :func:`default_n_components`.
     tuning : {"source", "oracle"} or a sequence of them, default="source"
-        How a grid is resolved (:mod:`skcicm.evaluation.selection`): leave-one-domain-out CV
+        How a grid is resolved (``skcicm.evaluation.selection``): leave-one-domain-out CV
         on the sources, or the best score on the target's "out" split (an upper bound,
         labelled ``target-oracle``). Several rules give one row each.
     seeds : int or sequence of int, default=(0,)
