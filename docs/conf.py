@@ -133,7 +133,8 @@ def _api_overview(documented: dict[int, str]) -> str:
         module = importlib.import_module(module_name)
         summary = (inspect.getdoc(module) or "").split("\n\n")[0].replace("\n", " ")
         title = f":mod:`{module_name}`"
-        lines += [title, "-" * len(title), "", summary, "", ".. autosummary::", ""]
+        lines += [title, "-" * len(title), "", f".. currentmodule:: {module_name}", ""]
+        lines += [summary, "", ".. autosummary::", ""]
         for name in public_names(module):
             obj = getattr(module, name)
             page = documented.get(id(obj), f"{module_name}.{name}")

@@ -1,4 +1,4 @@
-"""The featurizer: images and text in, CLIP embeddings out (:class:`CLIPFeaturizer`).
+"""The featurizer: images and text in, CLIP embeddings out (:class:`~skcicm.CLIPFeaturizer`).
 
 Everything that turns images into embeddings lives here: the model names and the weights
 behind them, image reading, the paper's image interventions, the streaming encoder with its

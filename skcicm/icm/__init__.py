@@ -1,4 +1,4 @@
-"""The CLIP-ICM estimator (:class:`InvariantCausalMechanism`) and its machinery.
+"""The CLIP-ICM estimator (:class:`~skcicm.InvariantCausalMechanism`) and its machinery.
 
 The estimator maps CLIP embeddings to their invariant factors. Its statistics add up batch by
 batch in O(d^2) memory (:class:`InterventionStatistics`, also over Dask chunks), the invariant

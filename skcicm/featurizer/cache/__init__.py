@@ -1,4 +1,4 @@
-"""The embedding cache of :class:`~skcicm.featurizer.CLIPFeaturizer`, in memory and on disk.
+"""The embedding cache of :class:`~skcicm.CLIPFeaturizer`, in memory and on disk.
 
 A bounded in-memory LRU per process sits in front of one checksummed SQLite store per model on
 disk, shared by worker processes, which claim the keys they are about to encode so that each

@@ -391,7 +391,7 @@ def open_store(directory: str | os.PathLike) -> DiskStore:
 
 
 def close_stores() -> None:
-    """Close this process's open stores; the next :func:`open_store` reopens from disk."""
+    """Close this process's open stores; the next use of the cache reopens them from disk."""
     with _stores_lock:
         for store in _stores.values():
             store.close()
