@@ -139,7 +139,7 @@ def _api_overview(documented: dict[int, str]) -> str:
             obj = getattr(module, name)
             page = documented.get(id(obj), f"{module_name}.{name}")
             if page.rsplit(".", 1)[0] == module_name:
-                lines.append(f"   ~{page}")
+                lines.append(f"   {name}")
         lines.append("")
     return "\n".join(lines)
 
