@@ -110,7 +110,7 @@ def check_class_template(template: str) -> str:
 def style_prompt_pairs(
     styles: Sequence[str], template: str = "a {style} of a {{}}."
 ) -> list[tuple[str, str]]:
-    """All pairs of prompts that differ only in the style word, for :class:`CLIPFeaturizer`.
+    """All pairs of prompts that differ only in the style word, for :class:`~skcicm.CLIPFeaturizer`.
 
     Parameters
     ----------
@@ -180,7 +180,7 @@ def _check_attribute_template(template: str) -> None:
 def attribute_prompt_pairs(
     attributes: Sequence[str], template: str = "a photo of a {attribute} {}."
 ) -> list[tuple[str, str]]:
-    """All pairs of prompts that differ only in an attribute word, for :class:`CLIPFeaturizer`.
+    """Pairs of prompts that differ only in an attribute word, for :class:`~skcicm.CLIPFeaturizer`.
 
     Any attribute vocabulary works: colours, backgrounds, weather, scanner makes. Each pair is a
     template pair with ``{}`` left for the class name, as ``text_interventions`` expects, so
