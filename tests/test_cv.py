@@ -41,6 +41,7 @@ def _grid_search(params, grid, fit_params, Z, y, groups, cv, scoring=None):
         ({"head": "zero_shot"}, {}, None, KS),
         ({"head": "zero_shot"}, {}, "neg_log_loss", [1, 3, 6]),
         ({"head": "zero_shot"}, {}, "neg_log_loss", [6]),
+        ({"head": "zero_shot", "zero_shot_similarity": "authors"}, {}, "neg_log_loss", KS),
         ({"head": "zero_shot", "center": True}, {"selection": ["largest", "smallest"]}, None, KS),
         ({"head": "linear_probe"}, {"lam_scale": ["absolute", "trace"]}, "neg_log_loss", KS),
         ({"head": "linear_probe", "center": True}, {}, "neg_log_loss", [2, 6]),

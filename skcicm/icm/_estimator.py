@@ -127,6 +127,14 @@ class InvariantCausalMechanism(
         help on ToyWorld (docs/results.md).
     temperature : float, default=100.0
         Logit scale of the zero-shot head's softmax (CLIP's trained value is 100).
+    zero_shot_similarity : {"cosine", "authors"}, default="cosine"
+        How the zero-shot head scores an image against a class. ``"cosine"`` is the cosine
+        similarity in the invariant subspace: projected image and projected text embeddings
+        are both scaled to unit norm. ``"authors"`` reproduces the authors' released code
+        (``engine.py``, ``zero_shot``): text embeddings are scaled to unit norm *before* the
+        projection and not after, and image embeddings are never normalised, so a class whose
+        text keeps more of its norm in the subspace gets larger scores. Kept for
+        reproduction; the two rules can disagree on many predictions.
 
     Attributes
     ----------
@@ -150,7 +158,9 @@ class InvariantCausalMechanism(
     classifier_ : estimator
         The fitted linear-probe classifier (``head="linear_probe"`` and ``y`` given only).
     class_weights_ : ndarray of shape (n_classes, n_components_)
-        Unit-norm projected class embeddings (``head="zero_shot"`` only).
+        Projected class embeddings (``head="zero_shot"`` only): scaled to unit norm after the
+        projection with ``zero_shot_similarity="cosine"``, projections of unit-norm text
+        embeddings with ``"authors"``.
     n_samples_seen_ : int
         Number of samples in the statistics (all batches for :meth:`partial_fit`).
     n_features_in_ : int
@@ -199,6 +209,7 @@ class InvariantCausalMechanism(
         "lam_scale": [StrOptions({"absolute", "trace"})],
         "objective": [StrOptions({"difference", "ratio"})],
         "temperature": [Interval(Real, 0, None, closed="neither")],
+        "zero_shot_similarity": [StrOptions({"cosine", "authors"})],
     }
 
     def __init__(
@@ -213,6 +224,7 @@ class InvariantCausalMechanism(
         lam_scale: str = "absolute",
         objective: str = "difference",
         temperature: float = 100.0,
+        zero_shot_similarity: str = "cosine",
     ) -> None:
         self.n_components = n_components
         self.lam = lam
@@ -223,6 +235,7 @@ class InvariantCausalMechanism(
         self.lam_scale = lam_scale
         self.objective = objective
         self.temperature = temperature
+        self.zero_shot_similarity = zero_shot_similarity
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(
@@ -416,7 +429,7 @@ class InvariantCausalMechanism(
 
         if self.head == "zero_shot":
             self.classes_ = self._class_text[1]
-            self.class_weights_ = unit_rows(self._class_text[0] @ self.components_.T)
+            self.class_weights_ = self._class_weights(self._class_text[0])
         elif self.head == "linear_probe" and y is not None:
             self.classifier_ = self._new_classifier().fit(self._project(X, centred=True), y)
             self.classes_ = self.classifier_.classes_
@@ -483,7 +496,7 @@ class InvariantCausalMechanism(
         self.n_samples_seen_ = statistics.n_samples
         if self.head == "zero_shot":
             self.classes_ = self._class_text[1]
-            self.class_weights_ = unit_rows(self._class_text[0] @ self.components_.T)
+            self.class_weights_ = self._class_weights(self._class_text[0])
         elif self.head == "linear_probe" and y is not None:
             self.classifier_ = fit_probe(self, self._new_classifier(), X, y)
             self.classes_ = self.classifier_.classes_
@@ -571,10 +584,17 @@ class InvariantCausalMechanism(
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return self._project(X.astype(np.float64, copy=False), centred=True)
 
+    def _class_weights(self, class_embeddings: np.ndarray) -> np.ndarray:
+        if self.zero_shot_similarity == "authors":
+            return unit_rows(class_embeddings) @ self.components_.T
+        return unit_rows(class_embeddings @ self.components_.T)
+
     def _zero_shot_similarity(self, X: Any) -> np.ndarray:
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         # Text has no image mean to subtract: both modalities are projected uncentred.
         projected = self._project(X.astype(np.float64, copy=False), centred=False)
+        if self.zero_shot_similarity == "authors":
+            return projected @ self.class_weights_.T
         return unit_rows(projected) @ self.class_weights_.T
 
     def _probe(self) -> Any:

@@ -93,7 +93,7 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         leave-one-domain-out selection.
     scoring : str or callable, default=None
         A scikit-learn scorer; None is the estimator's accuracy.
-    head, classifier, center, objective, temperature :
+    head, classifier, center, objective, temperature, zero_shot_similarity :
         Passed to every candidate (see :class:`~skcicm.InvariantCausalMechanism`).
     refit : bool, default=True
         Refit the best candidate on all data as ``best_estimator_``.
@@ -165,6 +165,7 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         "center": ["boolean"],
         "objective": [StrOptions({"difference", "ratio"})],
         "temperature": [Interval(Real, 0, None, closed="neither")],
+        "zero_shot_similarity": [StrOptions({"cosine", "authors"})],
         "refit": ["boolean"],
         "warm_start": ["boolean"],
         "n_jobs": [Integral, None],
@@ -184,6 +185,7 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         center: bool = False,
         objective: str = "difference",
         temperature: float = 100.0,
+        zero_shot_similarity: str = "cosine",
         refit: bool = True,
         warm_start: bool = True,
         n_jobs: int | None = None,
@@ -199,6 +201,7 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         self.center = center
         self.objective = objective
         self.temperature = temperature
+        self.zero_shot_similarity = zero_shot_similarity
         self.refit = refit
         self.warm_start = warm_start
         self.n_jobs = n_jobs
@@ -210,6 +213,7 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
             center=self.center,
             objective=self.objective,
             temperature=self.temperature,
+            zero_shot_similarity=self.zero_shot_similarity,
         )
 
     def _param_grid(self, n_features: int) -> list[dict[str, Any]]:
@@ -411,7 +415,9 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
             if full["selection"] not in solved:
                 ordered, values = select_components(*solved["eig"], X.shape[1], full["selection"])
                 arrays = [X_test] if X_train is None else [X_test, X_train]
-                text = class_text[0] if self.head == "zero_shot" else None
+                # The shared similarities are cosines; the authors' rule scores from projections.
+                cosine = self.head == "zero_shot" and self.zero_shot_similarity == "cosine"
+                text = class_text[0] if cosine else None
                 cache = FoldProjections(ordered, arrays, ks, text)
                 solved[full["selection"]] = (ordered, values, cache)
             ordered, values, cache = solved[full["selection"]]
@@ -429,7 +435,11 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
             candidate._fold_cache = cache
             if self.head == "zero_shot":
                 candidate.classes_ = class_text[1]
-                candidate.class_weights_ = cache.class_weights[k]
+                candidate.class_weights_ = (
+                    cache.class_weights[k]
+                    if cache.similarities is not None
+                    else candidate._class_weights(class_text[0])
+                )
             else:
                 features = candidate._project(X_train, centred=True)
                 previous = solved.get(("probe", full["selection"])) if self.warm_start else None
