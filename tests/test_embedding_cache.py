@@ -14,8 +14,13 @@ from pathlib import Path
 import diskcache
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageEnhance
+from sklearn.base import BaseEstimator
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.pipeline import Pipeline
 from torchvision import transforms as v1
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from skcicm import CLIPFeaturizer
@@ -164,6 +169,162 @@ def test_interventions_cache_id_depends_on_order_and_seed_and_rejects_bad_keys()
     bad.cache_key = 42
     with pytest.raises(TypeError, match="cache_key .* must be a non-empty string"):
         interventions_cache_id([bad], 0)
+
+
+def _invert_sometimes(p):
+    return [v2.RandomApply([v2.RandomInvert(p=1.0)], p=p)]
+
+
+def test_random_apply_probability_changes_the_copies_without_a_disk_cache(
+    tiny_clip_name, domain_images
+):
+    # torchvision's repr of RandomApply leaves p out; the key built from it served p=0's copies.
+    images, _, _ = domain_images
+    reference = _featurizer(tiny_clip_name, cache_dir=None)
+    for p, expected in ((0.0, images[:3]), (1.0, 255 - images[:3]), (0.0, images[:3])):
+        featurizer = _featurizer(tiny_clip_name, interventions=_invert_sometimes(p), cache_dir=None)
+        intervened = featurizer.intervention_embeddings(images[:3])[:, 0]
+        np.testing.assert_allclose(intervened, reference.transform(expected), atol=1e-5)
+
+
+class _RecordInterventions(BaseEstimator):
+    """A pipeline head that keeps the intervened copies it was fitted on."""
+
+    fitted_on: list = []
+
+    def fit(self, X, y=None):
+        self.fitted_on.append(X.fit_context["interventions"][:, 0])
+        self.n_fitted_ = len(X)
+        return self
+
+    def score(self, X, y=None):
+        return 0.0
+
+
+def test_a_grid_search_over_interventions_fits_each_setting_on_its_own_copies(
+    tiny_clip_name, domain_images, tmp_path
+):
+    images, labels, _ = domain_images
+    images, labels = images[:8], labels[:8]
+    pipe = Pipeline(
+        [
+            ("clip", _featurizer(tiny_clip_name, cache_dir=tmp_path)),
+            ("head", _RecordInterventions()),
+        ]
+    )
+    grid = {"clip__interventions": [_invert_sometimes(0.0), _invert_sometimes(1.0)]}
+    _RecordInterventions.fitted_on = []
+    GridSearchCV(pipe, grid, cv=KFold(2), refit=False).fit(list(images), labels)
+    reference = _featurizer(tiny_clip_name, cache_dir=None)
+    # One candidate after the other, each on two folds: the first and second halves.
+    expected = [images[4:], images[:4], 255 - images[4:], 255 - images[:4]]
+    assert len(_RecordInterventions.fitted_on) == 4
+    for fitted_on, truth in zip(_RecordInterventions.fitted_on, expected, strict=True):
+        np.testing.assert_allclose(fitted_on, reference.transform(truth), atol=1e-5)
+
+
+class _Brighten:
+    """An intervention whose repr hides its parameter."""
+
+    def __init__(self, factor):
+        self.factor = factor
+
+    def __call__(self, image):
+        return ImageEnhance.Brightness(image).enhance(self.factor)
+
+    def __repr__(self):
+        return "Brighten()"
+
+
+def test_a_transform_whose_repr_hides_a_parameter_is_cached_per_parameter(
+    tiny_clip_name, domain_images, tmp_path, encoded_count
+):
+    images, _, _ = domain_images
+    reference = _featurizer(tiny_clip_name, cache_dir=None)
+    for factor in (0.5, 1.8, 0.5):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UncachedInterventionWarning)
+            intervened = _featurizer(
+                tiny_clip_name, interventions=[_Brighten(factor)], cache_dir=tmp_path
+            ).intervention_embeddings(images[:3])[:, 0]
+        brightened = [
+            np.asarray(ImageEnhance.Brightness(Image.fromarray(im)).enhance(factor))
+            for im in images[:3]
+        ]
+        np.testing.assert_allclose(intervened, reference.transform(brightened), atol=1e-5)
+        _restart()
+    # Two factors, the third call a cache hit from disk (the reference encodes 3 per factor).
+    assert encoded_count["images"] == 2 * 3 + 3 * 3
+
+
+def test_a_dict_fill_is_part_of_the_key():
+    def rotation(fill):
+        return v2.RandomRotation(degrees=(90, 90), fill={tv_tensors.Image: fill, "others": 0})
+
+    assert repr(rotation(0)) == repr(rotation(255))  # what the old keys were built from
+    assert transform_cache_key(rotation(0)) != transform_cache_key(rotation(255))
+    assert transform_cache_key(rotation(0)) == transform_cache_key(rotation(0))
+
+
+class _Holding:
+    def __init__(self, thing):
+        self.thing = thing
+
+    def __call__(self, image):
+        return image
+
+
+def _module_level_intervention(image):
+    return image
+
+
+@pytest.mark.parametrize(
+    ("thing", "reason"),
+    [
+        (lambda: None, r"_Holding\.thing is <function .*lambda.*no name that identifies it"),
+        (_brightness(0.5), r"_Holding\.thing is .*closure"),
+        ({"nested": [v2.Lambda(lambda image: image)]}, r"_Holding\.thing\['nested'\]\[0\]\.lambd"),
+        ((i for i in range(3)), r"_Holding\.thing is a generator"),
+        (functools.partial(int), r"_Holding\.thing is a partial"),
+    ],
+    ids=["lambda", "closure", "nested-lambda", "generator", "partial"],
+)
+def test_what_cannot_be_fingerprinted_is_not_cached_and_named(thing, reason):
+    with pytest.warns(UncachedInterventionWarning, match=f"Intervention _Holding .*{reason}"):
+        assert interventions_cache_id([_Holding(thing)], 0) is None
+
+
+def test_an_open_file_is_not_fingerprinted(tmp_path):
+    with (
+        open(tmp_path / "state.txt", "w") as handle,
+        pytest.warns(UncachedInterventionWarning, match=r"_Holding\.thing is a \w*IO"),
+    ):
+        assert interventions_cache_id([_Holding(handle)], 0) is None
+
+
+def test_named_functions_tensors_and_arrays_are_keyed_by_their_content():
+    assert transform_cache_key(_module_level_intervention) is not None
+    keys = {
+        transform_cache_key(_Holding(thing))
+        for thing in (
+            torch.zeros(3),
+            torch.ones(3),
+            np.zeros(3),
+            np.zeros(3, dtype=np.float32),
+            _module_level_intervention,
+            v2.InterpolationMode.BILINEAR,
+            v2.InterpolationMode.NEAREST,
+            {1, 2},
+            (1, 2),
+            [1, 2],
+            1.0,
+            1,
+        )
+    }
+    assert None not in keys and len(keys) == 12
+    assert transform_cache_key(_Holding(torch.ones(3))) == transform_cache_key(
+        _Holding(torch.ones(3))
+    )
 
 
 # 2. Integrity ------------------------------------------------------------------------------
