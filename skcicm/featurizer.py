@@ -246,6 +246,16 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.progress = progress
         self.random_state = random_state
 
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        # An empty path is the current directory to every file API: a cache dropped there by
+        # accident, never a choice (write "." for that).
+        if isinstance(self.cache_dir, str) and not self.cache_dir.strip():
+            raise ValueError(
+                f'cache_dir={self.cache_dir!r} names no folder; pass a folder, "auto" for '
+                "the default location, or None to keep embeddings in memory only."
+            )
+
     # scikit-learn API -------------------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=True)

@@ -1,7 +1,9 @@
 """The embedding cache: keys that cannot collide, checked entries, bounded memory, a shared disk."""
 
 import functools
+import hashlib
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -330,10 +332,10 @@ def test_named_functions_tensors_and_arrays_are_keyed_by_their_content():
 # 2. Integrity ------------------------------------------------------------------------------
 
 
-def _negated(key, array):
+def _negated(key, array, model="model"):
     """A record of -array that keeps the digest of array: what a flipped sign on disk looks like."""
-    good = encode_record(key, array)
-    return encode_record(key, -array)[:-16] + good[-16:]
+    good = encode_record(key, array, model)
+    return encode_record(key, -array, model)[:-16] + good[-16:]
 
 
 @pytest.mark.parametrize(
@@ -341,12 +343,13 @@ def _negated(key, array):
     [
         _negated,
         lambda key, array: b"",
-        lambda key, array: encode_record(key, array)[:-5],
+        lambda key, array: encode_record(key, array, "model")[:-5],
         lambda key, array: b"\x00garbage" * 9,
-        lambda key, array: encode_record("another key", array),
+        lambda key, array: encode_record("another key", array, "model"),
+        lambda key, array: encode_record(key, array, "another-model"),
         lambda key, array: 123,
     ],
-    ids=["negated", "zero-byte", "truncated", "garbage", "other-key", "not-bytes"],
+    ids=["negated", "zero-byte", "truncated", "garbage", "other-key", "other-model", "not-bytes"],
 )
 def test_damaged_entries_are_reported_with_the_database_and_discarded(tmp_path, damage):
     store = open_store(tmp_path / "model")
@@ -363,7 +366,7 @@ def test_damaged_entries_are_reported_with_the_database_and_discarded(tmp_path, 
 
 def test_record_round_trip_keeps_dtype_and_shape():
     for array in (np.zeros((2, 3), dtype=np.float16), np.arange(5.0), np.ones(0, np.float32)):
-        decoded = decode_record("k", encode_record("k", array))
+        decoded = decode_record("k", encode_record("k", array, "m"), "m")
         assert decoded.dtype == array.dtype and decoded.shape == array.shape
         np.testing.assert_array_equal(decoded, array)
 
@@ -375,7 +378,8 @@ def test_an_altered_embedding_on_disk_is_re_encoded_not_served(
     first, database = _encode_then_restart(tiny_clip_name, images[:4], tmp_path)
     with diskcache.Cache(str(database.parent)) as raw:
         key = next(key for key in raw.iterkeys() if not key.startswith("text-"))
-        raw.set(key, _negated(key, decode_record(key, raw.get(key))))
+        model = database.parent.name
+        raw.set(key, _negated(key, decode_record(key, raw.get(key), model), model))
     with pytest.warns(CacheIntegrityWarning, match=str(database)):
         again = _featurizer(tiny_clip_name, cache_dir=tmp_path).transform(images[:4])
     # Re-encoded alone rather than in a batch of four: equal up to float rounding.
@@ -408,6 +412,143 @@ def test_a_damaged_database_file_is_moved_aside_and_rebuilt(
     clear_memory_cache()
     _featurizer(tiny_clip_name, cache_dir=tmp_path).transform(images[:6])
     assert encoded_count["images"] == 12
+
+
+def test_a_record_stored_under_another_key_is_a_miss_and_overwritten(
+    tiny_clip_name, domain_images, tmp_path, encoded_count
+):
+    images, _, _ = domain_images
+    first, database = _encode_then_restart(tiny_clip_name, images[:2], tmp_path)
+    with diskcache.Cache(str(database.parent)) as raw:
+        victim, donor = sorted(key for key in raw.iterkeys() if not key.startswith("text-"))
+        raw.set(victim, raw.get(donor))
+    with pytest.warns(CacheIntegrityWarning, match=f"{victim}.*another key or model"):
+        again = _featurizer(tiny_clip_name, cache_dir=tmp_path).transform(images[:2])
+    np.testing.assert_allclose(first, again, atol=1e-6)
+    assert encoded_count["images"] == 3
+    _restart()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheIntegrityWarning)
+        _featurizer(tiny_clip_name, cache_dir=tmp_path).transform(images[:2])
+    assert encoded_count["images"] == 3
+
+
+def test_a_model_folder_copied_under_another_fingerprint_is_not_served(tmp_path):
+    truth = np.arange(8, dtype=np.float32)
+    EmbeddingCache("model-a", tmp_path).put({"image": truth})
+    close_stores()
+    shutil.copytree(tmp_path / "model-a", tmp_path / "model-b")
+    with pytest.warns(CacheIntegrityWarning, match="model-b.*another key or model"):
+        assert EmbeddingCache("model-b", tmp_path).get(["image"]) == {}
+    clear_memory_cache()
+    np.testing.assert_array_equal(
+        EmbeddingCache("model-a", tmp_path).get(["image"])["image"], truth
+    )
+
+
+def test_records_of_the_previous_format_are_misses_not_served(tmp_path):
+    store = open_store(tmp_path / "model")
+    body = encode_record("k", -np.ones(3, np.float32), "model")[:-16]
+    old = b"SKE1" + body[4:]
+    store._cache.set("k", old + hashlib.blake2b(b"k" + old, digest_size=16).digest())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheIntegrityWarning)
+        assert store.get_many(["k"]) == {}
+    store.put_many({"k": np.ones(3, np.float32)})
+    np.testing.assert_array_equal(store.get_many(["k"])["k"], np.ones(3, np.float32))
+
+
+_TRUNCATE_UNDER_AN_OPEN_STORE = textwrap.dedent(
+    """
+    import os, sys, warnings
+    import numpy as np
+    from skcicm.embedding_store import close_stores, open_store
+
+    warnings.simplefilter("always")
+    folder = sys.argv[1]
+    store = open_store(folder)
+    for first in range(0, 500, 100):
+        store.put_many({f"k{i}": np.full(512, i, np.float32) for i in range(first, first + 100)})
+    # Moves every page into the database file, where a memory map would read them.
+    store._cache._sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    database = os.path.join(folder, "cache.db")
+    os.truncate(database, os.path.getsize(database) // 4)
+    found = store.get_many(f"k{i}" for i in range(500))
+    assert all(found[key][0] == int(key[1:]) for key in found)
+    print("served", len(found), flush=True)
+    close_stores()
+    print("after reopening", len(open_store(folder).get_many(f"k{i}" for i in range(500))))
+    """
+)
+
+
+def test_a_database_truncated_under_an_open_store_does_not_kill_the_process(tmp_path):
+    folder = tmp_path / "model"
+    run = subprocess.run(
+        [sys.executable, "-c", _TRUNCATE_UNDER_AN_OPEN_STORE, str(folder)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    # Memory-mapped I/O died here with SIGBUS (returncode -7).
+    assert run.returncode == 0, (run.returncode, run.stderr)
+    assert "after reopening 0" in run.stdout
+    assert "CacheIntegrityWarning" in run.stderr and f"{folder / 'cache.db'} is damaged" in (
+        run.stderr
+    )
+    (damaged,) = tmp_path.glob("model.damaged-*")
+    assert (damaged / "cache.db").is_file()
+
+
+def test_an_emptied_database_is_quarantined_with_its_write_ahead_log(tmp_path):
+    folder = tmp_path / "model"
+    store = open_store(folder)
+    store.put_many({f"k{i}": np.full(64, i, np.float32) for i in range(50)})
+    wal = (folder / "cache.db-wal").read_bytes()
+    assert len(wal) > 0
+    # A copy of the folder as a crash leaves it: the log holds the entries, the database
+    # file was emptied.
+    crashed = tmp_path / "crashed" / "model"
+    crashed.mkdir(parents=True)
+    (crashed / "cache.db").write_bytes(b"")
+    (crashed / "cache.db-wal").write_bytes(wal)
+    with pytest.warns(CacheIntegrityWarning, match="with its write-ahead log cache.db-wal"):
+        fresh = open_store(crashed)
+    assert len(fresh) == 0
+    (damaged,) = (tmp_path / "crashed").glob("model.damaged-*")
+    assert (damaged / "cache.db-wal").read_bytes() == wal
+    # What was moved aside still holds every entry: SQLite recovers them from the log once
+    # the database file's header is back.
+    recovery = tmp_path / "recovery" / "model"
+    recovery.mkdir(parents=True)
+    (recovery / "cache.db").write_bytes((folder / "cache.db").read_bytes())
+    shutil.copy(damaged / "cache.db-wal", recovery)
+    close_stores()
+    assert len(open_store(recovery).get_many(f"k{i}" for i in range(50))) == 50
+
+
+def test_a_cache_folder_deleted_while_in_use_is_reopened(tmp_path):
+    cache = EmbeddingCache("model", tmp_path)
+    cache.put({"before": np.ones(3, np.float32)})
+    shutil.rmtree(tmp_path / "model")
+    with pytest.warns(CacheIntegrityWarning, match="deleted or replaced while in use"):
+        cache.put({"after": np.full(3, 2.0, np.float32)})
+    assert (tmp_path / "model" / "cache.db").is_file()
+    _restart()
+    found = EmbeddingCache("model", tmp_path).get(["before", "after"])
+    assert list(found) == ["after"]
+    np.testing.assert_array_equal(found["after"], np.full(3, 2.0, np.float32))
+
+
+def test_an_empty_cache_dir_is_refused_before_any_work(tiny_clip_name, domain_images, tmp_path):
+    images, _, _ = domain_images
+    for empty in ("", "  "):
+        featurizer = _featurizer(tiny_clip_name, cache_dir=empty)
+        for call in (featurizer.fit, featurizer.transform, featurizer.fit_transform):
+            with pytest.raises(ValueError, match="cache_dir=.* names no folder"):
+                call(images[:2])
+    assert not list(Path.cwd().glob("*/cache.db"))
 
 
 def test_a_read_only_cache_serves_hits_and_keeps_new_embeddings_in_memory(
@@ -537,11 +678,19 @@ def test_memory_cache_limit_is_validated_and_read_from_the_environment():
         [sys.executable, "-c", code], env=environment, cwd=REPO, capture_output=True, text=True
     )
     assert "'limit_bytes': 12345" in output.stdout, output.stderr
-    environment["SKCICM_MEMORY_CACHE_BYTES"] = "lots"
-    failed = subprocess.run(
-        [sys.executable, "-c", code], env=environment, cwd=REPO, capture_output=True, text=True
-    )
-    assert failed.returncode != 0 and "SKCICM_MEMORY_CACHE_BYTES='lots'" in failed.stderr
+    for accepted, limit in (("1e9", 10**9), ("2.5E3", 2500), ("0", 0)):
+        environment["SKCICM_MEMORY_CACHE_BYTES"] = accepted
+        output = subprocess.run(
+            [sys.executable, "-c", code], env=environment, cwd=REPO, capture_output=True, text=True
+        )
+        assert f"'limit_bytes': {limit}}}" in output.stdout, (accepted, output.stderr)
+    for refused in ("lots", "1.5", "-1e3", "inf", "nan"):
+        environment["SKCICM_MEMORY_CACHE_BYTES"] = refused
+        failed = subprocess.run(
+            [sys.executable, "-c", code], env=environment, cwd=REPO, capture_output=True, text=True
+        )
+        assert failed.returncode != 0, refused
+        assert f"SKCICM_MEMORY_CACHE_BYTES={refused!r}: expected a whole number" in failed.stderr
 
 
 def test_cached_arrays_cannot_be_altered_through_a_returned_reference():
