@@ -132,9 +132,10 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         processes (``GridSearchCV(n_jobs=...)`` workers, Dask workers) and later runs.
         ``"auto"`` uses ``$SKCICM_CACHE_DIR`` or else ``~/.cache/skcicm/embeddings``
         (``$XDG_CACHE_HOME`` is honoured); None keeps embeddings in this process's memory
-        only. Damaged entries are reported, discarded and re-encoded; a read-only folder
-        still serves its embeddings. The in-memory cache of the process (an LRU bounded to
-        1 GiB by default) is always used; see :mod:`skcicm.embedding_cache`.
+        only; ``""`` is refused (write ``"."`` for the current folder). Damaged entries
+        are reported, discarded and re-encoded; a read-only folder still serves its
+        embeddings. The in-memory cache of the process (an LRU bounded to 1 GiB by default)
+        is always used; see :mod:`skcicm.embedding_cache`.
     weights_dir : str or path or None, default=None
         Folder where open_clip downloads the *model weights* of a pretrained tag, and looks
         for them first: passed as open_clip's own ``cache_dir``. None means open_clip's

@@ -433,6 +433,17 @@ def test_a_record_stored_under_another_key_is_a_miss_and_overwritten(
     assert encoded_count["images"] == 3
 
 
+def test_the_tail_of_a_record_cannot_pass_for_another_keys_record():
+    # A digest of key + record, concatenated, let a record whose data holds a record header
+    # pass, from that header on, for the record of a longer key.
+    inner = encode_record("x", np.arange(4, dtype=np.float32), "model")[:-16]
+    outer = encode_record("a", np.frombuffer(inner, dtype=np.uint8), "model")
+    header = len(outer) - 16 - len(inner)
+    longer_key = "a" + outer[:header].decode()
+    with pytest.raises(ValueError, match="fails its checksum"):
+        decode_record(longer_key, outer[header:], "model")
+
+
 def test_a_model_folder_copied_under_another_fingerprint_is_not_served(tmp_path):
     truth = np.arange(8, dtype=np.float32)
     EmbeddingCache("model-a", tmp_path).put({"image": truth})
