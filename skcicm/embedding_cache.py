@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import decimal
 import os
+import sqlite3
 import threading
 import warnings
 from collections import OrderedDict
@@ -280,7 +281,12 @@ class EmbeddingCache:
         if claims is None:
             yield keys
             return
-        with claims.claim(shared) as mine:
+        with contextlib.ExitStack() as held:
+            try:
+                mine = held.enter_context(claims.claim(shared))
+            except sqlite3.DatabaseError as error:
+                self.store.quarantine_if_damaged(error)
+                mine = shared  # the fresh database holds no claim
             yield mine | (keys - shared)
 
     def wait_for(

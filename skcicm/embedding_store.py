@@ -354,6 +354,29 @@ class DiskStore:
             ) from error
         self._open()
 
+    def quarantine_if_damaged(self, error: sqlite3.DatabaseError) -> None:
+        """Move the database aside and start an empty one if ``error`` says it is damaged.
+
+        Parameters
+        ----------
+        error : sqlite3.DatabaseError
+            An error raised by an operation on this store's database.
+
+        Raises
+        ------
+        sqlite3.DatabaseError
+            ``error`` itself, when it is not a sign of a damaged database.
+
+        Warns
+        -----
+        CacheIntegrityWarning
+            When the database is moved aside.
+        """
+        if not _is_corruption(error):
+            raise error
+        with self._lock:
+            self._quarantine(error)
+
     def get_many(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
         """Read the stored embeddings among ``keys``.
 
@@ -388,9 +411,7 @@ class DiskStore:
                 except ValueError as reason:
                     damaged[key] = str(reason)
         except sqlite3.DatabaseError as error:
-            if not _is_corruption(error):
-                raise
-            self._quarantine(error)
+            self.quarantine_if_damaged(error)
             return {}
         if damaged:
             self._discard(damaged)

@@ -46,6 +46,7 @@ from skcicm.embedding_store import (
     encode_record,
     open_store,
 )
+from skcicm.encoding_claims import KeyClaims
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -537,6 +538,26 @@ def test_an_emptied_database_is_quarantined_with_its_write_ahead_log(tmp_path):
     shutil.copy(damaged / "cache.db-wal", recovery)
     close_stores()
     assert len(open_store(recovery).get_many(f"k{i}" for i in range(50))) == 50
+
+
+def test_a_database_found_damaged_when_claiming_is_moved_aside(tmp_path, monkeypatch):
+    cache = EmbeddingCache("model", tmp_path)
+    cache.put({"stored": np.ones(3, np.float32)})
+
+    def damaged(self, keys, owner):
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(KeyClaims, "_take", damaged)
+    with (
+        pytest.warns(CacheIntegrityWarning, match="is damaged .*malformed"),
+        cache.claim(["a", "b"]) as mine,
+    ):
+        assert mine == {"a", "b"}
+        cache.put({"a": np.zeros(3, np.float32), "b": np.zeros(3, np.float32)})
+    (quarantined,) = tmp_path.glob("model.damaged-*")
+    assert (quarantined / "cache.db").is_file()
+    _restart()
+    assert sorted(EmbeddingCache("model", tmp_path).get(["stored", "a", "b"])) == ["a", "b"]
 
 
 def test_a_cache_folder_deleted_while_in_use_is_reopened(tmp_path):
