@@ -11,8 +11,11 @@ An intervention list is cacheable only when every transform in it has a stable k
   whenever the transform's behaviour does;
 - otherwise its whole structure: its class (module, qualified name and the code of its
   methods) and every attribute, recursively through nested transforms, containers, tensors,
-  arrays, numbers, strings, enums, classes and named functions (name and code). A ``repr``
-  is never trusted: torchvision's leaves out ``RandomApply``'s ``p`` and a dict ``fill``.
+  arrays, numbers, strings, enums, classes and named functions (name, code, defaults and the
+  module globals they read; a module by its name). A ``repr`` is never trusted: torchvision's
+  leaves out ``RandomApply``'s ``p`` and a dict ``fill``. Module globals that a class's
+  methods read are not part of the key: pass such a value as an attribute, or set a
+  ``cache_key``.
 
 Anything that cannot be described completely (a lambda, a closure, a function defined inside
 another, an object whose state lives in C such as an open file, a generator or a
@@ -23,6 +26,7 @@ with an :class:`UncachedInterventionWarning` naming the transform and the attrib
 
 from __future__ import annotations
 
+import collections
 import enum
 import hashlib
 import types
@@ -115,17 +119,14 @@ def _fingerprint(obj: Any, where: str, path: list[int]) -> str:
 
     Raises :class:`_Unkeyable` naming the attribute (``where``) that cannot be described.
     """
-    if isinstance(obj, _SCALARS):
-        return f"{type(obj).__name__}:{obj!r}"
     if isinstance(obj, enum.Enum):
         return f"enum:{_qualified_name(type(obj), where)}.{obj.name}"
+    if type(obj) in _SCALARS:  # exactly: a subclass may hold more state
+        return f"{type(obj).__name__}:{obj!r}"
     if isinstance(obj, type):
         return f"type:{_qualified_name(obj, where)}:{_class_digest(obj)}"
-    if isinstance(obj, types.FunctionType):
-        if obj.__closure__:
-            raise _Unkeyable(where, f"is {obj!r}, a closure whose captured values are unknown")
-        defaults = _fingerprint((obj.__defaults__, obj.__kwdefaults__), f"{where} defaults", path)
-        return f"function:{_qualified_name(obj, where)}:{_code_digest(obj.__code__)}:{defaults}"
+    if isinstance(obj, types.ModuleType):
+        return f"module:{obj.__name__}"
     if isinstance(obj, types.BuiltinFunctionType) and (
         obj.__self__ is None or isinstance(obj.__self__, types.ModuleType)
     ):
@@ -139,19 +140,47 @@ def _fingerprint(obj: Any, where: str, path: list[int]) -> str:
         path.pop()
 
 
+def _global_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            names |= _global_names(constant)
+    return names
+
+
+def _fingerprint_function(function: types.FunctionType, where: str, path: list[int]) -> str:
+    """Name, code, defaults and the module globals a function reads (a constant edited between
+    two runs of a script changes the key)."""
+    if function.__closure__:
+        raise _Unkeyable(where, f"is {function!r}, a closure whose captured values are unknown")
+    name = _qualified_name(function, where)
+    defaults = _fingerprint(
+        (function.__defaults__, function.__kwdefaults__), f"{where} defaults", path
+    )
+    read = sorted(_global_names(function.__code__).intersection(function.__globals__))
+    values = []
+    for read_name in read:
+        value = function.__globals__[read_name]
+        values.append(f"{read_name}={_fingerprint(value, f'{where} global {read_name}', path)}")
+    return f"function:{name}:{_code_digest(function.__code__)}:{defaults}:{','.join(values)}"
+
+
 def _fingerprint_container(obj: Any, where: str, path: list[int]) -> str:
     kind = type(obj)
-    if isinstance(obj, list | tuple):
+    if isinstance(obj, types.FunctionType):
+        return _fingerprint_function(obj, where, path)
+    # Exact types only: a subclass of a container may hold more state, described as an object.
+    if kind in (list, tuple):
         items = [_fingerprint(item, f"{where}[{i}]", path) for i, item in enumerate(obj)]
         return f"{kind.__qualname__}[{','.join(items)}]"
-    if isinstance(obj, dict):
+    if kind in (dict, collections.OrderedDict):
         items = [
             f"{_fingerprint(key, f'{where} key {key!r}', path)}="
             f"{_fingerprint(value, f'{where}[{key!r}]', path)}"
             for key, value in obj.items()
         ]
         return f"{kind.__qualname__}{{{','.join(items)}}}"
-    if isinstance(obj, set | frozenset):
+    if kind in (set, frozenset):
         items = sorted(_fingerprint(item, f"{where} item", path) for item in obj)
         return f"{kind.__qualname__}{{{','.join(items)}}}"
     if isinstance(obj, torch.Tensor):

@@ -305,6 +305,32 @@ def test_an_open_file_is_not_fingerprinted(tmp_path):
         assert interventions_cache_id([_Holding(handle)], 0) is None
 
 
+_FACTOR = 0.5
+
+
+def _brighten_by_a_global(image):
+    return ImageEnhance.Brightness(image).enhance(_FACTOR)
+
+
+def _script_function(source):
+    """A function named ``__main__.brighten``, as two different scripts would define it."""
+    namespace = {"__name__": "__main__", "ImageEnhance": ImageEnhance}
+    exec(source, namespace)
+    return namespace["brighten"]
+
+
+def test_a_named_function_is_keyed_by_its_code_and_the_globals_it_reads(monkeypatch):
+    script = "def brighten(image):\n    return ImageEnhance.Brightness(image).enhance({})\n"
+    half, double = _script_function(script.format(0.5)), _script_function(script.format(2.0))
+    assert half.__qualname__ == double.__qualname__ and half.__module__ == double.__module__
+    assert transform_cache_key(half) != transform_cache_key(double)
+    assert transform_cache_key(half) == transform_cache_key(_script_function(script.format(0.5)))
+    before = transform_cache_key(_brighten_by_a_global)
+    assert before is not None
+    monkeypatch.setattr(sys.modules[__name__], "_FACTOR", 2.0)
+    assert transform_cache_key(_brighten_by_a_global) != before
+
+
 def test_named_functions_tensors_and_arrays_are_keyed_by_their_content():
     assert transform_cache_key(_module_level_intervention) is not None
     keys = {
