@@ -89,21 +89,27 @@ def _code_digest(code: types.CodeType) -> str:
     return hasher.hexdigest()[:16]
 
 
-_class_digests: weakref.WeakKeyDictionary[type, str] = weakref.WeakKeyDictionary()
+_method_digests: weakref.WeakKeyDictionary[type, str] = weakref.WeakKeyDictionary()
 
 
 def _class_digest(cls: type) -> str:
-    """Digest of the code of every method a class defines or inherits from Python classes."""
-    digest = _class_digests.get(cls)
-    if digest is None:
+    """Digest of the code of every method a class defines or inherits from Python classes,
+    and of its class attributes that are numbers or strings (``FACTOR = 0.5``)."""
+    methods = _method_digests.get(cls)
+    if methods is None:  # code does not change while the class lives; class attributes may
         hasher = hashlib.sha1()
         for owner in cls.__mro__:
             for name, member in sorted(vars(owner).items()):
                 function = getattr(member, "__func__", member)  # staticmethod, classmethod
                 if isinstance(function, types.FunctionType):
                     hasher.update(f"{name}:{_code_digest(function.__code__)};".encode())
-        digest = _class_digests[cls] = hasher.hexdigest()[:16]
-    return digest
+        methods = _method_digests[cls] = hasher.hexdigest()
+    hasher = hashlib.sha1(methods.encode())
+    for owner in cls.__mro__:
+        for name, member in sorted(vars(owner).items()):
+            if type(member) in _SCALARS:
+                hasher.update(f"{owner.__qualname__}.{name}={member!r};".encode())
+    return hasher.hexdigest()[:16]
 
 
 def _qualified_name(obj: Any, where: str) -> str:
@@ -135,7 +141,7 @@ def _fingerprint(obj: Any, where: str, path: list[int]) -> str:
         return f"cycle:{len(path) - path.index(id(obj))}"
     path.append(id(obj))
     try:
-        return _fingerprint_container(obj, where, path)
+        return _fingerprint_compound(obj, where, path)
     finally:
         path.pop()
 
@@ -165,7 +171,8 @@ def _fingerprint_function(function: types.FunctionType, where: str, path: list[i
     return f"function:{name}:{_code_digest(function.__code__)}:{defaults}:{','.join(values)}"
 
 
-def _fingerprint_container(obj: Any, where: str, path: list[int]) -> str:
+def _fingerprint_compound(obj: Any, where: str, path: list[int]) -> str:
+    """Describe what may refer back to itself (``path`` holds the objects being described)."""
     kind = type(obj)
     if isinstance(obj, types.FunctionType):
         return _fingerprint_function(obj, where, path)

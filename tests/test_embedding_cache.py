@@ -319,7 +319,7 @@ def _script_function(source):
     return namespace["brighten"]
 
 
-def test_a_named_function_is_keyed_by_its_code_and_the_globals_it_reads(monkeypatch):
+def test_functions_and_classes_are_keyed_by_code_globals_and_class_constants(monkeypatch):
     script = "def brighten(image):\n    return ImageEnhance.Brightness(image).enhance({})\n"
     half, double = _script_function(script.format(0.5)), _script_function(script.format(2.0))
     assert half.__qualname__ == double.__qualname__ and half.__module__ == double.__module__
@@ -329,6 +329,10 @@ def test_a_named_function_is_keyed_by_its_code_and_the_globals_it_reads(monkeypa
     assert before is not None
     monkeypatch.setattr(sys.modules[__name__], "_FACTOR", 2.0)
     assert transform_cache_key(_brighten_by_a_global) != before
+    monkeypatch.setattr(_Brighten, "EXTRA", 1.0, raising=False)
+    with_class_constant = transform_cache_key(_Brighten(0.5))
+    monkeypatch.setattr(_Brighten, "EXTRA", 2.0)
+    assert transform_cache_key(_Brighten(0.5)) != with_class_constant
 
 
 def test_named_functions_tensors_and_arrays_are_keyed_by_their_content():
