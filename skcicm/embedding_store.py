@@ -67,7 +67,7 @@ class _StaleRecord(ValueError):
 
 
 class _TruncatedDatabase(sqlite3.DatabaseError):
-    """A database file emptied while its write-ahead log still holds entries.
+    """A database file emptied or deleted while its write-ahead log still holds entries.
 
     SQLite would delete the log on opening such a file, silently losing every entry in it.
     """
@@ -241,19 +241,22 @@ class DiskStore:
             self._open_read_only(error)
 
     def _refuse_emptied_database(self) -> None:
-        """Stop SQLite from deleting the log of a database file that was emptied.
+        """Stop SQLite from deleting the log of a database file that was emptied or deleted.
 
-        SQLite never leaves a database file empty once it has a log, so an empty one next to
-        a log was truncated; opening it would delete the log and every entry in it.
+        SQLite never leaves a database file empty or missing while it has a log, so such a
+        file was truncated or deleted; opening it would delete the log and every entry in it.
         """
         try:
-            emptied = self.database.stat().st_size == 0
             log_size = (self.directory / _WAL).stat().st_size
         except FileNotFoundError:
             return
-        if emptied and log_size > 0:
+        try:
+            state = "empty" if self.database.stat().st_size == 0 else None
+        except FileNotFoundError:
+            state = "missing"
+        if state is not None and log_size > 0:
             raise _TruncatedDatabase(
-                f"the database file is empty but its write-ahead log holds {log_size} bytes"
+                f"the database file is {state} but its write-ahead log holds {log_size} bytes"
             )
 
     def _current_identity(self) -> tuple[int, int] | None:

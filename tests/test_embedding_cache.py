@@ -543,7 +543,8 @@ def test_a_database_truncated_under_an_open_store_does_not_kill_the_process(tmp_
     assert (damaged / "cache.db").is_file()
 
 
-def test_an_emptied_database_is_quarantined_with_its_write_ahead_log(tmp_path):
+@pytest.mark.parametrize("database", ["empty", "missing"])
+def test_an_emptied_database_is_quarantined_with_its_write_ahead_log(tmp_path, database):
     folder = tmp_path / "model"
     store = open_store(folder)
     store.put_many({f"k{i}": np.full(64, i, np.float32) for i in range(50)})
@@ -553,9 +554,12 @@ def test_an_emptied_database_is_quarantined_with_its_write_ahead_log(tmp_path):
     # file was emptied.
     crashed = tmp_path / "crashed" / "model"
     crashed.mkdir(parents=True)
-    (crashed / "cache.db").write_bytes(b"")
+    if database == "empty":
+        (crashed / "cache.db").write_bytes(b"")
     (crashed / "cache.db-wal").write_bytes(wal)
-    with pytest.warns(CacheIntegrityWarning, match="with its write-ahead log cache.db-wal"):
+    with pytest.warns(
+        CacheIntegrityWarning, match=f"file is {database} .*with its write-ahead log cache.db-wal"
+    ):
         fresh = open_store(crashed)
     assert len(fresh) == 0
     (damaged,) = (tmp_path / "crashed").glob("model.damaged-*")
