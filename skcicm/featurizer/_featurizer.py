@@ -132,9 +132,10 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         processes (``GridSearchCV(n_jobs=...)`` workers, Dask workers) and later runs.
         ``"auto"`` uses ``$SKCICM_CACHE_DIR`` or else ``~/.cache/skcicm/embeddings``
         (``$XDG_CACHE_HOME`` is honoured); None keeps embeddings in this process's memory
-        only. Damaged entries are reported, discarded and re-encoded; a read-only folder
-        still serves its embeddings. The in-memory cache of the process (an LRU bounded to
-        1 GiB by default) is always used; see :mod:`skcicm.featurizer.cache`.
+        only; ``""`` is refused (write ``"."`` for the current folder). Damaged entries
+        are reported, discarded and re-encoded; a read-only folder still serves its
+        embeddings. The in-memory cache of the process (an LRU bounded to 1 GiB by default)
+        is always used; see :mod:`skcicm.featurizer.cache`.
     weights_dir : str or path or None, default=None
         Folder where open_clip downloads the *model weights* of a pretrained tag, and looks
         for them first: passed as open_clip's own ``cache_dir``. None means open_clip's
@@ -245,6 +246,16 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.weights_dir = weights_dir
         self.progress = progress
         self.random_state = random_state
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        # An empty path is the current directory to every file API: a cache dropped there by
+        # accident, never a choice (write "." for that).
+        if isinstance(self.cache_dir, str) and not self.cache_dir.strip():
+            raise ValueError(
+                f'cache_dir={self.cache_dir!r} names no folder; pass a folder, "auto" for '
+                "the default location, or None to keep embeddings in memory only."
+            )
 
     # scikit-learn API -------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ are about to encode (:meth:`EmbeddingCache.claim`), so that each key is encoded 
 
 Memory: at most :data:`DEFAULT_MEMORY_LIMIT_BYTES` (1 GiB) of embeddings per process, least
 recently used first out; set ``SKCICM_MEMORY_CACHE_BYTES`` in the environment (worker processes
-inherit it) or call :func:`set_memory_cache_limit`.
+inherit it; a whole number of bytes, ``1e9`` included) or call :func:`set_memory_cache_limit`.
 
 Disk: ``cache_dir="auto"`` means ``$SKCICM_CACHE_DIR`` when set, else
 ``$XDG_CACHE_HOME/skcicm/embeddings`` (``~/.cache/skcicm/embeddings``). The folder is never
@@ -19,7 +19,9 @@ pruned; delete it at any time to reclaim the space.
 from __future__ import annotations
 
 import contextlib
+import decimal
 import os
+import sqlite3
 import threading
 import warnings
 from collections import OrderedDict
@@ -88,16 +90,17 @@ def _limit_from_environment() -> int:
     value = os.environ.get("SKCICM_MEMORY_CACHE_BYTES")
     if value is None:
         return DEFAULT_MEMORY_LIMIT_BYTES
+    # Decimal, not float, so that "1e9" is accepted and "12345678901234567891" stays exact.
     try:
-        limit = int(value)
-    except ValueError:
-        limit = -1
-    if limit < 0:
+        limit = decimal.Decimal(value)
+    except decimal.InvalidOperation:
+        limit = decimal.Decimal(-1)
+    if not limit.is_finite() or limit < 0 or limit != limit.to_integral_value():
         raise ValueError(
-            f"SKCICM_MEMORY_CACHE_BYTES={value!r}: expected a number of bytes >= 0 (0 turns "
-            "the in-memory embedding cache off)."
+            f"SKCICM_MEMORY_CACHE_BYTES={value!r}: expected a whole number of bytes >= 0, such "
+            "as 536870912 or 1e9 (0 turns the in-memory embedding cache off)."
         )
-    return limit
+    return int(limit)
 
 
 _memory = _MemoryLRU(_limit_from_environment())
@@ -278,7 +281,12 @@ class EmbeddingCache:
         if claims is None:
             yield keys
             return
-        with claims.claim(shared) as mine:
+        with contextlib.ExitStack() as held:
+            try:
+                mine = held.enter_context(claims.claim(shared))
+            except sqlite3.DatabaseError as error:
+                self.store.quarantine_if_damaged(error)
+                mine = shared  # the fresh database holds no claim
             yield mine | (keys - shared)
 
     def wait_for(
