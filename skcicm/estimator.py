@@ -526,7 +526,18 @@ class InvariantCausalMechanism(
         self.effective_lam_ = float(self.lam)
         trace_delta = np.trace(sigma_delta)
         if self.lam_scale == "trace" and trace_delta > 0:
-            self.effective_lam_ = float(self.lam * np.trace(sigma_z) / trace_delta)
+            with np.errstate(over="ignore"):
+                self.effective_lam_ = float(self.lam * np.trace(sigma_z) / trace_delta)
+        if self.objective == "difference":
+            with np.errstate(over="ignore", invalid="ignore"):
+                finite = np.isfinite(sigma_z - self.effective_lam_ * sigma_delta).all()
+            if not (np.isfinite(self.effective_lam_) and finite):
+                scaled = f" (x tr(Sigma_Z) / tr(Sigma_Delta) with lam_scale={self.lam_scale!r})"
+                raise ValueError(
+                    f"lam={self.lam!r}{scaled if self.lam_scale == 'trace' else ''} is so large "
+                    "that M = Sigma_Z - lam * Sigma_Delta overflows floating point; use a "
+                    "smaller lam."
+                )
         self.components_, self.eigenvalues_ = invariant_subspace(
             sigma_z,
             sigma_delta,
