@@ -14,7 +14,6 @@ scorer cannot tell rotations apart, and the linear probes are warm-started along
 from __future__ import annotations
 
 import warnings
-
 from numbers import Integral, Real
 from typing import Any
 
@@ -485,8 +484,8 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         results["std_test_score"] = scores.std(axis=1)
         if np.isnan(means).all():
             raise ValueError(
-                f"The scorer {self.scoring!r} gave NaN (in one fold or more) for every candidate, so no "
-                "candidate can be chosen; check that it can score these data."
+                f"The scorer {self.scoring!r} gave NaN (in one fold or more) for every "
+                "candidate, so no candidate can be chosen; check that it can score these data."
             )
         if np.isnan(means).any():
             # As GridSearchCV: a candidate whose score is NaN in any fold ranks last.
