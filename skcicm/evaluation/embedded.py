@@ -312,7 +312,9 @@ def check_interventions(
         ``"text"`` is requested from a featurizer without ``text_interventions``, or
         ``"counterfactual"`` from a data set that cannot render them (only ToyWorld can).
     """
-    interventions = check_choice(interventions, INTERVENTION_SOURCES, "interventions")
+    interventions = check_choice(
+        interventions, INTERVENTION_SOURCES, "interventions", allow_empty=True
+    )
     if {"image", "counterfactual"} <= set(interventions):
         raise ValueError(
             "interventions 'image' and 'counterfactual' are exclusive: each gives the intervened "
