@@ -60,3 +60,24 @@ def test_an_empty_test_fold_is_named():
     search = InvariantCausalMechanismCV(LAMS, KS, cv=splits)
     with pytest.raises(ValueError, match="Split 1 of the 2 that cv gives has an empty test set"):
         search.fit(Z, y, interventions=views)
+
+
+def test_interventional_scorer_names_views_of_the_wrong_width():
+    from skcicm.model_selection import InterventionalScorer
+
+    Z, y, views = _data()
+    icm = InvariantCausalMechanism(n_components=2).fit(Z, y, interventions=views)
+    with pytest.raises(ValueError, match=r"interventions have 3 features per view .* fitted on 4"):
+        InterventionalScorer()(icm, Z, y, interventions=views[:, :, :3])
+
+
+def test_interventional_scorer_without_routing_says_to_enable_it():
+    from skcicm.model_selection import InterventionalScorer
+
+    Z, y, views = _data()
+    icm = InvariantCausalMechanism(n_components=2)
+    grid = GridSearchCV(icm, {"lam": LAMS}, cv=3, scoring=InterventionalScorer())
+    with pytest.raises(ValueError, match=r"enable_metadata_routing=True\)"):
+        grid.set_params(error_score="raise").fit(Z, y, interventions=views)
+    with pytest.warns(UserWarning, match="Metadata routing is off"):
+        grid.set_params(error_score=np.nan).fit(Z, y, interventions=views)
