@@ -96,3 +96,24 @@ def test_prompt_checks_are_plain_functions_for_the_cli():
     assert check_class_templates(("a {}.",)) == ["a {}."]
     with pytest.raises(TypeError, match="class_names must be a list of class names"):
         class_prompt_names("dog")
+
+
+def test_embedding_a_data_set_checks_its_prompts_before_its_images(
+    tiny_clip_name, domain_images, encoded_count
+):
+    from sklearn.utils import Bunch
+
+    from skcicm.evaluation.embedded import embed_dataset
+
+    images, labels, domains = domain_images
+    dataset = Bunch(
+        images=list(images[:6]),
+        labels=labels[:6] % 2,
+        domains=domains[:6],
+        class_names=["dog", "dog"],
+        domain_names=["red"],
+        name="tiny",
+    )
+    with pytest.raises(ValueError, match=r"class_names\[1\] \('dog'\) is written 'dog'"):
+        embed_dataset(_featurizer(tiny_clip_name), dataset, interventions=())
+    assert encoded_count["images"] == 0
