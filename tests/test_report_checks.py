@@ -121,3 +121,9 @@ def test_check_results_against_the_run_settings(run_dir):
         check_results(rows, "results.csv", {**settings, "seeds": [0, 1, 2]})
     with pytest.raises(ValueError, match=r"methods \['icm_zero_shot'\] of the run have no rows"):
         check_results([r for r in rows if r["method"] != "icm_zero_shot"], "r.csv", settings)
+    with pytest.raises(ValueError, match=r"has no rows for targets \['photo'\]"):
+        check_results(
+            [r for r in rows if r["target"] != "photo"],
+            "r.csv",
+            {**settings, "targets": ["photo", "sketch", "painting"]},
+        )

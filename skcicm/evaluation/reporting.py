@@ -219,7 +219,10 @@ def check_results(
         if absent:
             where = f"target {target!r}" + ("" if rho is None else f", rho {rho}")
             problems.append(f"{label} on {where} has no rows for seeds {absent}")
-    targets = settings.get("targets") or list(dict.fromkeys(str(row["target"]) for row in rows))
+    targets = list(dict.fromkeys(str(row["target"]) for row in rows))
+    if settings.get("targets") and settings.get("protocol") != "imagenet":
+        # ImageNet's targets are resolved to the variants' folder names; the others are as given.
+        targets = [str(target) for target in settings["targets"]]
     for label in dict.fromkeys(label for label, _, _ in groups):
         absent = [t for t in targets if not any(k[0] == label and k[1] == t for k in groups)]
         if absent:
