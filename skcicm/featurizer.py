@@ -34,6 +34,8 @@ from skcicm.prompts import check_class_templates, class_prompt_names, expand_pro
 from skcicm.subspace import unit_rows
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
+# (model fingerprint, class names, templates) whose prompts the tokenizer tells apart.
+_DISTINCT_PROMPTS: set[tuple] = set()
 
 
 class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -487,7 +489,12 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             templates = self.templates if self.templates is not None else DEFAULT_TEMPLATES
         templates = check_class_templates(templates, "templates")
         names = self._class_labels_and_names(class_names)[1]
-        tokenizer = self._loaded().tokenizer
+        loaded = self._loaded()
+        # Tokenizing every prompt costs seconds for ImageNet's 80 templates: once per process.
+        checked = (loaded.fingerprint, tuple(names), tuple(templates))
+        if checked in _DISTINCT_PROMPTS:
+            return names, templates
+        tokenizer = loaded.tokenizer
         for template in templates:
             tokens = tokenizer([template.format(name) for name in names]).numpy()
             _, first, inverse = np.unique(tokens, axis=0, return_index=True, return_inverse=True)
@@ -500,6 +507,9 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                     f"{tokens.shape[1]} tokens and ignores case), so zero-shot cannot tell "
                     "them apart; shorten or rename them."
                 )
+        if len(_DISTINCT_PROMPTS) >= 64:
+            _DISTINCT_PROMPTS.clear()
+        _DISTINCT_PROMPTS.add(checked)
         return names, templates
 
     def text_intervention_pairs(
