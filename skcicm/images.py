@@ -113,7 +113,7 @@ class ImageSource:
         if data is None:
             image = self._image
             image = Image.fromarray(image) if isinstance(image, np.ndarray) else image
-            check_image_size(*image.size)
+            check_image_size(*image.size, decoded=True)
             return to_rgb(image)
         unreadable = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
         try:
@@ -235,20 +235,23 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def check_image_size(width: int, height: int) -> None:
+def check_image_size(width: int, height: int, *, decoded: bool = False) -> None:
     """Refuse, before decoding or resizing, an image too large or too elongated to encode safely.
 
     Parameters
     ----------
     width, height : int
         The image's size in pixels, from its header.
+    decoded : bool, default=False
+        The image is in memory already (given as a PIL image or an array): its pixel count
+        costs nothing more, and only its aspect ratio is checked.
 
     Raises
     ------
     ValueError
-        When the image has more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (unless that is
-        None) or an aspect ratio beyond :data:`MAX_ASPECT_RATIO`: both are decompression
-        bombs for the decoder or for the model's resize.
+        When a file has more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (unless that is
+        None), or an image has an aspect ratio beyond :data:`MAX_ASPECT_RATIO`: both are
+        decompression bombs, for the decoder or for the model's resize.
 
     Examples
     --------
@@ -259,7 +262,7 @@ def check_image_size(width: int, height: int) -> None:
     ValueError: 20000x1 pixels, an aspect ratio of 20000:1: more than 50:1 ...
     """
     limit = Image.MAX_IMAGE_PIXELS
-    if limit is not None and width * height > limit:
+    if not decoded and limit is not None and width * height > limit:
         raise ValueError(
             f"{width}x{height} pixels: more than PIL.Image.MAX_IMAGE_PIXELS ({limit}), a "
             "possible decompression bomb; not decoded"

@@ -65,6 +65,9 @@ def test_too_many_pixels_are_refused_from_the_header(tmp_path, monkeypatch):
     source = ImageSource(str(path), path=str(path)).read()
     with pytest.raises(ValueError, match=r"400x300 pixels: more than PIL.Image.MAX_IMAGE_PIXELS"):
         source.decode()
+    # An image in memory is decoded already: only its aspect ratio matters.
+    in_memory = ImageSource("X[0] (array)", "k", image=np.zeros((300, 400), np.uint8))
+    assert in_memory.decode().size == (400, 300)
 
 
 def test_every_failure_has_a_reason_even_an_empty_memory_error():
