@@ -107,6 +107,111 @@ def check_class_template(template: str) -> str:
     return template
 
 
+def check_class_templates(templates: Sequence[str], parameter: str = "templates") -> list[str]:
+    """Check a list of zero-shot templates, each with :func:`check_class_template`.
+
+    Parameters
+    ----------
+    templates : sequence of str
+        Prompt templates such as ``["a photo of a {}.", "a sketch of a {}."]``.
+    parameter : str, default="templates"
+        The parameter's name, for messages.
+
+    Returns
+    -------
+    list of str
+        The templates, unchanged.
+
+    Raises
+    ------
+    TypeError
+        For a bare string, which would otherwise be taken a character at a time.
+    ValueError
+        For an empty list, or naming the first bad template and what is wrong with it.
+
+    Examples
+    --------
+    >>> check_class_templates(["a photo of a {}.", "a {} in a sketch."])
+    ['a photo of a {}.', 'a {} in a sketch.']
+    >>> check_class_templates("a photo of a {}.")
+    Traceback (most recent call last):
+    ...
+    TypeError: templates must be a list of templates, not the single string 'a photo of a {}.'.
+    """
+    if isinstance(templates, str):
+        raise TypeError(
+            f"{parameter} must be a list of templates, not the single string {templates!r}."
+        )
+    templates = list(templates)
+    if not templates:
+        raise ValueError(f"{parameter} is empty; give at least one template, or None.")
+    for index, template in enumerate(templates):
+        try:
+            check_class_template(template)
+        except ValueError as error:
+            raise ValueError(f"{parameter}[{index}]: {error}") from None
+    return templates
+
+
+def class_prompt_names(class_names: Sequence[str], parameter: str = "class_names") -> list[str]:
+    """Class names as prompts write them, underscores as spaces, as the DomainBed loader does.
+
+    Parameters
+    ----------
+    class_names : sequence of str
+        Class names, e.g. folder names such as ``"tv_monitor"``.
+    parameter : str, default="class_names"
+        The parameter's name, for messages.
+
+    Returns
+    -------
+    list of str
+        The names with each ``_`` replaced by a space.
+
+    Raises
+    ------
+    TypeError
+        For a bare string, or a name that is not a string (``None`` among them).
+    ValueError
+        For no names, an empty or blank name, or two names that prompts would write alike.
+
+    Examples
+    --------
+    >>> class_prompt_names(["tv_monitor", "dog"])
+    ['tv monitor', 'dog']
+    >>> class_prompt_names(["dog", "dog"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: class_names[1] ('dog') is written 'dog' in prompts, as class_names[0] ... is; ...
+    """
+    if isinstance(class_names, str):
+        raise TypeError(
+            f"{parameter} must be a list of class names, not the single string {class_names!r}."
+        )
+    names = list(class_names)
+    if not names:
+        raise ValueError(f"{parameter} is empty; give one name per class.")
+    written: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if not isinstance(name, str):
+            raise TypeError(f"{parameter}[{index}] is {name!r}; class names must be strings.")
+        prompt_name = name.replace("_", " ")
+        if not prompt_name.strip():
+            raise ValueError(
+                f"{parameter}[{index}] is {name!r}: a blank class name gives a prompt that names "
+                "no class."
+            )
+        if prompt_name in written:
+            first = written[prompt_name]
+            raise ValueError(
+                f"{parameter}[{index}] ({name!r}) is written {prompt_name!r} in prompts, as "
+                f"{parameter}[{first}] ({names[first]!r}) is; two classes with one prompt cannot "
+                "be told apart."
+            )
+        written[prompt_name] = index
+    return list(written)
+
+
 def style_prompt_pairs(
     styles: Sequence[str], template: str = "a {style} of a {{}}."
 ) -> list[tuple[str, str]]:

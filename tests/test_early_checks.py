@@ -80,7 +80,11 @@ BAD_OPTIONS = [
     ({"n_components": [4, DIM + 1]}, rf"n_components values must be integers in 1\.\.{DIM}"),
     ({"tuning": ["source", "target"]}, r"Unknown tuning \['target'\]"),
     ({"methods": ["clip_knn"]}, r"Unknown methods \['clip_knn'\]"),
-    ({"seeds": []}, "seeds must hold at least one seed"),
+    ({"seeds": []}, "seeds is empty"),
+    ({"seeds": [0, 0]}, "seeds lists 0 more than once"),
+    ({"methods": ["icm_zero_shot", "icm_zero_shot"]}, "methods lists 'icm_zero_shot' more"),
+    ({"tuning": []}, "tuning is empty"),
+    ({"lam": [0.1, 1e308]}, r"lam values must be at most 1e\+100"),
     ({"holdout_fraction": 1.0}, r"holdout_fraction: must be between 0 and 1"),
 ]
 
@@ -110,6 +114,9 @@ def test_an_unknown_keyword_fails_before_encoding(entry_point):
     ("options", "message"),
     [
         ({"targets": ["photo", "nosuch"]}, r"targets: unknown domains \['nosuch'\]; tiny has"),
+        ({"targets": ["photo", "photo"]}, "targets lists 'photo' more than once"),
+        ({"targets": []}, "targets is empty"),
+        ({"n_jobs": 0}, "n_jobs must be None or a nonzero integer"),
         # 20 images a domain: 19 held out leave one class in the 'in' split.
         ({"holdout_fraction": 0.95}, r"holdout_fraction: 0.95 leaves domain 'art'"),
     ],
@@ -170,3 +177,18 @@ def test_the_stand_in_holds_the_shape_and_no_data():
     assert (data.n_samples, data.n_features) == (60, DIM)
     assert data.embeddings.strides == (0, 0)
     assert data.domain_names == ["art", "photo", "sketch"] and data.name == "tiny"
+
+
+@pytest.mark.parametrize("entry_point", DOMAIN_SHIFT)
+def test_two_domains_with_a_grid_and_source_tuning_fail_before_encoding(entry_point):
+    two = _domains_data()
+    keep = two.domains != "sketch"
+    two = Bunch(**{**two, "labels": two.labels[keep], "domains": two.domains[keep]})
+    two.images, two.domain_names = [None] * int(keep.sum()), ["art", "photo"]
+    evaluate = evaluate_domain_shift if entry_point == "domain_shift" else evaluate_open_class
+    with pytest.raises(ValueError, match=r"target 'art' leaves only \['photo'\] as sources"):
+        evaluate(NoEncodingFeaturizer(), two, progress=False)
+    with pytest.raises(EncodingStarted):  # a single candidate, or the oracle, needs no LODO
+        evaluate(NoEncodingFeaturizer(), two, lam=1.0, n_components=4, progress=False)
+    with pytest.raises(EncodingStarted):
+        evaluate(NoEncodingFeaturizer(), two, tuning="oracle", progress=False)

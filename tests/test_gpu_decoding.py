@@ -127,3 +127,21 @@ def test_gpu_jpeg_decoding_matches_cpu_and_is_cached_apart(
     clear_memory_cache()
     with pytest.raises(ImageLoadError, match="corrupt.jpg"):
         gpu_decoding.transform([*paths, str(corrupt)])
+
+
+def test_rotated_and_elongated_jpegs_are_handled_like_pil(preprocess, domain_images, tmp_path):
+    decoder = JPEGDecoder(preprocess, torch.device("cpu"))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed rotated by 90 degrees: nvJPEG cannot apply it
+    rotated = tmp_path / "rotated.jpg"
+    Image.fromarray(domain_images[0][0]).save(rotated, quality=90, exif=exif)
+    assert decoder.decode(_task(str(rotated), [None])[0]) is None
+    views, failure = prepare_views(_task(str(rotated), [None]), preprocess, None, None, decoder)
+    with Image.open(rotated) as image:
+        upright = image.convert("RGB").transpose(Image.Transpose.ROTATE_270)
+    assert failure is None
+    np.testing.assert_array_equal(views[0][1], preprocess(upright))
+    thin = tmp_path / "thin.jpg"
+    Image.new("RGB", (3000, 8)).save(thin)
+    outputs, failure = prepare_views(_task(str(thin), [None]), preprocess, None, None, decoder)
+    assert outputs == [] and "aspect ratio of 375:1" in failure

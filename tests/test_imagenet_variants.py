@@ -13,6 +13,7 @@ from skcicm.datasets.imagenet_variants import (
     load_imagenet_variant,
 )
 from skcicm.evaluation import EmbeddedDataset, imagenet_shift
+from skcicm.prompts import class_prompt_names
 
 
 def _write(folder, names, per_class=1):
@@ -65,6 +66,11 @@ def test_imagenet_v2_class_index_folders_are_not_sorted_as_text(tmp_path):
     }
     assert folder_of[10] == "10" and folder_of[999] == "999"
     assert data.class_names[10] == IMAGENET_CLASSNAMES[10]
+    # open_clip names two pairs of classes alike; their prompts must tell them apart.
+    assert data.class_names[744] == data.class_names[657] == "missile"
+    assert (data.prompt_names[657], data.prompt_names[744]) == ("missile", "projectile")
+    assert (data.prompt_names[836], data.prompt_names[837]) == ("sunglass", "sunglasses")
+    assert class_prompt_names(data.prompt_names) == data.prompt_names
 
 
 def test_max_per_class_subsamples_reproducibly(tmp_path):

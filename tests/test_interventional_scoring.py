@@ -49,7 +49,7 @@ def test_bad_input_fails_clearly():
     classifier = FirstFeatureSign().fit(X, Y)
     with pytest.raises(ValueError, match="sample-major layout"):
         InterventionalScorer()(classifier, X, Y, interventions=VIEWS.transpose(1, 0, 2))
-    with pytest.raises(ValueError, match="needs intervened copies"):
+    with pytest.raises(ValueError, match="got no intervened copies"):
         InterventionalScorer()(classifier, X, Y)
     with pytest.raises(RuntimeError, match="metadata routing"):
         InterventionalScorer().set_score_request(interventions=True)

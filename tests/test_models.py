@@ -287,7 +287,8 @@ def test_command_line_reports_bad_weight_files_in_one_line(
     truncated = _copy_of(tiny_clip_dir, tmp_path)
     checkpoint = truncated / "open_clip_model.safetensors"
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])
-    common = ["--n-per-cell", "1", "--domains", "photo,sketch", "--progress", "off"]
+    common = ["--n-per-cell", "1", "--domains", "photo,sketch,painting", "--progress", "off"]
+    common += ["--protocol", "domain-shift"]
     for model, named in (
         (["--model", tiny_architecture, "--pretrained", str(evil)], evil),
         (["--model", f"local-dir:{truncated}"], checkpoint),

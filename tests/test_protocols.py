@@ -166,7 +166,7 @@ def test_open_class_scores_base_and_novel_classes(embedded):
         ({"tuning": "target"}, "Unknown tuning"),
         ({"n_components": [4, 13]}, r"integers in 1\.\.12"),
         ({"lam": [-1.0]}, "finite numbers >= 0"),
-        ({"seeds": []}, "at least one seed"),
+        ({"seeds": []}, "seeds is empty"),
     ],
 )
 def test_domain_shift_rejects_bad_arguments(embedded, kwargs, match):

@@ -11,8 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from skcicm.evaluation.options import INTERVENTION_SOURCES, METHODS, TUNING, ZERO_SHOT_METHODS
-from skcicm.prompts import check_class_template
+from skcicm.evaluation.options import (
+    INTERVENTION_SOURCES,
+    METHODS,
+    TUNING,
+    ZERO_SHOT_METHODS,
+    check_listed,
+    check_n_jobs,
+)
+from skcicm.prompts import check_class_templates
 
 # What earlier runs wrote into a run folder; removed before writing, so none outlives its run.
 RUN_OUTPUTS = ("results", "sweep", "cv_results")
@@ -21,6 +28,11 @@ RUN_FILES = ("table.md", "run.json")
 
 def _comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _listed(text: str, option: str) -> list[str]:
+    """A comma-separated option's values; empty or repeated values are refused."""
+    return check_listed(_comma_list(text), option)
 
 
 def _numbers(text: str, kind: type, option: str) -> list:
@@ -33,9 +45,7 @@ def _numbers(text: str, kind: type, option: str) -> list:
                 f"{option}: {item!r} is not {'an integer' if kind is int else 'a number'}; "
                 f"expected a comma-separated list such as {'32,64' if kind is int else '0.1,1,10'}."
             ) from None
-    if not values:
-        raise ValueError(f"{option} is empty; give at least one value.")
-    return values
+    return check_listed(values, option)
 
 
 def _log(message: str) -> None:
@@ -77,8 +87,9 @@ def _resolve_protocol(args: argparse.Namespace, protocol: str) -> dict[str, Any]
     dataset = args.dataset
     shortcut = protocol == "shortcut"
     default_interventions = ",".join(INTERVENTION_SOURCES) if shortcut else "image"
-    interventions = _comma_list(args.interventions or default_interventions)
+    interventions = _listed(args.interventions or default_interventions, "--interventions")
     tuning = args.tuning or (list(TUNING) if shortcut else ["source"])
+    check_listed(tuning, "--tuning")
     unknown = sorted(set(interventions) - set(INTERVENTION_SOURCES))
     if unknown:
         raise ValueError(
@@ -106,16 +117,20 @@ def _resolve_protocol(args: argparse.Namespace, protocol: str) -> dict[str, Any]
             "images: add image or counterfactual to --interventions."
         )
     allowed = ZERO_SHOT_METHODS if protocol == "open-class" else tuple(METHODS)
-    methods = _comma_list(args.methods) if args.methods else list(allowed)
+    methods = _listed(args.methods, "--methods") if args.methods else list(allowed)
     bad = [m for m in methods if m not in allowed]
     if bad:
         raise ValueError(
             f"--methods: {bad} do not apply to {protocol}; choose from {list(allowed)}."
         )
     lam = _numbers(args.lam, float, "--lam")
-    bad_lam = [value for value in lam if not math.isfinite(value) or value < 0]
+    from skcicm.model_selection._params import MAX_LAM
+
+    bad_lam = [value for value in lam if not (math.isfinite(value) and 0 <= value <= MAX_LAM)]
     if bad_lam:
-        raise ValueError(f"--lam: values must be finite numbers >= 0; got {bad_lam}.")
+        raise ValueError(
+            f"--lam: values must be finite numbers in [0, {MAX_LAM:g}]; got {bad_lam}."
+        )
     n_components = (
         None if args.n_components == "auto" else _numbers(args.n_components, int, "--n-components")
     )
@@ -125,8 +140,12 @@ def _resolve_protocol(args: argparse.Namespace, protocol: str) -> dict[str, Any]
         raise ValueError(
             f"--holdout-fraction must be between 0 and 1 (exclusive); got {args.holdout_fraction}."
         )
-    for template in args.templates or ():
-        check_class_template(template)
+    if args.templates is not None:
+        check_class_templates(args.templates, "--template")
+    try:
+        check_n_jobs(args.n_jobs)
+    except ValueError as error:
+        raise ValueError(f"--{error}".replace("n_jobs", "n-jobs", 1)) from None
     for option, value in (
         ("--n-per-cell", args.n_per_cell),
         ("--batch-size", args.batch_size),
@@ -150,8 +169,8 @@ def _resolve_protocol(args: argparse.Namespace, protocol: str) -> dict[str, Any]
         "lam": lam,
         "n_components": n_components,
         "seeds": _numbers(args.seeds, int, "--seeds"),
-        "targets": _comma_list(args.targets) if args.targets else None,
-        "domains": _comma_list(args.domains) if args.domains else None,
+        "targets": None if args.targets is None else _listed(args.targets, "--targets"),
+        "domains": None if args.domains is None else _listed(args.domains, "--domains"),
         "model": model,
         "pretrained": pretrained,
     }
@@ -168,7 +187,7 @@ def _resolve_shortcut(args: argparse.Namespace) -> dict[str, Any]:
     rho = _numbers(args.rho, float, "--rho")
     factors = _comma_list(args.shortcut)
     held_out = None if args.held_out.lower() == "none" else args.held_out
-    sources = _comma_list(args.domains) if args.domains else None
+    sources = None if args.domains is None else _listed(args.domains, "--domains")
     try:
         check_shortcut_settings(rho, factors, args.target_relation, held_out, sources)
     except ValueError as error:

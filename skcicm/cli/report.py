@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_FORMATS = ("csv", "jsonl")
+#: Columns the plots read from every sweep row.
+SWEEP_COLUMNS = ("target", "method", "lam", "n_components", "accuracy")
 
 
 def render_run(
@@ -123,7 +125,7 @@ def _shortcut_tables(
 
 def run_report(args: argparse.Namespace) -> int:
     """Run ``skcicm report`` with parsed ``args``; return the exit status (raises ValueError)."""
-    from skcicm.evaluation.reporting import read_rows
+    from skcicm.evaluation.reporting import check_results, read_rows
 
     run_dir = Path(args.results_dir)
     if not run_dir.is_dir():
@@ -137,9 +139,14 @@ def run_report(args: argparse.Namespace) -> int:
     results = _with_string_names(read_rows(results_path))
     if not results:
         raise ValueError(f"{results_path} holds no results rows.")
+    protocol, model, settings = _protocol_and_model(run_dir, results)
+    check_results(results, results_path, settings)
     sweep_path = _rows_file(run_dir, "sweep")
     sweep = _with_string_names(read_rows(sweep_path)) if sweep_path else []
-    protocol, model = _protocol_and_model(run_dir, results)
+    if sweep and protocol != "shortcut":
+        missing = [c for c in SWEEP_COLUMNS if any(c not in row for row in sweep)]
+        if missing:
+            raise ValueError(f"{sweep_path} lacks the column(s) {missing} that sweep rows need.")
     title = f"{results[0]['dataset']}, {protocol}, {model}"
     (run_dir / "table.md").unlink(missing_ok=True)
     for plot in (run_dir / "plots").glob("*.png"):
@@ -179,17 +186,20 @@ def _with_string_names(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _protocol_and_model(run_dir: Path, results: Sequence[dict[str, Any]]) -> tuple[str, str]:
-    """The protocol and model names of the run: from ``run.json``, else from the rows."""
+def _protocol_and_model(
+    run_dir: Path, results: Sequence[dict[str, Any]]
+) -> tuple[str, str, dict[str, Any] | None]:
+    """The protocol and model names of the run, and its settings: from ``run.json``, else the
+    names from the rows and no settings."""
     record = run_dir / "run.json"
     if record.is_file():
         try:
-            settings = json.loads(record.read_text())["settings"]
-            return str(settings["protocol"]), str(settings["model"])
+            settings = json.loads(record.read_text(encoding="utf-8-sig"))["settings"]
+            return str(settings["protocol"]), str(settings["model"]), settings
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(
                 f"{record} is not the run.json that 'skcicm evaluate' writes ({error!r}); "
                 "remove it to take the protocol and model from the results rows."
             ) from None
     first = results[0]
-    return str(first.get("protocol", "?")).replace("_", "-"), str(first.get("model", "?"))
+    return str(first.get("protocol", "?")).replace("_", "-"), str(first.get("model", "?")), None

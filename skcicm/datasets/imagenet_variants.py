@@ -132,7 +132,8 @@ def load_imagenet_variant(
     dataset : Bunch
         ``images`` (list of paths), ``labels`` (int64 in ``0..n_classes-1``), ``domains``
         (``name`` for every image), ``class_names`` (open_clip's names of the covered
-        classes), ``prompt_names`` (the same), ``domain_names`` (``[name]``), ``wnids``,
+        classes), ``prompt_names`` (the same, but for two names open_clip's list repeats; see
+        :data:`PROMPT_NAME_FIXES`), ``domain_names`` (``[name]``), ``wnids``,
         ``imagenet_indices`` (index into ImageNet-1k of each class), ``templates`` (the 80
         OpenAI prompt templates), ``name`` and ``root``.
 
@@ -182,7 +183,7 @@ def load_imagenet_variant(
         labels=np.asarray(labels, dtype=np.int64),
         domains=np.full(len(images), name),
         class_names=class_names,
-        prompt_names=list(class_names),
+        prompt_names=[PROMPT_NAME_FIXES.get(int(i), IMAGENET_CLASSNAMES[i]) for i in indices],
         domain_names=[name],
         wnids=[IMAGENET_WNIDS[i] for i in indices],
         imagenet_indices=indices,
@@ -190,6 +191,14 @@ def load_imagenet_variant(
         name=name,
         root=str(root),
     )
+
+
+#: Prompt names for the two ImageNet classes whose open_clip name repeats another's:
+#: n04008634 ("projectile, missile") and n04355933 ("sunglass") are both named like the classes
+#: n03773504 ("missile") and n04356056 ("sunglasses") there. Two classes with one prompt get the
+#: same text embedding, so zero-shot could never predict the second; the featurizer refuses
+#: such names. Their WordNet lemmas tell them apart.
+PROMPT_NAME_FIXES: dict[int, str] = {744: "projectile", 836: "sunglass"}
 
 
 def find_imagenet_folders(

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from skcicm.evaluation.options import INTERVENTION_SOURCES, check_choice
-from skcicm.prompts import expand_prompt_pairs, pair_names_any
+from skcicm.prompts import class_prompt_names, expand_prompt_pairs, pair_names_any
 
 
 @dataclasses.dataclass
@@ -312,7 +312,9 @@ def check_interventions(
         ``"text"`` is requested from a featurizer without ``text_interventions``, or
         ``"counterfactual"`` from a data set that cannot render them (only ToyWorld can).
     """
-    interventions = check_choice(interventions, INTERVENTION_SOURCES, "interventions")
+    interventions = check_choice(
+        interventions, INTERVENTION_SOURCES, "interventions", allow_empty=True
+    )
     if {"image", "counterfactual"} <= set(interventions):
         raise ValueError(
             "interventions 'image' and 'counterfactual' are exclusive: each gives the intervened "
@@ -389,23 +391,24 @@ default=("image",)
     interventions = check_interventions(featurizer, dataset, interventions)
     images = dataset["images"]
     prompt_names = list(dataset.get("prompt_names") or dataset["class_names"])
-    embeddings = featurizer.transform(images)
     fields: dict[str, Any] = {}
+    # Prompts first: a bad class name or template fails before any image is encoded.
+    if "text" in interventions:
+        names = prompt_names if text_classes is None else [prompt_names[i] for i in text_classes]
+        fields["intervention_pairs"] = featurizer.text_intervention_pairs(names)
+        fields["intervention_pair_texts"] = expand_prompt_pairs(
+            featurizer.text_interventions, class_prompt_names(names)
+        )
+    if class_embeddings:
+        fields["class_embeddings"] = featurizer.class_embeddings(
+            prompt_names, templates or dataset.get("templates")
+        )
+    embeddings = featurizer.transform(images)
     if "image" in interventions:
         fields["interventions"] = featurizer.intervention_embeddings(images)
     if "counterfactual" in interventions:
         fields["interventions"], fields["intervention_styles"] = _counterfactual_views(
             featurizer, dataset, embeddings
-        )
-    if "text" in interventions:
-        names = prompt_names if text_classes is None else [prompt_names[i] for i in text_classes]
-        fields["intervention_pairs"] = featurizer.text_intervention_pairs(names)
-        fields["intervention_pair_texts"] = expand_prompt_pairs(
-            featurizer.text_interventions, names
-        )
-    if class_embeddings:
-        fields["class_embeddings"] = featurizer.class_embeddings(
-            prompt_names, templates or dataset.get("templates")
         )
     return EmbeddedDataset(
         embeddings=embeddings,

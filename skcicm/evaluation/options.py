@@ -7,6 +7,7 @@ its help from these names without loading anything.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 #: The methods every protocol compares, from name (as in results rows and ``--methods``) to
 #: display name.
@@ -63,8 +64,59 @@ def default_n_components(n_features: int) -> list[int]:
     return sorted({max(1, round(f * n_features)) for f in DEFAULT_COMPONENT_FRACTIONS})
 
 
-def check_choice(values: str | Iterable[str], allowed: Sequence[str], what: str) -> list[str]:
+def check_listed(values: Iterable[Any], what: str, *, allow_empty: bool = False) -> list[Any]:
+    """``values`` as a list, refusing a value listed twice and, unless allowed, an empty list.
+
+    A value listed twice (``--seeds 0,0``, ``targets=["photo", "photo"]``) would be run twice
+    and counted twice in the means and intervals of a table.
+
+    Examples
+    --------
+    >>> check_listed([0, 1], "seeds")
+    [0, 1]
+    >>> check_listed(["photo", "photo"], "targets")
+    Traceback (most recent call last):
+    ...
+    ValueError: targets lists 'photo' more than once; list each value once.
+    """
+    values = list(values)
+    if not values and not allow_empty:
+        raise ValueError(f"{what} is empty; give at least one value.")
+    seen: set = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{what} lists {value!r} more than once; list each value once.")
+        seen.add(value)
+    return values
+
+
+def check_n_jobs(n_jobs: Any) -> Any:
+    """Refuse an ``n_jobs`` joblib cannot use: it must be None or a nonzero integer.
+
+    Examples
+    --------
+    >>> check_n_jobs(-1)
+    -1
+    >>> check_n_jobs(0)
+    Traceback (most recent call last):
+    ...
+    ValueError: n_jobs must be None or a nonzero integer (-1: every core); got 0.
+    """
+    if n_jobs is not None and (
+        isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0
+    ):
+        raise ValueError(
+            f"n_jobs must be None or a nonzero integer (-1: every core); got {n_jobs!r}."
+        )
+    return n_jobs
+
+
+def check_choice(
+    values: str | Iterable[str], allowed: Sequence[str], what: str, *, allow_empty: bool = False
+) -> list[str]:
     """``values`` as a list, or a ValueError naming the unknown ones and the choices.
+
+    Empty lists and values listed twice are refused too (:func:`check_listed`).
 
     Examples
     --------
@@ -76,7 +128,8 @@ def check_choice(values: str | Iterable[str], allowed: Sequence[str], what: str)
     ValueError: Unknown interventions ['audio']; choose from ['image', 'counterfactual', \
 'text', 'domain'].
     """
-    values = [values] if isinstance(values, str) else list(values)
+    values = [values] if isinstance(values, str) else values
+    values = check_listed(values, what, allow_empty=allow_empty)
     unknown = [v for v in values if v not in allowed]
     if unknown:
         raise ValueError(f"Unknown {what} {unknown}; choose from {list(allowed)}.")

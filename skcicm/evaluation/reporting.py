@@ -99,7 +99,8 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Read rows written by :func:`write_rows`; numeric cells become int or float.
 
     Empty cells (and JSON ``null``) read as NaN. Only numerals become numbers: a domain
-    named "nan" stays a string.
+    named "nan" stays a string. A UTF-8 byte-order mark, as spreadsheet programs write one,
+    is skipped.
 
     Parameters
     ----------
@@ -115,14 +116,128 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
     ------
     FileNotFoundError
         When ``path`` does not exist.
+    ValueError
+        Naming the file and line of a line that is not a JSON object, or of a CSV row with
+        fewer or more cells than the header (a file cut short, for one).
     """
     path = Path(path)
     if path.suffix == ".jsonl":
-        with path.open() as handle:
-            rows = [json.loads(line) for line in handle if line.strip()]
-        return [{k: float("nan") if v is None else v for k, v in row.items()} for row in rows]
-    with path.open(newline="") as handle:
-        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        rows = []
+        with path.open(encoding="utf-8-sig") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as error:
+                    raise ValueError(
+                        f"{path}, line {number}: not a JSON object ({error})."
+                    ) from None
+                if not isinstance(row, dict):
+                    raise ValueError(
+                        f"{path}, line {number}: not a JSON object but {line.strip()!r}."
+                    )
+                rows.append({k: float("nan") if v is None else v for k, v in row.items()})
+        return rows
+    rows = []
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        for row in reader:
+            if None in row or None in row.values():
+                raise ValueError(
+                    f"{path}, line {reader.line_num}: {len(row) - (None in row)} columns "
+                    f"expected, as in the header; the row has "
+                    f"{'more' if None in row else 'fewer'} cells (is the file cut short?)."
+                )
+            rows.append({k: _parse(v) for k, v in row.items()})
+    return rows
+
+
+#: Columns every results row needs, and those that hold a fraction in [0, 1].
+REQUIRED_RESULT_COLUMNS: tuple[str, ...] = ("dataset", "target", "method", "seed", "accuracy")
+FRACTION_COLUMNS: tuple[str, ...] = ("accuracy", "base_accuracy", "novel_accuracy", "worst_group")
+
+
+def check_results(
+    rows: Sequence[dict[str, Any]],
+    path: str | os.PathLike,
+    settings: dict[str, Any] | None = None,
+) -> None:
+    """Fail unless ``rows`` are a complete, well-formed results file of one run.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        The rows read from ``path`` by :func:`read_rows`.
+    path : str or path-like
+        The file, for messages.
+    settings : dict or None, default=None
+        The run's settings from ``run.json`` (``seeds``, ``methods``, ``targets``): each
+        method, target and seed listed there must have its rows. Without them, every
+        method and target must have rows for the same seeds.
+
+    Raises
+    ------
+    ValueError
+        Naming the file (and the row) for a missing column, a fraction outside [0, 1] or
+        not a number, and for a run whose rows are incomplete.
+
+    Examples
+    --------
+    >>> rows = [{"dataset": "d", "target": "t", "method": "clip_zero_shot", "seed": s,
+    ...          "accuracy": 0.5} for s in (0, 1)]
+    >>> check_results(rows, "results.csv", {"seeds": [0, 1], "methods": ["clip_zero_shot"]})
+    >>> check_results(rows[:1], "results.csv", {"seeds": [0, 1]})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: results.csv is incomplete: CLIP zero-shot on target 't' has no rows for seeds ...
+    """
+    missing = [c for c in REQUIRED_RESULT_COLUMNS if any(c not in row for row in rows)]
+    if missing:
+        raise ValueError(f"{path} lacks the column(s) {missing} that results rows need.")
+    for number, row in enumerate(rows, 1):
+        for column in FRACTION_COLUMNS:
+            value = row.get(column, float("nan"))
+            number_like = isinstance(value, int | float) and not isinstance(value, bool)
+            optional_nan = number_like and column != "accuracy" and math.isnan(value)
+            if not (optional_nan or (number_like and 0.0 <= value <= 1.0)):
+                raise ValueError(
+                    f"{path}, row {number}: {column} is {value!r}; it must be a fraction "
+                    "between 0 and 1."
+                )
+    settings = settings or {}
+    seeds = settings.get("seeds") or sorted({row["seed"] for row in rows}, key=str)
+    groups: dict[tuple, set] = {}
+    for row in rows:
+        rho = row.get("rho")
+        rho = None if isinstance(rho, float) and math.isnan(rho) else rho
+        key = (method_label(row["method"], row.get("tuning")), str(row["target"]), rho)
+        groups.setdefault(key, set()).add(row["seed"])
+    problems = []
+    for (label, target, rho), found in groups.items():
+        absent = [seed for seed in seeds if seed not in found]
+        if absent:
+            where = f"target {target!r}" + ("" if rho is None else f", rho {rho}")
+            problems.append(f"{label} on {where} has no rows for seeds {absent}")
+    targets = list(dict.fromkeys(str(row["target"]) for row in rows))
+    if settings.get("targets") and settings.get("protocol") != "imagenet":
+        # ImageNet's targets are resolved to the variants' folder names; the others are as given.
+        targets = [str(target) for target in settings["targets"]]
+    for label in dict.fromkeys(label for label, _, _ in groups):
+        absent = [t for t in targets if not any(k[0] == label and k[1] == t for k in groups)]
+        if absent:
+            problems.append(f"{label} has no rows for targets {absent}")
+    present = {row["method"] for row in rows}
+    absent_methods = [m for m in settings.get("methods") or () if m not in present]
+    if absent_methods:
+        problems.append(f"methods {absent_methods} of the run have no rows")
+    if problems:
+        raise ValueError(
+            f"{path} is incomplete: "
+            + "; ".join(problems[:5])
+            + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            + ". Was the run interrupted, or the file cut short? Run 'skcicm evaluate' again."
+        )
 
 
 _INTEGER = re.compile(r"[+-]?\d+")

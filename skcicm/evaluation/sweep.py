@@ -32,6 +32,8 @@ from skcicm.evaluation.embedded import EmbeddedDataset, check_interventions
 from skcicm.evaluation.options import (
     TUNING,
     check_choice,
+    check_listed,
+    check_n_jobs,
     default_n_components,
     is_baseline,
     is_zero_shot,
@@ -78,8 +80,7 @@ class SweepSettings:
         """Validate the protocol arguments into settings (raises ValueError)."""
         methods = check_choice(methods, allowed_methods, "methods")
         tuning = check_choice(tuning, TUNING, "tuning")
-        if not tuning:
-            raise ValueError("tuning must name at least one rule.")
+        check_n_jobs(settings.get("n_jobs"))
         ks = default_n_components(n_features) if n_components is None else n_components
         lams, ks = check_grid(lam, ks, n_features)
         settings["estimator_params"] = dict(settings.get("estimator_params") or {})
@@ -94,9 +95,7 @@ class SweepSettings:
 def check_seeds(seeds: int | Iterable[int]) -> list[int]:
     """Seeds as a non-empty list of int."""
     seeds = [seeds] if isinstance(seeds, int) else [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds must hold at least one seed.")
-    return seeds
+    return check_listed(seeds, "seeds")
 
 
 def fit_method(
@@ -294,7 +293,7 @@ def check_targets(data: EmbeddedDataset, targets: str | Sequence[str] | None) ->
         raise ValueError(f"{data.name} has one domain; domain shift needs at least two.")
     if targets is None:
         return list(data.domain_names)
-    targets = [targets] if isinstance(targets, str) else list(targets)
+    targets = check_listed([targets] if isinstance(targets, str) else targets, "targets")
     unknown = [t for t in targets if t not in data.domain_names]
     if unknown:
         raise ValueError(
@@ -390,7 +389,18 @@ def check_lodo_options(
     )
     if "interventional" in settings.tuning:
         validation_views(embedded)
-    return settings, LodoSplits.checked(embedded, targets, seeds, holdout_fraction)
+    splits = LodoSplits.checked(embedded, targets, seeds, holdout_fraction)
+    tuned = {"source", "interventional"} & set(settings.tuning)
+    if tuned and len(settings.lams) * len(settings.ks) + settings.baseline_candidate > 1:
+        for target in splits.targets:
+            sources = [name for name in embedded.domain_names if name != target]
+            if len(sources) < 2:
+                raise ValueError(
+                    f"tuning {sorted(tuned)} leaves one source domain out at a time, and "
+                    f"target {target!r} leaves only {sources} as sources; give three or more "
+                    "domains, single lam and n_components values, or tuning 'oracle'."
+                )
+    return settings, splits
 
 
 def check_lodo_before_encoding(

@@ -16,8 +16,12 @@ from skcicm._lazy import lazy_attributes
 if TYPE_CHECKING:
     from skcicm.featurizer._distributed import encode_images_dask
     from skcicm.featurizer._featurizer import CLIPFeaturizer
-    from skcicm.featurizer._images import ImageLoadError
-    from skcicm.featurizer._interventions import ImageInterventions, paper_interventions
+    from skcicm.featurizer._images import MAX_ASPECT_RATIO, ImageLoadError
+    from skcicm.featurizer._interventions import (
+        ImageInterventions,
+        InterventionError,
+        paper_interventions,
+    )
     from skcicm.featurizer._models import (
         LoadedCLIP,
         UnknownModelError,
@@ -37,7 +41,9 @@ _WHERE = {
     "CLIPFeaturizer": "skcicm.featurizer._featurizer",
     "encode_images_dask": "skcicm.featurizer._distributed",
     "ImageLoadError": "skcicm.featurizer._images",
+    "MAX_ASPECT_RATIO": "skcicm.featurizer._images",
     "ImageInterventions": "skcicm.featurizer._interventions",
+    "InterventionError": "skcicm.featurizer._interventions",
     "paper_interventions": "skcicm.featurizer._interventions",
     **dict.fromkeys(
         [
@@ -63,8 +69,10 @@ __all__ = [
     "encode_images_dask",
     "ImageInterventions",
     "ImageLoadError",
+    "InterventionError",
     "load_clip",
     "LoadedCLIP",
+    "MAX_ASPECT_RATIO",
     "model_fingerprint",
     "paper_interventions",
     "register_model",

@@ -35,8 +35,8 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.transforms import v2
 
 from skcicm.featurizer._gpu_decoding import JPEGDecoder
-from skcicm.featurizer._images import ImageSource
-from skcicm.featurizer._interventions import ImageInterventions
+from skcicm.featurizer._images import ImageSource, error_reason
+from skcicm.featurizer._interventions import ImageInterventions, InterventionError
 
 #: One image to decode: its source and the (view key, view) pairs it still lacks.
 Task = tuple[ImageSource, list[tuple[str, "int | None"]]]
@@ -97,8 +97,10 @@ def prepare_views(
                 tensor = preprocess(image)
             outputs.append((key, tensor))
         return outputs, None
+    except InterventionError as error:
+        raise InterventionError(f"{error} (on {source.name})") from error.__cause__
     except Exception as error:  # noqa: BLE001 - reported per file, the rest go on
-        return [], str(error)
+        return [], error_reason(error)
     finally:
         source.release()
 

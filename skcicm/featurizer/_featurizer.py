@@ -31,9 +31,11 @@ from skcicm.featurizer.cache._memory import EmbeddingCache
 from skcicm.icm._estimator import DOC_LINK_TEMPLATE
 from skcicm.icm._fit_context import EmbeddingsWithContext
 from skcicm.icm._subspace import unit_rows
-from skcicm.prompts import expand_prompt_pairs
+from skcicm.prompts import check_class_templates, class_prompt_names, expand_prompt_pairs
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
+# (model fingerprint, class names, templates) whose prompts the tokenizer tells apart.
+_DISTINCT_PROMPTS: set[tuple] = set()
 
 
 class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -290,6 +292,8 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             ``worker_type="processes"``, or a preprocessing step with no tensor equivalent.
         """
         self._pin_weights()
+        if self.class_names is not None:
+            self._class_prompts(self.class_names, None)
         self.embedding_dim_ = self._embedding_dim()
         return self
 
@@ -322,16 +326,17 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             was fitted with.
         """
         self._pin_weights()
-        views = [None] if self.interventions is None else [None, *range(self.n_interventions)]
-        clean, *intervened = self._embed_images(X, views)
+        # Prompts first: a bad template or class name fails before any image is encoded.
         context: dict[str, Any] = {}
-        if intervened:
-            context["interventions"] = np.stack(intervened, axis=1)
         if self.text_interventions:
             context["intervention_pairs"] = self.text_intervention_pairs()
         if self.class_names is not None:
             context["class_labels"], _ = self._class_labels_and_names(self.class_names)
             context["class_embeddings"] = self.class_embeddings()
+        views = [None] if self.interventions is None else [None, *range(self.n_interventions)]
+        clean, *intervened = self._embed_images(X, views)
+        if intervened:
+            context["interventions"] = np.stack(intervened, axis=1)
         self.embedding_dim_ = clean.shape[1]
         return EmbeddingsWithContext.wrap(clean, **context)
 
@@ -448,7 +453,9 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """Prompt-ensembled, unit-norm text embeddings of the classes.
 
         Each class's prompts (one per template) are embedded, normalised and averaged, and
-        the average is normalised again, as in CLIP's zero-shot evaluation.
+        the average is normalised again, as in CLIP's zero-shot evaluation. Prompts write a
+        class name with spaces for underscores (``"tv_monitor"`` as "tv monitor"), as the
+        DomainBed loader and the CLIP-ICM authors do.
 
         Parameters
         ----------
@@ -466,19 +473,55 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         Raises
         ------
+        TypeError
+            For a single string where a list of templates or names is expected, and for a
+            class name that is not a string.
         ValueError
-            When no class names are given here or in the ``class_names`` parameter.
+            When no class names are given here or in the ``class_names`` parameter; for a
+            template without exactly one ``{}`` or with another brace; for a blank class
+            name; and for two classes whose prompts are the same, as written or as the
+            tokenizer reads them (cut at its context length, in lower case).
         """
         names = self.class_names if class_names is None else class_names
         if names is None:
             raise ValueError(
                 "No class names: pass class_names here or set the class_names parameter."
             )
-        _, names = self._class_labels_and_names(names)
-        templates = list(templates or self.templates or DEFAULT_TEMPLATES)
+        names, templates = self._class_prompts(names, templates)
         prompts = [template.format(name) for name in names for template in templates]
         unit = unit_rows(self.encode_text(prompts)).reshape(len(names), len(templates), -1)
         return unit_rows(unit.mean(axis=1)).astype(np.float32)
+
+    def _class_prompts(
+        self, class_names: Sequence[str] | dict, templates: Sequence[str] | None
+    ) -> tuple[list[str], list[str]]:
+        """The class names as prompts write them and the templates, checked (see above)."""
+        if templates is None:
+            templates = self.templates if self.templates is not None else DEFAULT_TEMPLATES
+        templates = check_class_templates(templates, "templates")
+        names = self._class_labels_and_names(class_names)[1]
+        loaded = self._loaded()
+        # Tokenizing every prompt costs seconds for ImageNet's 80 templates: once per process.
+        checked = (loaded.fingerprint, tuple(names), tuple(templates))
+        if checked in _DISTINCT_PROMPTS:
+            return names, templates
+        tokenizer = loaded.tokenizer
+        for template in templates:
+            tokens = tokenizer([template.format(name) for name in names]).numpy()
+            _, first, inverse = np.unique(tokens, axis=0, return_index=True, return_inverse=True)
+            same = np.flatnonzero(first[inverse.ravel()] != np.arange(len(names)))
+            if same.size:
+                other = first[inverse.ravel()[same[0]]]
+                raise ValueError(
+                    f"class_names {names[other]!r} and {names[same[0]]!r} give the same tokens "
+                    f"in template {template!r} (the tokenizer reads at most "
+                    f"{tokens.shape[1]} tokens and ignores case), so zero-shot cannot tell "
+                    "them apart; shorten or rename them."
+                )
+        if len(_DISTINCT_PROMPTS) >= 64:
+            _DISTINCT_PROMPTS.clear()
+        _DISTINCT_PROMPTS.add(checked)
+        return names, templates
 
     def text_intervention_pairs(
         self, class_names: Sequence[str] | dict | None = None
@@ -514,9 +557,12 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     @staticmethod
     def _class_labels_and_names(class_names: Sequence[str] | dict) -> tuple[np.ndarray, list[str]]:
+        """Labels, and the names as prompts write them (checked by ``class_prompt_names``)."""
         if isinstance(class_names, dict):
-            return np.asarray(list(class_names.keys())), [str(n) for n in class_names.values()]
-        return np.arange(len(class_names)), [str(n) for n in class_names]
+            names = class_prompt_names(list(class_names.values()))
+            return np.asarray(list(class_names.keys())), names
+        names = class_prompt_names(class_names)
+        return np.arange(len(names)), names
 
     def _torch_device(self) -> torch.device:
         if self.device == "auto":

@@ -7,7 +7,10 @@ model's preprocessing on the decoded tensor, on the GPU; the clean view never co
 CPU. Intervened copies are made on the CPU, by the same PIL augmentations as always, from the
 GPU-decoded pixels copied back. Files of other formats, and the rare JPEG that nvJPEG cannot
 decode (CMYK, for one), are decoded by PIL, file by file: a choice made by the file's content,
-so that a file always gets the same decoder.
+so that a file always gets the same decoder. So are JPEG files with an EXIF orientation other
+than the default, since nvJPEG cannot apply it and PIL does (see
+``ImageSource.decode`` in ``_images.py``). A file's size is checked from its header first, as on
+the CPU.
 
 nvJPEG's pixels and the tensor version of the preprocessing differ slightly from libjpeg and
 PIL's, so the embeddings agree with ``decode_device="cpu"`` closely but not bit for bit; the
@@ -16,17 +19,19 @@ featurizer caches them apart (see :meth:`skcicm.CLIPFeaturizer`).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torchvision import transforms as transforms_v1
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import v2
 
-from skcicm.featurizer._images import ImageSource
+from skcicm.featurizer._images import ImageSource, check_image_size
 
 JPEG_MAGIC = b"\xff\xd8\xff"
+_EXIF_ORIENTATION = 0x0112
 
 # Steps that work on an image tensor as they do on a PIL image.
 _TENSOR_STEPS = (
@@ -112,6 +117,14 @@ class JPEGDecoder:
         data = source.file_bytes()
         if data is None or not data.startswith(JPEG_MAGIC):
             return None
+        try:
+            with Image.open(io.BytesIO(data)) as header:  # reads the header, not the pixels
+                check_image_size(*header.size)
+                # nvJPEG cannot apply an EXIF orientation: PIL decodes a rotated file.
+                if header.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+                    return None
+        except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError):
+            return None  # PIL names the problem when it decodes the file
         encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
         try:
             return decode_jpeg(encoded, mode=ImageReadMode.RGB, device=self.device)

@@ -298,10 +298,21 @@ class ImageEncoder:
             # Named while its content may still fail to decode, so that every copy is listed.
             if wanted or source.key in run.names:
                 run.names.setdefault(source.key, []).append((row, source.name))
-            if wanted:
-                tasks.append((source, wanted))
-            else:
+            if not wanted:
                 source.release()
+                continue
+            # A task makes at most a batch of views, so that many intervened copies of one
+            # image stream through the model instead of being all made first. Each task holds
+            # the file's bytes (one object, shared) until it is decoded.
+            chunks = [
+                wanted[start : start + self.batch_size]
+                for start in range(0, len(wanted), self.batch_size)
+            ]
+            run.pending[source.key] = run.pending.get(source.key, 0) + len(chunks)
+            tasks.extend(
+                (source if start == 0 else copy.copy(source), chunk)
+                for start, chunk in enumerate(chunks)
+            )
         return tasks
 
     def _prepare(self, task: Task) -> tuple[list[tuple[str, torch.Tensor]], str | None]:
@@ -330,7 +341,8 @@ class ImageEncoder:
 
     def _deliver(self, embeddings: dict[str, np.ndarray], run: _Run) -> None:
         for key, embedding in embeddings.items():
-            for row, column in run.waiting.pop(key):
+            # A view of an image whose other views failed is no longer waited for.
+            for row, column in run.waiting.pop(key, ()):
                 run.store(column, row, embedding)
 
     def _encode_given_up(
@@ -386,13 +398,16 @@ class _Run:
         self.failed: dict[str, str] = {}  # content key -> reason
         self.failures: list[tuple[int, str, str]] = []  # (row, name, reason)
         self.elsewhere: set[str] = set()  # view keys another worker claimed to encode
+        self.pending: dict[str, int] = {}  # content key in flight -> its tasks not decoded
 
     def decoded(self, content_key: str, failure: str | None) -> None:
-        """Record that an image was decoded, or why it could not be."""
-        if failure is None:
-            self.names.pop(content_key)
-        else:
+        """Record that one task of an image was decoded, or why it could not be."""
+        if failure is not None and content_key not in self.failed:
             self.fail(content_key, failure)
+        self.pending[content_key] -= 1
+        if not self.pending[content_key]:
+            del self.pending[content_key]
+            self.names.pop(content_key, None)
 
     def store(self, column: int, row: int, embedding: np.ndarray) -> None:
         if self.outputs[column] is None:

@@ -20,10 +20,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 #: Most file keys remembered per process (about 200 bytes each), the oldest forgotten first.
 KEY_MEMO_SIZE = 1_000_000
+
+#: Longest side over shortest side, at most, of an image to decode. The model's preprocessing
+#: scales the short side up to its input size, so a 20000x1 image would become 224 x 4.5
+#: million pixels: this bounds the resized image at ``MAX_ASPECT_RATIO`` times the model's
+#: square input. Pillow's own limit, ``PIL.Image.MAX_IMAGE_PIXELS``, bounds the decoded size.
+MAX_ASPECT_RATIO = 50
 
 # blake2b(path, size, mtime, inode, device) -> sha1 of the content, both as raw digests.
 _key_memo: dict[bytes, bytes] = {}
@@ -103,16 +109,29 @@ class ImageSource:
         return self
 
     def decode(self) -> Image.Image:
-        """The image as RGB; raises ValueError naming the problem when it cannot be decoded."""
+        """The image as RGB; raises ValueError naming the problem when it cannot be decoded.
+
+        A file's size is checked from its header before its pixels are decoded (see
+        :func:`check_image_size`), and its EXIF orientation is applied, as a photo viewer
+        does. An image given in memory is taken as it is.
+        """
         data = self.file_bytes()
         if data is None:
             image = self._image
-            return to_rgb(Image.fromarray(image) if isinstance(image, np.ndarray) else image)
+            image = Image.fromarray(image) if isinstance(image, np.ndarray) else image
+            check_image_size(*image.size, decoded=True)
+            return to_rgb(image)
+        unreadable = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
         try:
-            with Image.open(io.BytesIO(data)) as image:
-                return to_rgb(image)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-            raise ValueError(f"not a readable image ({error})") from error
+            image = Image.open(io.BytesIO(data))
+        except (*unreadable, Image.DecompressionBombError) as error:
+            raise ValueError(f"not a readable image ({error_reason(error)})") from error
+        with image:
+            check_image_size(*image.size)
+            try:
+                return to_rgb(ImageOps.exif_transpose(image))
+            except unreadable as error:
+                raise ValueError(f"not a readable image ({error_reason(error)})") from error
 
     def file_bytes(self) -> bytes | None:
         """The file's bytes, read now if they were not (its key was remembered).
@@ -148,7 +167,11 @@ def as_image_list(X: Any) -> list[Any]:
             "X must be a sequence of images (paths, PIL images or HxWxC uint8 arrays), "
             f"not a single {type(X).__name__}; wrap it in a list."
         )
-    if isinstance(X, np.ndarray) and X.dtype != object:
+    if isinstance(X, np.ndarray) and X.dtype.kind in "US":
+        if X.ndim != 1:
+            raise ValueError(f"An array of image paths X must be 1-D; got shape {X.shape}.")
+        items = [os.fsdecode(path) for path in X.tolist()]  # paths, not pixels
+    elif isinstance(X, np.ndarray) and X.dtype != object:
         if X.ndim != 4:
             raise ValueError(
                 "An image array X must have shape (n_images, height, width, channels); "
@@ -216,6 +239,52 @@ def to_rgb(image: Image.Image) -> Image.Image:
     elif image.mode == "F":
         raise ValueError("floating-point (mode 'F') images have no defined 0-255 scale")
     return image.convert("RGB")
+
+
+def check_image_size(width: int, height: int, *, decoded: bool = False) -> None:
+    """Refuse, before decoding or resizing, an image too large or too elongated to encode safely.
+
+    Parameters
+    ----------
+    width, height : int
+        The image's size in pixels, from its header.
+    decoded : bool, default=False
+        The image is in memory already (given as a PIL image or an array): its pixel count
+        costs nothing more, and only its aspect ratio is checked.
+
+    Raises
+    ------
+    ValueError
+        When a file has more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (unless that is
+        None), or an image has an aspect ratio beyond :data:`MAX_ASPECT_RATIO`: both are
+        decompression bombs, for the decoder or for the model's resize.
+
+    Examples
+    --------
+    >>> check_image_size(640, 480)
+    >>> check_image_size(20000, 1)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: 20000x1 pixels, an aspect ratio of 20000:1: more than 50:1 ...
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    if not decoded and limit is not None and width * height > limit:
+        raise ValueError(
+            f"{width}x{height} pixels: more than PIL.Image.MAX_IMAGE_PIXELS ({limit}), a "
+            "possible decompression bomb; not decoded"
+        )
+    ratio = max(width, height) / max(1, min(width, height))
+    if ratio > MAX_ASPECT_RATIO:
+        raise ValueError(
+            f"{width}x{height} pixels, an aspect ratio of {ratio:.0f}:1: more than "
+            f"{MAX_ASPECT_RATIO}:1 (skcicm.featurizer.MAX_ASPECT_RATIO), which the model's resize "
+            "would blow up to a huge image; not decoded. Crop or pad it first"
+        )
+
+
+def error_reason(error: BaseException) -> str:
+    """A non-empty reason for a failure: ``MemoryError()`` and others have no message."""
+    return str(error) or type(error).__name__
 
 
 def _read_regular_file(path: str) -> bytes:

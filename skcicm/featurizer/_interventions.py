@@ -21,6 +21,14 @@ from torchvision.transforms.v2._transform import _RandomApplyTransform
 ImageTransform = Callable[[Image.Image], Any]
 
 
+class InterventionError(RuntimeError):
+    """An intervention raised or returned no image: a fault of the transform, not of the file.
+
+    It stops the run, chained to the transform's own error, rather than being reported as an
+    image that could not be read.
+    """
+
+
 def paper_interventions() -> list[ImageTransform]:
     """The seven augmentations the CLIP-ICM authors draw from, one per intervened copy.
 
@@ -119,11 +127,17 @@ class ImageInterventions:
         )
         rng = np.random.default_rng(seed)
         transform = self.transforms[rng.integers(len(self.transforms))]
-        result = _seeded_call(transform, image, int(rng.integers(2**63)))
-        if isinstance(result, torch.Tensor):
-            result = v2.functional.to_pil_image(result)
+        try:
+            result = _seeded_call(transform, image, int(rng.integers(2**63)))
+            if isinstance(result, torch.Tensor):
+                result = v2.functional.to_pil_image(result)
+        except Exception as error:
+            raise InterventionError(
+                f"Intervention {transform!r} raised {type(error).__name__}: "
+                f"{str(error) or '(no message)'}"
+            ) from error
         if not isinstance(result, Image.Image):
-            raise TypeError(
+            raise InterventionError(
                 f"Intervention {transform!r} returned {type(result).__name__}; it must return a "
                 "PIL image or an image tensor."
             )

@@ -62,6 +62,18 @@ def _default_classifier() -> LogisticRegression:
     return LogisticRegression(C=DEFAULT_PROBE_C, max_iter=1000)
 
 
+def _incremental_head(estimator: InvariantCausalMechanism) -> bool:
+    if estimator.head == "linear_probe":
+        # Raised here, so that the AttributeError of available_if says why.
+        raise AttributeError(
+            "partial_fit is not available with head='linear_probe': the probe is fitted on "
+            "all the projected data at once. Fit on all the data, or use head=None and train "
+            "an incremental classifier (such as SGDClassifier.partial_fit) on transform's "
+            "output, or head='zero_shot'."
+        )
+    return True
+
+
 def _head_has(method: str):
     def check(estimator: InvariantCausalMechanism) -> bool:
         if estimator.head is None:
@@ -307,11 +319,14 @@ class InvariantCausalMechanism(
             ``y``, ``domains`` or ``interventions`` to align with its rows.
         """
         self._statistics = None
+        # A refit with another head must not keep the previous head's fitted attributes.
+        for stale in ("class_weights_", "classifier_", "classes_"):
+            self.__dict__.pop(stale, None)
         return self._fit_batch(
             X, y, interventions, domains, intervention_pairs, class_embeddings, class_labels
         )
 
-    @available_if(lambda estimator: estimator.head != "linear_probe")
+    @available_if(_incremental_head)
     @_fit_context(prefer_skip_nested_validation=False)
     def partial_fit(
         self,
@@ -539,7 +554,18 @@ class InvariantCausalMechanism(
         self.effective_lam_ = float(self.lam)
         trace_delta = np.trace(sigma_delta)
         if self.lam_scale == "trace" and trace_delta > 0:
-            self.effective_lam_ = float(self.lam * np.trace(sigma_z) / trace_delta)
+            with np.errstate(over="ignore"):
+                self.effective_lam_ = float(self.lam * np.trace(sigma_z) / trace_delta)
+        if self.objective == "difference":
+            with np.errstate(over="ignore", invalid="ignore"):
+                finite = np.isfinite(sigma_z - self.effective_lam_ * sigma_delta).all()
+            if not (np.isfinite(self.effective_lam_) and finite):
+                scaled = f" (x tr(Sigma_Z) / tr(Sigma_Delta) with lam_scale={self.lam_scale!r})"
+                raise ValueError(
+                    f"lam={self.lam!r}{scaled if self.lam_scale == 'trace' else ''} is so large "
+                    "that M = Sigma_Z - lam * Sigma_Delta overflows floating point; use a "
+                    "smaller lam."
+                )
         self.components_, self.eigenvalues_ = invariant_subspace(
             sigma_z,
             sigma_delta,
@@ -590,6 +616,12 @@ class InvariantCausalMechanism(
         return unit_rows(class_embeddings @ self.components_.T)
 
     def _zero_shot_similarity(self, X: Any) -> np.ndarray:
+        if not hasattr(self, "class_weights_"):
+            raise NotFittedError(
+                "head is 'zero_shot', but this InvariantCausalMechanism was fitted with "
+                f"another head ({self._fitted_head()}), so it has no class embeddings; fit it "
+                "again, with class_embeddings, after set_params(head='zero_shot')."
+            )
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         # Text has no image mean to subtract: both modalities are projected uncentred.
         projected = self._project(X.astype(np.float64, copy=False), centred=False)
@@ -599,6 +631,12 @@ class InvariantCausalMechanism(
 
     def _probe(self) -> Any:
         check_is_fitted(self)
+        if hasattr(self, "class_weights_"):
+            raise NotFittedError(
+                "head is 'linear_probe', but this InvariantCausalMechanism was fitted with "
+                "head='zero_shot', so it has no probe; fit it again after "
+                "set_params(head='linear_probe')."
+            )
         if not hasattr(self, "classifier_"):
             raise NotFittedError(
                 "This InvariantCausalMechanism was fitted without class labels y, so it learned "
@@ -606,6 +644,9 @@ class InvariantCausalMechanism(
                 "or use head='zero_shot' with class_embeddings."
             )
         return self.classifier_
+
+    def _fitted_head(self) -> str:
+        return "head='linear_probe'" if hasattr(self, "classifier_") else "head=None"
 
     @available_if(_head_has("decision_function"))
     def decision_function(self, X: Any) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.sparse
 from sklearn.utils.validation import check_array
 
 
@@ -47,6 +48,11 @@ def check_interventions(interventions: Any, n_samples: int, n_features: int) -> 
     ...
     ValueError: interventions has shape (2, 4, 3), which looks views-major ...
     """
+    if scipy.sparse.issparse(interventions):
+        raise TypeError(
+            f"interventions is a sparse {type(interventions).__name__}; embeddings are dense: "
+            "pass a dense array (interventions.toarray())."
+        )
     views = np.asarray(interventions)
     if views.dtype.kind not in "fiu":
         raise ValueError(f"interventions must hold numbers; got an array of dtype {views.dtype}.")

@@ -63,6 +63,18 @@ def _checked_gram(block: np.ndarray, input_name: str) -> np.ndarray:
         gram = np.asarray(block.T @ block, dtype=np.float64)
     if not np.isfinite(np.trace(gram)):
         _reject(block, input_name)
+    if block.size and block.dtype.kind == "f":
+        # Squares below the smallest normal number lose their digits, then become 0: the
+        # statistics would describe rounding, not the data.
+        finfo = np.finfo(block.dtype)
+        largest = float(np.abs(block).max())
+        if 0 < largest < np.sqrt(finfo.tiny / finfo.eps):
+            raise ValueError(
+                f"{input_name} holds no value larger than {largest:.3g}: their squares "
+                f"underflow {block.dtype} floating point. Rescale the embeddings (CLIP "
+                "embeddings are usually unit norm); the invariant subspace does not depend "
+                "on their scale."
+            )
     return gram
 
 

@@ -13,6 +13,7 @@ scorer cannot tell rotations apart, and the linear probes are warm-started along
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 from typing import Any
 
@@ -317,6 +318,15 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
 
         cv = check_cv(self.cv, y, classifier=True)
         splits = list(cv.split(X, y, groups))
+        for index, (train, test) in enumerate(splits):
+            for name, rows in (("training", train), ("test", test)):
+                if len(rows) == 0:
+                    raise ValueError(
+                        f"Split {index} of the {len(splits)} that cv gives has an empty {name} "
+                        "set: every "
+                        "candidate needs samples to fit on and to score on. Check the splitter "
+                        "and its groups."
+                    )
         if needs_deltas and domains is not None:
             for train, _ in splits:
                 if not has_domain_contrast(domain_cells(y[train], domains[train])):
@@ -480,9 +490,23 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
             )
         for fold in range(scores.shape[1]):
             results[f"split{fold}_test_score"] = scores[:, fold]
-        results["mean_test_score"] = scores.mean(axis=1)
+        results["mean_test_score"] = means = scores.mean(axis=1)
         results["std_test_score"] = scores.std(axis=1)
-        rank = rankdata(-results["mean_test_score"], method="min").astype(np.int32)
+        if np.isnan(means).all():
+            raise ValueError(
+                f"The scorer {self.scoring!r} gave NaN (in one fold or more) for every "
+                "candidate, so no candidate can be chosen; check that it can score these data."
+            )
+        if np.isnan(means).any():
+            # As GridSearchCV: a candidate whose score is NaN in any fold ranks last.
+            warnings.warn(
+                f"The scorer gave NaN for {int(np.isnan(means).sum())} of {len(means)} "
+                "candidates; they rank last.",
+                UserWarning,
+                stacklevel=3,
+            )
+        rank = rankdata(-np.nan_to_num(means, nan=np.nanmin(means) - 1), method="min")
+        rank = rank.astype(np.int32)
         results["rank_test_score"] = rank
         self.cv_results_ = results
         self.best_index_ = int(np.flatnonzero(rank == 1)[0])

@@ -7,6 +7,11 @@ from numbers import Integral, Real
 
 import numpy as np
 
+#: Largest ``lam`` a grid may hold. Far beyond any useful value (the useful range with
+#: ``lam_scale="trace"`` is below 10), and far enough below float64's largest number that
+#: ``lam * Sigma_Delta`` stays finite, with either ``lam_scale``, for embeddings of any sane scale.
+MAX_LAM = 1e100
+
 
 def check_grid(
     lam: float | Iterable[float], n_components: int | Iterable[int] | None, n_features: int
@@ -30,8 +35,8 @@ def check_grid(
     Raises
     ------
     ValueError
-        For an empty grid, a negative or non-finite ``lam``, or an ``n_components`` outside
-        ``1..n_features``, naming the offending value.
+        For an empty grid, a negative, non-finite or above :data:`MAX_LAM` ``lam``, or an
+        ``n_components`` outside ``1..n_features``, naming the offending value.
 
     Examples
     --------
@@ -54,6 +59,11 @@ def check_grid(
             or value < 0
         ):
             raise ValueError(f"lam values must be finite numbers >= 0; got {value!r}.")
+        if value > MAX_LAM:
+            raise ValueError(
+                f"lam values must be at most {MAX_LAM:g}; got {value!r}, which overflows "
+                "M = Sigma_Z - lam * Sigma_Delta in floating point."
+            )
     for value in ks:
         if value is None:
             continue

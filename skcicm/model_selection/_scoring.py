@@ -44,6 +44,26 @@ def _check_views(interventions: Any, n_samples: int) -> np.ndarray:
     return views
 
 
+def _missing_interventions_message(request: Any) -> str:
+    """Why the scorer got no ``interventions``, and how to route them to it."""
+    if not sklearn.get_config()["enable_metadata_routing"]:
+        how = (
+            "Metadata routing is off, so a search such as GridSearchCV does not pass "
+            "interventions to a scorer: call sklearn.set_config(enable_metadata_routing=True) "
+            "and scorer.set_score_request(interventions=True)."
+        )
+    elif request is None:
+        how = "Request them with scorer.set_score_request(interventions=True)."
+    else:
+        how = "Pass interventions to the search's fit, under the name the scorer requests."
+    return (
+        "InterventionalScorer got no intervened copies: it needs interventions "
+        "(n_samples, n_views, n_features) or a Pipeline whose first step is a CLIPFeaturizer "
+        f"with interventions set. {how} GridSearchCV's default error_score=np.nan turns this "
+        "error into NaN scores; pass error_score='raise' to see it."
+    )
+
+
 class InterventionalScorer:
     """Scorer on the intervened copies of held-out samples, for source-only model selection.
 
@@ -176,16 +196,19 @@ class InterventionalScorer:
         featurized = _featurizer_pipeline(estimator)
         if interventions is None:
             if not featurized:
-                raise ValueError(
-                    "InterventionalScorer needs intervened copies: pass interventions "
-                    "(n_samples, n_views, n_features), routed as metadata with "
-                    "set_score_request(interventions=True), or score a Pipeline whose first "
-                    "step is a CLIPFeaturizer with interventions set."
-                )
+                raise ValueError(_missing_interventions_message(self._interventions_request))
             interventions = estimator[0].intervention_embeddings(X)
         views = _check_views(interventions, y.shape[0])
         n_samples, n_views, n_features = views.shape
         head = estimator[1:] if featurized else estimator
+        expected = getattr(head, "n_features_in_", None)
+        if expected is not None and n_features != expected:
+            source = "the featurizer's intervened copies" if featurized else "interventions"
+            raise ValueError(
+                f"{source} have {n_features} features per view (shape {views.shape}), but "
+                f"the estimator was fitted on {expected} features; each view must be an "
+                "embedding of the same model as X."
+            )
         predicted = head.predict(views.reshape(n_samples * n_views, n_features))
         truth = np.repeat(y, n_views)
         if self.include_clean:
