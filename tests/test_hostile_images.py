@@ -12,7 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from skcicm import CLIPFeaturizer, decode_threads, image_encoding
+from skcicm import CLIPFeaturizer
+from skcicm.featurizer import _decode_threads as decode_threads
+from skcicm.featurizer import _image_encoding as image_encoding
 from skcicm.featurizer._decode_workers import prepare_views
 from skcicm.featurizer._images import ImageLoadError, ImageSource, as_image_list
 from skcicm.featurizer.cache._memory import clear_memory_cache
