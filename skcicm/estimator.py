@@ -24,6 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from skcicm.dask_blockwise import aligned_rows, fit_probe, label_summary, lazy_method
+from skcicm.evaluation.options import DEFAULT_ESTIMATOR_LAM, DEFAULT_LAM_SCALE
 from skcicm.fit_context import complete_from_context
 from skcicm.fit_inputs import (
     NoInterventionError,
@@ -117,9 +118,11 @@ class InvariantCausalMechanism(
         Estimate ``M`` from the covariance of ``Z`` instead of its second moment. Deltas are
         never centred: their mean is the average effect of the intervention, a variant
         direction the penalty must see. :meth:`transform` subtracts the training mean.
-    lam_scale : {"absolute", "trace"}, default="absolute"
+    lam_scale : {"trace", "absolute"}, default="trace"
         ``"trace"`` multiplies ``lam`` by ``tr(Sigma_Z) / tr(Sigma_Delta)``, which makes lambda
         comparable across models and intervention sources whose Deltas differ in size.
+        ``"absolute"`` uses ``lam`` as given, as the authors' code does; use it to reproduce
+        their settings.
     objective : {"difference", "ratio"}, default="difference"
         ``"difference"`` is the paper's ``M``. ``"ratio"`` solves the scale-free generalized
         eigenproblem ``Sigma_Z v = mu (Sigma_Delta + eps I) v`` and keeps its whitened
@@ -204,13 +207,13 @@ class InvariantCausalMechanism(
     def __init__(
         self,
         n_components: int | None = None,
-        lam: float = 1.0,
+        lam: float = DEFAULT_ESTIMATOR_LAM,
         *,
         head: str | None = "linear_probe",
         classifier: Any = None,
         selection: str = "largest",
         center: bool = False,
-        lam_scale: str = "absolute",
+        lam_scale: str = DEFAULT_LAM_SCALE,
         objective: str = "difference",
         temperature: float = 100.0,
     ) -> None:
