@@ -259,7 +259,6 @@ def test_full_space_candidates_are_scored_once_only_when_rotation_invariant(
     assert fits.count(2) == 3 * len(LAMS)
 
 
-
 @pytest.mark.parametrize("request_as", [True, "score_views"])
 def test_scorer_metadata_is_routed_as_grid_search_routes_it(request_as):
     # The scorer's interventions, requested under their own name or an alias, reach each

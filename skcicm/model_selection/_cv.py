@@ -391,8 +391,10 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         )
         router.validate_metadata(method="fit", params=score_params)
         available = dict(score_params)
-        if views is not None and "interventions" not in available and _requests(
-            scorer, "interventions"
+        if (
+            views is not None
+            and "interventions" not in available
+            and _requests(scorer, "interventions")
         ):
             available["interventions"] = views
         return dict(router.route_params(caller="fit", params=available).scorer.score)
