@@ -376,8 +376,8 @@ def _load_model(featurizer: Any) -> None:
             raise
         raise WeightsUnavailableError(
             f"Could not load the weights of --model {error.model_name} (--pretrained "
-            f"{error.pretrained}): {error.cause.rstrip('.')}. Without internet, supply them from disk: "
-            "download them once where there is a network (open_clip caches them under "
+            f"{error.pretrained}): {error.cause.rstrip('.')}. Without internet, supply them "
+            "from disk: download them once where there is a network (open_clip caches them under "
             "~/.cache/huggingface; copy that folder to this machine), or pass --pretrained "
             "/path/to/checkpoint.pt, or --model local-dir:/path/to/folder holding "
             "open_clip_config.json and open_clip_model.safetensors. --model toyclip runs "
