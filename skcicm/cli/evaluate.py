@@ -337,8 +337,8 @@ def _few_sources_note(dataset: Any, settings: dict[str, Any]) -> str | None:
     return (
         f"skcicm: warning: {n_domains} domains leave 2 source domains for each target, so "
         "leave-one-domain-out tuning fits every candidate on one source domain and scores it "
-        "on the other, which says little about transfer to the target (user guide, \"Model "
-        "selection on the source domains\"). Four or more domains make the choice of lam and "
+        'on the other, which says little about transfer to the target (user guide, "Model '
+        'selection on the source domains"). Four or more domains make the choice of lam and '
         "K more trustworthy."
     )
 
