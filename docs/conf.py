@@ -146,8 +146,26 @@ _TRAILING_UNDERSCORE = re.compile(r"(?<![`*\w\\])([A-Za-z]\w*)_(?=[\s,.;:)\]]|$)
 _INLINE_LITERAL = re.compile(r"(``.+?``|`[^`]+`_?)")
 
 
+_CODE_DIRECTIVE = re.compile(r"\.\. (code-block|code|sourcecode|doctest|testcode)::")
+
+
 def _escape_attribute_names(app, what, name, obj, options, lines) -> None:
+    # Code is shown as written: doctest blocks (from ">>>" to the next blank line), literal
+    # blocks (after "::") and code directives keep their underscores.
+    in_doctest = False
+    code_indent = None
     for index, line in enumerate(lines):
+        stripped = line.strip()
+        indent = len(line) - len(line.lstrip())
+        if code_indent is not None:
+            if not stripped or indent > code_indent:
+                continue
+            code_indent = None
+        in_doctest = stripped.startswith(">>>") or (in_doctest and bool(stripped))
+        if in_doctest:
+            continue
+        if stripped.endswith("::") or _CODE_DIRECTIVE.match(stripped):
+            code_indent = indent
         parts = _INLINE_LITERAL.split(line)
         parts[::2] = [_TRAILING_UNDERSCORE.sub(r"\1\\_", part) for part in parts[::2]]
         lines[index] = "".join(parts)
@@ -219,6 +237,20 @@ html_theme_options = {
     "show_toc_level": 2,
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
+}
+# Pages without sub-pages have no left sidebar, so that their tables get the full width.
+html_sidebars = {
+    page: []
+    for page in (
+        "index",
+        "getting_started",
+        "real_models",
+        "performance",
+        "results",
+        "cli",
+        "changelog",
+        "auto_examples/*",
+    )
 }
 html_show_sourcelink = False
 myst_heading_anchors = 3
