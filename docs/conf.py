@@ -217,7 +217,8 @@ sphinx_gallery_conf = {
     "show_memory": False,
     "remove_config_comments": True,
     "download_all_examples": False,
-    "image_srcset": [],
+    # Sharp figures on high-resolution screens; the page shows them at their 1x size.
+    "image_srcset": ["2x"],
     "matplotlib_animations": False,
 }
 
@@ -249,7 +250,6 @@ html_sidebars = {
         "results",
         "cli",
         "changelog",
-        "auto_examples/*",
     )
 }
 html_show_sourcelink = False
