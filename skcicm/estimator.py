@@ -90,6 +90,8 @@ class InvariantCausalMechanism(
     ``n_components`` largest eigenvalues: directions that retain the most variance of the
     embeddings while moving least under intervention (Song et al., ICML 2025).
 
+    Read more in the :ref:`User Guide <user_guide_method>`.
+
     Parameters
     ----------
     n_components : int or None, default=None

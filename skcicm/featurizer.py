@@ -45,6 +45,8 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     estimator; ``predict`` encodes the clean images only. Every embedding is cached by model
     and image content, so GridSearchCV encodes each unique image once.
 
+    Read more in the :ref:`User Guide <user_guide_interventions>`.
+
     Parameters
     ----------
     model_name : str, default="ViT-B-16"

@@ -84,6 +84,8 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
     one eigendecomposition serves every ``n_components`` and ``selection`` of a (fold, lam),
     and the fold's embeddings are projected once per eigendecomposition.
 
+    Read more in the :ref:`User Guide <user_guide_selection>`.
+
     Parameters
     ----------
     lams : float or sequence of float, default=(0.0, 0.3, 1.0, 3.0)
