@@ -97,7 +97,8 @@ class InvariantCausalMechanism(
     n_components : int or None, default=None
         Dimension K of the invariant subspace. None keeps all ``n_features`` directions.
     lam : float, default=1.0
-        Weight lambda of the intervention penalty. With ``lam=0`` and ``n_components=None`` the
+        Weight lambda of the intervention penalty, relative to the size of the Deltas with
+        the default ``lam_scale="trace"``. With ``lam=0`` and ``n_components=None`` the
         projection is a rotation and the estimator reproduces plain CLIP. ``lam > 0`` needs
         interventional data (``interventions``, ``domains`` or ``intervention_pairs``, or
         the context carried from :class:`skcicm.CLIPFeaturizer`); without it :meth:`fit`
