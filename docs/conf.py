@@ -251,7 +251,7 @@ sphinx_gallery_conf = {
     "gallery_dirs": "auto_examples",
     "filename_pattern": _gallery or "/plot_",
     "plot_gallery": "False" if _gallery == "off" else "True",
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "gallery_order.ExampleNumberSortKey",
     "abort_on_example_error": True,
     "doc_module": ("skcicm",),
     "backreferences_dir": "api/generated/backreferences",
@@ -293,6 +293,9 @@ html_sidebars = {
         "results",
         "cli",
         "changelog",
+        # The examples' figures get the width of the page; the gallery's index and the
+        # previous / next links at the bottom of each example lead to the others.
+        "auto_examples/*",
     )
 }
 html_show_sourcelink = False

@@ -19,10 +19,12 @@ during training: we fit on four other styles and score paintings.
 # ``domains`` name the style of each image.
 import matplotlib.pyplot as plt
 import numpy as np
+from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 from skcicm import CLIPFeaturizer, InvariantCausalMechanism
 from skcicm.datasets import make_toyworld
+from skcicm.evaluation.reporting import mean_confidence_interval
 
 sources = ["photo", "sketch", "cartoon", "mosaic"]
 target = "painting"
@@ -78,10 +80,6 @@ clip.fit(world.images[train], world.labels[train])
 # One split says little: the difference between two accuracies on 150 images is mostly noise.
 # We repeat the fit on four more ToyWorld samples (other images of the same shapes and
 # styles, ``random_state`` 1 to 4) and report the paired difference with a 95% t-interval.
-from sklearn.base import clone  # noqa: E402
-
-from skcicm.evaluation.reporting import mean_confidence_interval  # noqa: E402
-
 scores = {"CLIP linear probe": [], "CLIP-ICM linear probe (lam=1, K=64)": []}
 for seed in range(5):
     sample = (

@@ -17,6 +17,7 @@ embeddings measures the same thing with a number.
 # rotation in another of the world's styles. These pairs are ideal interventions on the
 # style, and we pass their embeddings to ``fit`` as ``interventions``.
 import matplotlib.pyplot as plt
+import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
@@ -69,8 +70,6 @@ for name, features in views.items():
 # "After" is the embedding projected onto the invariant subspace and expressed back in CLIP's
 # coordinates (``transform(Z) @ components_``), so that both panels measure the same
 # directions.
-import numpy as np  # noqa: E402
-
 deltas = Z - Z_do
 style = np.linalg.svd(deltas, full_matrices=False)[2][0]
 class_means = np.stack([Z[world.labels == c].mean(0) for c in range(len(world.class_names))])
@@ -83,7 +82,7 @@ coordinates = {
     "after: invariant subspace (K=16)": (projected @ icm.components_) @ directions,
 }
 
-fig, axes = plt.subplots(1, 3, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1, 1, 0.9]})
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1, 1, 0.9]})
 for ax, (name, points) in zip(axes[:2], coordinates.items(), strict=True):
     for domain in world.domain_names:
         mask = world.domains == domain

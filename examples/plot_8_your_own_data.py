@@ -23,6 +23,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
+from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
 from sklearn.pipeline import Pipeline
 
@@ -97,8 +98,6 @@ print(finished.stdout)
 # uses all images, one seed.) ``lam`` is trace-scaled, the default. Plain CLIP, the same
 # Pipeline with ``lam=0`` and all directions, is fitted on the same sources for comparison;
 # the embeddings are cached, so it encodes nothing again.
-from sklearn.base import clone  # noqa: E402
-
 pipe = Pipeline(
     [
         ("clip", CLIPFeaturizer("toyclip", pretrained=None, progress=False)),
