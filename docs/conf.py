@@ -251,7 +251,8 @@ sphinx_gallery_conf = {
     "gallery_dirs": "auto_examples",
     "filename_pattern": _gallery or "/plot_",
     "plot_gallery": "False" if _gallery == "off" else "True",
-    "within_subsection_order": "gallery_order.ExampleNumberSortKey",
+    "within_subsection_order": "gallery_settings.ExampleNumberSortKey",
+    "reset_modules": ("matplotlib", "gallery_settings.save_figures_larger"),
     "abort_on_example_error": True,
     "doc_module": ("skcicm",),
     "backreferences_dir": "api/generated/backreferences",
@@ -260,8 +261,8 @@ sphinx_gallery_conf = {
     "show_memory": False,
     "remove_config_comments": True,
     "download_all_examples": False,
-    # Sharp figures on high-resolution screens; the page shows them at their 1x size.
-    "image_srcset": ["2x"],
+    # Figures are saved at 150 dpi (gallery_settings.SAVEFIG_DPI); no second, 2x copy.
+    "image_srcset": [],
     "matplotlib_animations": False,
 }
 

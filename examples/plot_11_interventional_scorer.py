@@ -30,7 +30,7 @@ from skcicm.datasets import make_toyworld, render_counterfactuals
 from skcicm.model_selection import InterventionalScorer
 
 sources = ["photo", "sketch", "cartoon", "mosaic"]
-world = make_toyworld(n_per_cell=8, domains=sources, random_state=0)
+world = make_toyworld(n_per_cell=6, domains=sources, random_state=0)
 featurizer = CLIPFeaturizer("toyclip", pretrained=None, progress=False)
 Z = featurizer.transform(world.images)
 style_twins = featurizer.transform(render_counterfactuals(world, change="style"))
