@@ -43,6 +43,7 @@ version = release
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
     "numpydoc",
     "myst_parser",
     "sphinxarg.ext",
@@ -53,6 +54,7 @@ root_doc = "index"
 templates_path = ["_templates"]
 exclude_patterns = [
     "_build",
+    "_inventories",
     "auto_examples/*.ipynb",
     "auto_examples/*.py",
     "auto_examples/*.zip",
@@ -158,7 +160,7 @@ autodoc_typehints = "none"
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_attributes_as_param_list = True
-numpydoc_xref_param_type = False
+numpydoc_xref_param_type = True
 
 # In reStructuredText, a word ending in "_" is a link: fitted attributes such as
 # ``n_components_`` written without backticks in a docstring's shape or prose would be
@@ -167,8 +169,26 @@ _TRAILING_UNDERSCORE = re.compile(r"(?<![`*\w\\])([A-Za-z]\w*)_(?=[\s,.;:)\]]|$)
 _INLINE_LITERAL = re.compile(r"(``.+?``|`[^`]+`_?)")
 
 
+_CODE_DIRECTIVE = re.compile(r"\.\. (code-block|code|sourcecode|doctest|testcode)::")
+
+
 def _escape_attribute_names(app, what, name, obj, options, lines) -> None:
+    # Code is shown as written: doctest blocks (from ">>>" to the next blank line), literal
+    # blocks (after "::") and code directives keep their underscores.
+    in_doctest = False
+    code_indent = None
     for index, line in enumerate(lines):
+        stripped = line.strip()
+        indent = len(line) - len(line.lstrip())
+        if code_indent is not None:
+            if not stripped or indent > code_indent:
+                continue
+            code_indent = None
+        in_doctest = stripped.startswith(">>>") or (in_doctest and bool(stripped))
+        if in_doctest:
+            continue
+        if stripped.endswith("::") or _CODE_DIRECTIVE.match(stripped):
+            code_indent = indent
         parts = _INLINE_LITERAL.split(line)
         parts[::2] = [_TRAILING_UNDERSCORE.sub(r"\1\\_", part) for part in parts[::2]]
         lines[index] = "".join(parts)
@@ -204,6 +224,47 @@ def setup(app) -> None:
     app.connect("autodoc-skip-member", _skip_routing_methods)
 
 
+# -- Links to other projects ------------------------------------------------------------------
+# Inventories of the names the documentation uses, written from docs/_inventories/*.txt, so
+# that the build links to scikit-learn, NumPy, PyTorch and Dask without a network (see the
+# README there; open_clip publishes no Sphinx inventory).
+def _write_inventory(listing: Path) -> tuple[str, Path]:
+    import zlib
+
+    root, *entries = listing.read_text().splitlines()
+    # A path without an anchor gets "#$", the name itself (the anchor of Python objects).
+    lines = [
+        f"{name} {role} 1 {path if '#' in path else path + '#$'} -"
+        for name, role, path in map(str.split, entries)
+    ]
+    header = (
+        f"# Sphinx inventory version 2\n# Project: {listing.stem}\n# Version: \n"
+        "# The remainder of this file is compressed using zlib.\n"
+    )
+    inventory = listing.with_suffix(".inv")
+    data = header.encode() + zlib.compress(("\n".join(lines) + "\n").encode())
+    if not inventory.exists() or inventory.read_bytes() != data:
+        inventory.write_bytes(data)
+    return root, inventory
+
+
+intersphinx_mapping = {
+    listing.stem: (root, (str(inventory),))
+    for listing in sorted((DOCS / "_inventories").glob("*.txt"))
+    for root, inventory in [_write_inventory(listing)]
+}
+# Parameter types such as "ndarray of shape (n, d)" link their known names.
+numpydoc_xref_aliases = {
+    "ndarray": "numpy.ndarray",
+    "memmap": "numpy.memmap",
+    "Bunch": "sklearn.utils.Bunch",
+    "Pipeline": "sklearn.pipeline.Pipeline",
+    "LogisticRegression": "sklearn.linear_model.LogisticRegression",
+    "dask.array.Array": "dask.array.Array",
+    "torch.Tensor": "torch.Tensor",
+}
+numpydoc_xref_ignore = "all"
+
 # -- Example gallery ---------------------------------------------------------------------------
 _gallery = os.environ.get("SKCICM_DOCS_GALLERY", "")
 sphinx_gallery_conf = {
@@ -211,7 +272,8 @@ sphinx_gallery_conf = {
     "gallery_dirs": "auto_examples",
     "filename_pattern": _gallery or "/plot_",
     "plot_gallery": "False" if _gallery == "off" else "True",
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "gallery_settings.ExampleNumberSortKey",
+    "reset_modules": ("matplotlib", "gallery_settings.save_figures_larger"),
     "abort_on_example_error": True,
     "doc_module": ("skcicm",),
     "backreferences_dir": "api/generated/backreferences",
@@ -220,6 +282,7 @@ sphinx_gallery_conf = {
     "show_memory": False,
     "remove_config_comments": True,
     "download_all_examples": False,
+    # Figures are saved at 150 dpi (gallery_settings.SAVEFIG_DPI); no second, 2x copy.
     "image_srcset": [],
     "matplotlib_animations": False,
 }
@@ -242,6 +305,22 @@ html_theme_options = {
     "show_toc_level": 2,
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
+}
+# Pages without sub-pages have no left sidebar, so that their tables get the full width.
+html_sidebars = {
+    page: []
+    for page in (
+        "index",
+        "getting_started",
+        "real_models",
+        "performance",
+        "results",
+        "cli",
+        "changelog",
+        # The examples' figures get the width of the page; the gallery's index and the
+        # previous / next links at the bottom of each example lead to the others.
+        "auto_examples/*",
+    )
 }
 html_show_sourcelink = False
 myst_heading_anchors = 3

@@ -37,7 +37,10 @@ def recovery_error(data, lam, n_pairs):
     """Fit on all samples, with the first ``n_pairs`` interventional pairs as Deltas."""
     pairs = (data.X[:n_pairs], data.X_do[:n_pairs])
     # Only the subspace matters here, so the cheap NearestCentroid stands in for the probe.
-    icm = InvariantCausalMechanism(n_components=N_INVARIANT, lam=lam, classifier=NearestCentroid())
+    # The synthetic model's scale is known, so lam is on the absolute scale of the equation.
+    icm = InvariantCausalMechanism(
+        n_components=N_INVARIANT, lam=lam, lam_scale="absolute", classifier=NearestCentroid()
+    )
     icm.fit(data.X, data.y, intervention_pairs=pairs)
     return np.sin(subspace_angles(icm.components_.T, data.invariant_subspace.T).max())
 

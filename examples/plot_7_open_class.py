@@ -74,18 +74,18 @@ for lam in (0.3, 1.0, 3.0):
         icm.fit(Z_fit, world.labels[fit_mask])
     )
 
-fig, ax = plt.subplots(figsize=(9, 3.8))
+fig, ax = plt.subplots(figsize=(7, 4.8), layout="constrained")
 metrics = ["base", "novel", "harmonic mean"]
 width = 0.8 / len(results)
 for offset, (name, scores) in enumerate(results.items()):
     bars = ax.bar(np.arange(3) + offset * width, [scores[m] for m in metrics], width, label=name)
-    ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.bar_label(bars, fmt="%.2f", fontsize=8)
 ax.set_xticks(np.arange(3) + width * (len(results) - 1) / 2, metrics)
 ax.set_ylim(0, 1.1)
 ax.set_ylabel(f"zero-shot accuracy on {target}")
 ax.set_title("Fitted on base-class images of five source styles (one seed)")
-ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-fig.tight_layout()
+# Below the plot, so that the figure keeps the width of the page and its text stays legible.
+ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=2, frameon=False)
 plt.show()
 
 # %%

@@ -1,4 +1,4 @@
-"""Where the modules of skcicm 0.1 moved in 0.2.0 (old module -> new module).
+"""Where the modules of the development layout moved (old module -> new module).
 
 ``skcicm/__init__.py`` installs :class:`MovedModuleFinder`, so that importing an old name fails
 with an error that names the new place, instead of a bare "No module named".
@@ -44,7 +44,7 @@ class MovedModuleFinder(MetaPathFinder):
             return None
         new = MOVED[fullname]
         raise ModuleNotFoundError(
-            f"{fullname} moved to {public_home(new)} in 0.2.0: import its public names from "
+            f"{fullname} moved to {public_home(new)}: import its public names from "
             f"{public_home(new)} (the module itself is now the private {new}).",
             name=fullname,
         )

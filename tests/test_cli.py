@@ -320,6 +320,19 @@ def test_a_second_run_leaves_no_stale_outputs(tmp_path, tiny_clip_name, capsys):
     ]
     assert main([*common, "--lam", "0,1", "--n-components", "4,8"]) == 0
     run_dir = tmp_path / "toyworld-domain-shift"
+    # Three domains leave two sources per target: the output says what that means.
+    out, err = capsys.readouterr()
+    assert "warning: 3 domains leave 2 source domains" in out
+    assert "warning: 3 domains leave 2 source domains" in err
+    # The chosen lam and K are in the printed table and table.md, as in results.csv.
+    chosen = {
+        row["target"]: f"{float(row['lam']):g} / {row['n_components']}"
+        for row in _read_csv(run_dir / "results.csv")
+    }
+    table = (run_dir / "table.md").read_text()
+    assert table.strip() in out
+    chosen_table = table[table.index("lam / K chosen by tuning") :]
+    assert f"| CLIP-ICM linear probe | {' | '.join(chosen.values())} |" in chosen_table
     assert (run_dir / "cv_results.csv").exists()
     assert list((run_dir / "plots").glob("*.png"))
     assert main([*common, "--lam", "0", "--n-components", "4", "--no-plots"]) == 0
@@ -327,6 +340,25 @@ def test_a_second_run_leaves_no_stale_outputs(tmp_path, tiny_clip_name, capsys):
     assert not list((run_dir / "plots").glob("*.png"))
     assert {row["lam"] for row in _read_csv(run_dir / "results.csv")} == {"0.0"}
     capsys.readouterr()
+
+
+def test_missing_weights_are_explained_in_options_and_leave_no_run_folder(
+    tmp_path, capsys, monkeypatch
+):
+    from skcicm import models
+
+    def offline(*_, **__):
+        raise RuntimeError("Failed to download weights for tag 'openai'.")
+
+    monkeypatch.setattr(models.open_clip, "create_model_and_transforms", offline)
+    out = tmp_path / "out"
+    argv = ["evaluate", "--model", "ViT-B-32", "--pretrained", "openai", "--n-per-cell", "1"]
+    assert main([*argv, "--output-dir", str(out), "--progress", "off"]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--model ViT-B-32 (--pretrained openai)" in last
+    assert "--pretrained /path/to/checkpoint.pt" in last and "--model local-dir:" in last
+    assert "pretrained=" not in last and "model_name=" not in last
+    assert not out.exists()
 
 
 def test_unknown_option_exits_with_one_line(capsys):

@@ -254,3 +254,31 @@ def test_full_space_candidates_are_scored_once_only_when_rotation_invariant(
     # cannot tell rotations apart, one per fold and lam otherwise.
     assert fits.count(6) == (3 if shared else 3 * len(LAMS))
     assert fits.count(2) == 3 * len(LAMS)
+
+
+@pytest.mark.parametrize("request_as", [True, "score_views"])
+def test_scorer_metadata_is_routed_as_grid_search_routes_it(request_as):
+    # The scorer's interventions, requested under their own name or an alias, reach each
+    # fold's scorer as GridSearchCV sends them. Under their own name they are also the fit's
+    # Deltas; under an alias they are the scorer's alone.
+    from skcicm.model_selection import InterventionalScorer
+
+    Z, y, domains, views, pairs, _ = _data()
+    name = "interventions" if request_as is True else request_as
+    fit_requests = {"intervention_pairs": True, "interventions": request_as is True}
+    with sklearn.config_context(enable_metadata_routing=True):
+        scorer = InterventionalScorer().set_score_request(interventions=request_as)
+        icm = InvariantCausalMechanism(lam_scale="trace").set_fit_request(**fit_requests)
+        params = {"groups": domains, "intervention_pairs": pairs, name: views[:, :1] * 1.5}
+        reference = GridSearchCV(
+            icm, {"lam": LAMS, "n_components": KS}, cv=LeaveOneGroupOut(), scoring=scorer
+        ).fit(Z, y, **params)
+        search = InvariantCausalMechanismCV(
+            LAMS, KS, cv=LeaveOneGroupOut(), scoring=scorer, warm_start=False
+        ).fit(Z, y, **params)
+        with pytest.raises(TypeError, match="unexpected argument.*not_requested"):
+            search.fit(Z, y, groups=domains, intervention_pairs=pairs, not_requested=y)
+    np.testing.assert_allclose(
+        search.cv_results_["mean_test_score"], reference.cv_results_["mean_test_score"], atol=1e-9
+    )
+    assert search.best_params_ == reference.best_params_

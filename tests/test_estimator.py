@@ -45,7 +45,9 @@ def _data(seed=0, n=120):
 def test_fit_matches_hand_computation_of_m():
     Z, y, Z_do = _data()
     lam = 2.0
-    icm = InvariantCausalMechanism(n_components=3, lam=lam).fit(Z, y, interventions=Z_do)
+    icm = InvariantCausalMechanism(n_components=3, lam=lam, lam_scale="absolute").fit(
+        Z, y, interventions=Z_do
+    )
     delta = Z - Z_do
     M = Z.T @ Z / len(Z) - lam * delta.T @ delta / len(Z)
     values, vectors = np.linalg.eigh(M)

@@ -125,3 +125,12 @@ def test_grid_search_on_images_uses_the_featurizers_copies(tiny_clip_name, domai
     correct = [fitted[1:].predict(view) == labels[test] for view in copies]
     fold = list(np.unique(domains)).index("red")
     assert search.cv_results_[f"split{fold}_test_score"][1] == pytest.approx(np.mean(correct))
+
+
+def test_a_featurizer_without_image_interventions_is_told_what_to_do(tiny_clip_name, domain_images):
+    images, labels, _ = domain_images
+    clip = CLIPFeaturizer(tiny_clip_name, pretrained=None, interventions=None, progress=False)
+    pipe = Pipeline([("clip", clip), ("icm", InvariantCausalMechanism(lam=0.0))])
+    pipe.fit(images, labels)
+    with pytest.raises(ValueError, match=r"interventions=None.*clip__interventions='paper'"):
+        InterventionalScorer()(pipe, images, labels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -243,7 +244,7 @@ def _run_shortcut(args: argparse.Namespace, argv: list[str], settings: dict[str,
     _check_writable(run_dir)
     featurizer = _featurizer(args, settings, _cache_dir(args))
     _check_dimension(featurizer, settings)
-    featurizer.fit(None)  # a missing model fails before anything is encoded
+    _load_model(featurizer)  # a missing model fails before anything is encoded
     _log(
         f"Drawing and encoding shortcut worlds ({args.shortcut_n_per_cell} per cell, rho "
         f"{settings['rho']}) with {settings['model']}, then running shortcut ..."
@@ -322,11 +323,14 @@ def _run_dataset_protocol(
     _check_options(
         args, check, featurizer, *data, interventions=settings["interventions"], **options
     )
-    featurizer.fit(None)
+    _load_model(featurizer)
     _log(
         f"Encoding {n_images} images with {settings['model']} (cache: {cache_dir}), then "
         f"running {protocol} ..."
     )
+    note = _few_sources_note(dataset, settings) if protocol != "imagenet" else None
+    if note:
+        _log(note)
     result = evaluate(
         featurizer,
         *data,
@@ -337,11 +341,34 @@ def _run_dataset_protocol(
     seconds = time.perf_counter() - started
     written = _write_outputs(args, argv, settings, result, run_dir, seconds)
     print(written["table_text"])
+    if note:
+        print(f"\n{note}")
     print(f"\nResults written to {run_dir}/ ({', '.join(written['files'])})")
 
 
+def _few_sources_note(dataset: Any, settings: dict[str, Any]) -> str | None:
+    """A warning line when leave-one-domain-out tuning has only two source domains per target:
+    every candidate is then fitted on one domain and scored on the other."""
+    n_domains = len(dataset.get("domain_names", []))
+    source_rules = {"source", "interventional"} & set(settings["tuning"])
+    if n_domains != 3 or not source_rules:
+        return None
+    return (
+        f"skcicm: warning: {n_domains} domains leave 2 source domains for each target, so "
+        "leave-one-domain-out tuning fits every candidate on one source domain and scores it "
+        'on the other, which says little about transfer to the target (user guide, "Model '
+        'selection on the source domains"). Four or more domains make the choice of lam and '
+        "K more trustworthy."
+    )
+
+
 def _check_writable(run_dir: Path) -> None:
-    """Fail now, not after the encoding, when the results cannot be written."""
+    """Fail now, not after the encoding, when the results cannot be written.
+
+    The folders made for the check are removed again, so that a run that fails before
+    writing anything (a missing model, a bad option) leaves no empty run folder behind.
+    """
+    created = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=run_dir):
@@ -349,6 +376,31 @@ def _check_writable(run_dir: Path) -> None:
     except OSError as error:
         raise OSError(
             f"--output-dir: cannot write results to {str(run_dir)!r} ({error.strerror or error})."
+        ) from None
+    finally:
+        for folder in created:  # deepest first; a folder something else wrote to stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _load_model(featurizer: Any) -> None:
+    """Load the model's weights before anything is encoded; the advice for missing weights
+    names the command line's options, not the Python arguments."""
+    from skcicm.featurizer._models import WeightsFileError, WeightsUnavailableError
+
+    try:
+        featurizer.fit(None)
+    except WeightsUnavailableError as error:
+        if isinstance(error, WeightsFileError) or not hasattr(error, "cause"):
+            raise
+        raise WeightsUnavailableError(
+            f"Could not load the weights of --model {error.model_name} (--pretrained "
+            f"{error.pretrained}): {error.cause.rstrip('.')}. Without internet, supply them "
+            "from disk: download them once where there is a network (open_clip caches them under "
+            "~/.cache/huggingface; copy that folder to this machine), or pass --pretrained "
+            "/path/to/checkpoint.pt, or --model local-dir:/path/to/folder holding "
+            "open_clip_config.json and open_clip_model.safetensors. --model toyclip runs "
+            "offline."
         ) from None
 
 

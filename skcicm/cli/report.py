@@ -68,7 +68,7 @@ def render_run(
 
 
 def _protocol_tables(results: Sequence[dict[str, Any]], protocol: str, title: str) -> list[str]:
-    from skcicm.evaluation.reporting import markdown_table
+    from skcicm.evaluation.reporting import chosen_settings_table, markdown_table
     from skcicm.evaluation.takeaways import domain_shift_takeaway
 
     open_class = protocol == "open-class"
@@ -81,6 +81,9 @@ def _protocol_tables(results: Sequence[dict[str, Any]], protocol: str, title: st
             )
     elif protocol == "domain-shift" and _has_both_probes(results):
         tables[-1] += "\n\n" + domain_shift_takeaway(results)
+    chosen = chosen_settings_table(results, title="### lam / K chosen by tuning")
+    if chosen:
+        tables.append(chosen)
     return tables
 
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from skcicm.icm._defaults import DEFAULT_ESTIMATOR_LAM as DEFAULT_ESTIMATOR_LAM
+from skcicm.icm._defaults import DEFAULT_LAM as DEFAULT_LAM
+from skcicm.icm._defaults import DEFAULT_LAM_SCALE as DEFAULT_LAM_SCALE
+
 #: The methods every protocol compares, from name (as in results rows and ``--methods``) to
 #: display name.
 METHODS: dict[str, str] = {
@@ -22,13 +26,9 @@ ZERO_SHOT_METHODS: tuple[str, ...] = ("clip_zero_shot", "icm_zero_shot")
 # domains' styles (ToyWorld only); "text": prompt pairs; "domain": contrasts between domains.
 INTERVENTION_SOURCES: tuple[str, ...] = ("image", "counterfactual", "text", "domain")
 TUNING: tuple[str, ...] = ("source", "interventional", "oracle")
-# The default grid contains the no-ICM setting (lam = 0, K = d: a rotation of CLIP's space), so
-# that source tuning can fall back to plain CLIP where the method does not help. The grid and
-# the trace scale are those docs/results.md recommends: with trace scaling the useful range of
-# lam is the same for every intervention source; absolute lam >= 10 falls to chance.
-DEFAULT_LAM: tuple[float, ...] = (0.0, 0.3, 1.0, 3.0)
+# The defaults of lam live with the estimator (skcicm/icm/_defaults.py); the protocols and the
+# command line take them from here too.
 LAM_SCALES: tuple[str, ...] = ("absolute", "trace")
-DEFAULT_LAM_SCALE = "trace"
 # The shortcut protocol's world unless told: colour and background predict the class in 95% of
 # each source cell; the targets give each class another class's values. The command line's
 # default run draws a smaller world than the protocol's default (20 per cell), to finish in

@@ -391,3 +391,59 @@ def markdown_table(
     if n_seeds > 1:
         lines.extend(["", f"Mean ± 95% t-interval over {n_seeds} seeds."])
     return "\n".join(lines)
+
+
+def chosen_settings_table(rows: Sequence[dict[str, Any]], *, title: str | None = None) -> str:
+    """A Markdown table of the ``lam`` and K that tuning chose, per CLIP-ICM method and target.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Results rows of one dataset and protocol, with ``lam`` and ``n_components``.
+    title : str, default=None
+        A line printed above the table.
+
+    Returns
+    -------
+    table : str
+        One cell per (method, target): each distinct ``lam / K`` chosen, with the number of
+        seeds that chose it when the seeds disagree; empty when no row is a CLIP-ICM method.
+
+    Examples
+    --------
+    >>> rows = [{"method": "icm_linear_probe", "target": "art", "seed": s, "lam": lam,
+    ...          "n_components": k} for s, lam, k in [(0, 1.0, 64), (1, 1.0, 64), (2, 0.0, 128)]]
+    >>> print(chosen_settings_table(rows))
+    | Method | art |
+    |---|---|
+    | CLIP-ICM linear probe | 1 / 64 (2 seeds), 0 / 128 (1 seed) |
+    """
+    chosen: dict[tuple[str, str], dict[tuple[float, int], int]] = {}
+    targets: list[str] = []
+    for row in rows:
+        if row["method"].startswith("clip_"):
+            continue
+        target = str(row["target"])
+        if target not in targets:
+            targets.append(target)
+        label = method_label(row["method"], row.get("tuning"))
+        setting = (float(row["lam"]), int(row["n_components"]))
+        counts = chosen.setdefault((label, target), {})
+        counts[setting] = counts.get(setting, 0) + 1
+    if not chosen:
+        return ""
+    lines = [] if title is None else [title, ""]
+    lines.append("| Method | " + " | ".join(targets) + " |")
+    lines.append("|" + "---|" * (len(targets) + 1))
+    for label in dict.fromkeys(label for label, _ in chosen):
+        cells = []
+        for target in targets:
+            counts = chosen.get((label, target), {})
+            parts = [
+                f"{lam:g} / {k}"
+                + ("" if len(counts) == 1 else f" ({n} seed{'s' if n > 1 else ''})")
+                for (lam, k), n in sorted(counts.items(), key=lambda item: -item[1])
+            ]
+            cells.append(", ".join(parts) or "n/a")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -160,7 +160,10 @@ def _output_layout(featurizer: Any, method: str) -> tuple[int, int | None]:
     if method == "transform":
         return fitted.embedding_dim_, None
     if fitted.interventions is None:
-        raise ValueError("interventions=None: this featurizer computes no intervened copies.")
+        raise ValueError(
+            "interventions=None: this featurizer computes no intervened copies of images; set "
+            "interventions to 'paper' or a list of transforms to embed some."
+        )
     return fitted.embedding_dim_, fitted.n_interventions
 
 

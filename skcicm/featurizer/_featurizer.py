@@ -47,6 +47,8 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     estimator; ``predict`` encodes the clean images only. Every embedding is cached by model
     and image content, so GridSearchCV encodes each unique image once.
 
+    Read more in the :ref:`User Guide <user_guide_interventions>`.
+
     Parameters
     ----------
     model_name : str, default="ViT-B-16"
@@ -409,7 +411,10 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         self._validate_params()
         if self.interventions is None:
-            raise ValueError("interventions=None: this featurizer computes no intervened copies.")
+            raise ValueError(
+                "interventions=None: this featurizer computes no intervened copies of images; set "
+                "interventions to 'paper' or a list of transforms to embed some."
+            )
         return np.stack(self._embed_images(X, list(range(self.n_interventions))), axis=1)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:

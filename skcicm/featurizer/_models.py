@@ -399,7 +399,7 @@ def _load_error(name: str, tag: str | None, files: list[Path], error: Exception)
             f"weights of another architecture than {name!r}; replace it. ({cause})"
         )
     if isinstance(error, RuntimeError | FileNotFoundError):
-        return WeightsUnavailableError(
+        missing = WeightsUnavailableError(
             f"Could not load the weights of {name!r} (pretrained={tag!r}): {cause}. "
             "Without internet, supply them from disk: download once where there is a network "
             "(open_clip caches them under ~/.cache/huggingface, or in weights_dir when set; "
@@ -407,6 +407,9 @@ def _load_error(name: str, tag: str | None, files: list[Path], error: Exception)
             "pretrained='/path/to/checkpoint.pt', or model_name='local-dir:/path/to/folder' "
             f"holding {CONFIG_FILE} and {WEIGHTS_FILE}."
         )
+        # The command line rephrases the advice in its own options.
+        missing.model_name, missing.pretrained, missing.cause = name, tag, cause
+        return missing
     return WeightsFileError(f"Could not build {name!r} (pretrained={tag!r}): {cause}")
 
 

@@ -24,6 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from skcicm.icm._dask_blockwise import aligned_rows, fit_probe, label_summary, lazy_method
+from skcicm.icm._defaults import DEFAULT_ESTIMATOR_LAM, DEFAULT_LAM_SCALE
 from skcicm.icm._fit_context import complete_from_context
 from skcicm.icm._fit_inputs import (
     NoInterventionError,
@@ -101,12 +102,15 @@ class InvariantCausalMechanism(
     ``n_components`` largest eigenvalues: directions that retain the most variance of the
     embeddings while moving least under intervention (Song et al., ICML 2025).
 
+    Read more in the :ref:`User Guide <user_guide_method>`.
+
     Parameters
     ----------
     n_components : int or None, default=None
         Dimension K of the invariant subspace. None keeps all ``n_features`` directions.
     lam : float, default=1.0
-        Weight lambda of the intervention penalty. With ``lam=0`` and ``n_components=None`` the
+        Weight lambda of the intervention penalty, relative to the size of the Deltas with
+        the default ``lam_scale="trace"``. With ``lam=0`` and ``n_components=None`` the
         projection is a rotation and the estimator reproduces plain CLIP. ``lam > 0`` needs
         interventional data (``interventions``, ``domains`` or ``intervention_pairs``, or
         the context carried from :class:`skcicm.CLIPFeaturizer`); without it :meth:`fit`
@@ -129,9 +133,11 @@ class InvariantCausalMechanism(
         Estimate ``M`` from the covariance of ``Z`` instead of its second moment. Deltas are
         never centred: their mean is the average effect of the intervention, a variant
         direction the penalty must see. :meth:`transform` subtracts the training mean.
-    lam_scale : {"absolute", "trace"}, default="absolute"
+    lam_scale : {"trace", "absolute"}, default="trace"
         ``"trace"`` multiplies ``lam`` by ``tr(Sigma_Z) / tr(Sigma_Delta)``, which makes lambda
         comparable across models and intervention sources whose Deltas differ in size.
+        ``"absolute"`` uses ``lam`` as given, as the authors' code does; use it to reproduce
+        their settings.
     objective : {"difference", "ratio"}, default="difference"
         ``"difference"`` is the paper's ``M``. ``"ratio"`` solves the scale-free generalized
         eigenproblem ``Sigma_Z v = mu (Sigma_Delta + eps I) v`` and keeps its whitened
@@ -227,13 +233,13 @@ class InvariantCausalMechanism(
     def __init__(
         self,
         n_components: int | None = None,
-        lam: float = 1.0,
+        lam: float = DEFAULT_ESTIMATOR_LAM,
         *,
         head: str | None = "linear_probe",
         classifier: Any = None,
         selection: str = "largest",
         center: bool = False,
-        lam_scale: str = "absolute",
+        lam_scale: str = DEFAULT_LAM_SCALE,
         objective: str = "difference",
         temperature: float = 100.0,
         zero_shot_similarity: str = "cosine",

@@ -25,10 +25,16 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import ParameterGrid, check_cv
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.metadata_routing import get_routing_for_object
+from sklearn.utils.metadata_routing import (
+    MetadataRouter,
+    MethodMapping,
+    _routing_enabled,
+    get_routing_for_object,
+)
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_method_params, check_is_fitted, validate_data
 
+from skcicm.icm._defaults import DEFAULT_LAM, DEFAULT_LAM_SCALE
 from skcicm.icm._estimator import DOC_LINK_TEMPLATE, InvariantCausalMechanism, _default_classifier
 from skcicm.icm._fit_context import complete_from_context
 from skcicm.icm._fit_inputs import (
@@ -79,16 +85,21 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
     one eigendecomposition serves every ``n_components`` and ``selection`` of a (fold, lam),
     and the fold's embeddings are projected once per eigendecomposition.
 
+    Read more in the :ref:`User Guide <user_guide_selection>`.
+
     Parameters
     ----------
-    lams : float or sequence of float, default=(0.0, 0.1, 1.0, 10.0)
-        Penalty weights to try (sorted, duplicates dropped).
+    lams : float or sequence of float, default=(0.0, 0.3, 1.0, 3.0)
+        Penalty weights to try (sorted, duplicates dropped). The default holds ``lam=0``, so
+        that with ``n_components=None`` plain CLIP (a rotation) is always a candidate.
     n_components : int, sequence of int or None, default=None
         Subspace dimensions to try; None means all ``n_features``.
     selection : str or list of str, default="largest"
         Eigenvalue end(s) to try (see :class:`~skcicm.InvariantCausalMechanism`).
-    lam_scale : str or list of str, default="absolute"
-        Lambda scaling(s) to try.
+    lam_scale : str or list of str, default="trace"
+        Lambda scaling(s) to try: ``"trace"`` makes ``lam`` relative to the size of the
+        Deltas, ``"absolute"`` (the authors' scale) uses it as given (see
+        :class:`~skcicm.InvariantCausalMechanism`).
     cv : int, cross-validation generator or iterable, default=None
         As in scikit-learn; pass ``LeaveOneGroupOut()`` and ``groups=domains`` for
         leave-one-domain-out selection.
@@ -174,11 +185,11 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
 
     def __init__(
         self,
-        lams: Any = (0.0, 0.1, 1.0, 10.0),
+        lams: Any = DEFAULT_LAM,
         n_components: Any = None,
         *,
         selection: str | list[str] = "largest",
-        lam_scale: str | list[str] = "absolute",
+        lam_scale: str | list[str] = DEFAULT_LAM_SCALE,
         cv: Any = None,
         scoring: Any = None,
         head: str = "linear_probe",
@@ -266,8 +277,13 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         class_labels : array-like of shape (n_classes,), default=None
             Label of each row of ``class_embeddings``.
         **score_params : dict
-            Passed to the scorer, split with the samples; a scorer that requests
-            ``interventions`` (metadata routing) gets the held-out samples' ones.
+            Metadata of the scorer, split with the samples (each fold's scorer gets the
+            held-out samples' rows). With ``sklearn.set_config(enable_metadata_routing=True)``
+            they are routed as ``GridSearchCV`` routes them: the scorer gets what it requested,
+            under its own names (an alias set with ``set_score_request`` is resolved), and
+            ``interventions=True`` gives it the held-out samples' ``interventions``; metadata
+            no one requested raises a TypeError. Without routing, or with a plain function
+            as ``scoring``, they are passed to the scorer as they are.
 
         Returns
         -------
@@ -337,7 +353,7 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
                         "only lam=0."
                     )
         scorer = check_scoring(self._candidate_template(), scoring=self.scoring)
-        wants_views = views is not None and _requests(scorer, "interventions")
+        score_params = self._route_score_params(scorer, score_params, views)
         statistics_by_fold = fold_statistics(
             X, views, y, domains, pairs, splits, center=self.center, n_jobs=self.n_jobs
         )
@@ -348,7 +364,6 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
             "candidates": candidates,
             "scorer": scorer,
             "score_params": score_params,
-            "wants_views": wants_views,
         }
         fold_scores = Parallel(n_jobs=self.n_jobs)(
             delayed(self._score_fold)(X, train, test, statistics=statistics, **shared)
@@ -373,6 +388,33 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
             self.classes_ = self.best_estimator_.classes_
         return self
 
+    def _route_score_params(
+        self, scorer: Any, score_params: dict[str, Any], views: np.ndarray | None
+    ) -> dict[str, Any]:
+        """The scorer's metadata, under the names the scorer takes, still for every sample.
+
+        With metadata routing enabled, a scorer that routes metadata (scikit-learn's scorers,
+        :class:`InterventionalScorer`) gets what it requested, as ``GridSearchCV`` routes it:
+        an alias such as ``set_score_request(interventions="score_views")`` reads
+        ``fit(..., score_views=...)``, and ``interventions=True`` reads the ``interventions``
+        given to ``fit``; metadata that no one requested raises a TypeError. A plain callable
+        scorer, or any scorer without routing, gets ``score_params`` as they are.
+        """
+        if not (_routing_enabled() and hasattr(scorer, "get_metadata_routing")):
+            return score_params
+        router = MetadataRouter(owner=type(self).__name__).add(
+            scorer=scorer, method_mapping=MethodMapping().add(caller="fit", callee="score")
+        )
+        router.validate_metadata(method="fit", params=score_params)
+        available = dict(score_params)
+        if (
+            views is not None
+            and "interventions" not in available
+            and _requests(scorer, "interventions")
+        ):
+            available["interventions"] = views
+        return dict(router.route_params(caller="fit", params=available).scorer.score)
+
     def _candidate_params(self, params: dict[str, Any]) -> dict[str, Any]:
         fixed = {name: getattr(self, name) for name in TUNABLE_CHOICES}
         fixed = {k: v for k, v in fixed.items() if isinstance(v, str)}
@@ -391,7 +433,6 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         candidates: list[dict[str, Any]],
         scorer: Any,
         score_params: dict[str, Any],
-        wants_views: bool,
     ) -> list[float]:
         sigma_z, sigma_delta = statistics.sigma_z(), statistics.sigma_delta()
         trace_delta = np.trace(sigma_delta)
@@ -401,8 +442,6 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         y_train = None if y is None else y[train]
         y_test = None if y is None else y[test]
         fold_params = _check_method_params(X, params=score_params, indices=test)
-        if wants_views:
-            fold_params["interventions"] = views[test]
         ks = sorted({params["n_components"] for params in candidates})
         share_full_space = self._full_space_is_one_model()
         full_space_score = None

@@ -197,6 +197,14 @@ class InterventionalScorer:
         if interventions is None:
             if not featurized:
                 raise ValueError(_missing_interventions_message(self._interventions_request))
+            if getattr(estimator[0], "interventions", True) is None:
+                raise ValueError(
+                    "InterventionalScorer scores intervened copies of the held-out images, but "
+                    "the Pipeline's featurizer has interventions=None and computes none (text "
+                    "prompt pairs change the fit only). Set its interventions ('paper' or your "
+                    "own transforms, e.g. Pipeline.set_params(clip__interventions='paper')), "
+                    "or score with clean accuracy (scoring=None)."
+                )
             interventions = estimator[0].intervention_embeddings(X)
         views = _check_views(interventions, y.shape[0])
         n_samples, n_views, n_features = views.shape
