@@ -345,7 +345,7 @@ def test_a_second_run_leaves_no_stale_outputs(tmp_path, tiny_clip_name, capsys):
 def test_missing_weights_are_explained_in_options_and_leave_no_run_folder(
     tmp_path, capsys, monkeypatch
 ):
-    from skcicm import models
+    from skcicm.featurizer import _models as models
 
     def offline(*_, **__):
         raise RuntimeError("Failed to download weights for tag 'openai'.")
