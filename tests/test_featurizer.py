@@ -282,3 +282,18 @@ def test_gpu_mixed_precision_matches_cpu(tiny_clip_name, domain_images):
     gpu = _featurizer(tiny_clip_name, device="cuda", precision="auto").transform(images[:16])
     cosine = (cpu * gpu).sum(axis=1)
     assert cosine.min() > 0.99
+
+
+def test_transforms_with_their_own_get_params_are_cloned_as_values():
+    from sklearn.base import clone
+    from torchvision import transforms as v1
+    from torchvision.transforms import v2
+
+    jitters = [v1.ColorJitter(brightness=0.4), v2.ColorJitter(hue=0.2), v2.RandomGrayscale()]
+    featurizer = CLIPFeaturizer("toyclip", interventions=jitters, n_interventions=2)
+    copied = clone(featurizer)
+    assert copied.get_params()["n_interventions"] == 2
+    assert [type(t) for t in copied.interventions] == [type(t) for t in jitters]
+    assert copied.interventions[0] is not jitters[0]
+    assert copied.interventions[0].brightness == jitters[0].brightness
+    assert copied.interventions[1].hue == jitters[1].hue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import hashlib
 import os
@@ -370,6 +371,17 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         self._validate_params()
         return self._embed_images(X, [None])[0]
+
+    def __sklearn_clone__(self) -> CLIPFeaturizer:
+        # clone() takes any value with a get_params method for an estimator and calls
+        # get_params(deep=False) on it; torchvision's ColorJitter has a static get_params of
+        # its own, so a list holding one could not be cloned. Transforms are deep-copied, as
+        # clone() copies every value that is not an estimator.
+        stand_in = copy.copy(self)
+        stand_in.interventions = None
+        clone = super(CLIPFeaturizer, stand_in).__sklearn_clone__()
+        clone.interventions = copy.deepcopy(self.interventions)
+        return clone
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
