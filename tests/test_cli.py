@@ -165,7 +165,11 @@ def test_default_command_is_toyworld_with_toyclip(tmp_path, capsys):
             "--n-per-cell",
             "3",
             "--shortcut-n-per-cell",
-            "2",
+            "4",
+            # At 4 per cell rho 0.9 rounds to every image in its class's style; the domain
+            # source needs classes seen in two styles.
+            "--rho",
+            "0.5",
             "--seeds",
             "0,1",
             "--n-components",
@@ -182,8 +186,22 @@ def test_default_command_is_toyworld_with_toyclip(tmp_path, capsys):
     domain_shift, shortcut = out.split("### toyworld-shortcut")
     assert "### toyworld, domain-shift, toyclip" in domain_shift
     assert domain_shift.count("Take-away:") == 1 and shortcut.count("Take-away:") == 1
-    assert "| Method | painting avg | painting worst group | source styles avg |" in shortcut
+    header = "| Method | source styles avg | source styles worst group | chosen (lam, K) per seed |"
+    assert header in shortcut
+    table_rows = [line for line in shortcut.splitlines() if line.startswith("| ")][1:]
+    # CLIP zero-shot, CLIP probe, one CLIP-ICM probe per source, the oracle.
+    assert len(table_rows) == 7
+    assert table_rows[-1].startswith("| CLIP-ICM linear probe, target oracle")
+    assert "upper bound" in table_rows[-1]
+    assert "InterventionalScorer(" in shortcut
+    full = (tmp_path / "toyworld-shortcut" / "table_full.md").read_text()
+    assert "(source LODO)" in full and "(source LODO)" not in shortcut
     rows = _read_csv(tmp_path / "toyworld-shortcut" / "results.csv")
+    assert {r["method"] for r in rows} == {
+        "clip_zero_shot",
+        "clip_linear_probe",
+        "icm_linear_probe",
+    }
     assert {r["interventions"] for r in rows} == {
         "none",
         "image",

@@ -11,12 +11,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from skcicm.evaluation.options import INTERVENTION_SOURCES, METHODS, TUNING, ZERO_SHOT_METHODS
+from skcicm.evaluation.options import (
+    CLI_SHORTCUT_METHODS,
+    CLI_SHORTCUT_SEEDS,
+    INTERVENTION_SOURCES,
+    METHODS,
+    TUNING,
+    ZERO_SHOT_METHODS,
+)
 from skcicm.prompts import check_class_template
 
 # What earlier runs wrote into a run folder; removed before writing, so none outlives its run.
 RUN_OUTPUTS = ("results", "sweep", "cv_results")
-RUN_FILES = ("table.md", "run.json")
+RUN_FILES = ("table.md", "table_full.md", "run.json")
 
 
 def _comma_list(text: str) -> list[str]:
@@ -77,6 +84,7 @@ def _resolve_protocol(args: argparse.Namespace, protocol: str) -> dict[str, Any]
     dataset = args.dataset
     shortcut = protocol == "shortcut"
     default_interventions = ",".join(INTERVENTION_SOURCES) if shortcut else "image"
+    default_seeds = ",".join(str(s) for s in CLI_SHORTCUT_SEEDS) if shortcut else "0,1,2"
     interventions = _comma_list(args.interventions or default_interventions)
     tuning = args.tuning or (list(TUNING) if shortcut else ["source"])
     unknown = sorted(set(interventions) - set(INTERVENTION_SOURCES))
@@ -106,7 +114,8 @@ def _resolve_protocol(args: argparse.Namespace, protocol: str) -> dict[str, Any]
             "images: add image or counterfactual to --interventions."
         )
     allowed = ZERO_SHOT_METHODS if protocol == "open-class" else tuple(METHODS)
-    methods = _comma_list(args.methods) if args.methods else list(allowed)
+    default_methods = CLI_SHORTCUT_METHODS if shortcut else allowed
+    methods = _comma_list(args.methods) if args.methods else list(default_methods)
     bad = [m for m in methods if m not in allowed]
     if bad:
         raise ValueError(
@@ -149,7 +158,7 @@ def _resolve_protocol(args: argparse.Namespace, protocol: str) -> dict[str, Any]
         "methods": methods,
         "lam": lam,
         "n_components": n_components,
-        "seeds": _numbers(args.seeds, int, "--seeds"),
+        "seeds": _numbers(args.seeds or default_seeds, int, "--seeds"),
         "targets": _comma_list(args.targets) if args.targets else None,
         "domains": _comma_list(args.domains) if args.domains else None,
         "model": model,

@@ -157,7 +157,7 @@ def make_toyworld_shortcut(
     domains: Sequence[str] | None = None,
     target_domain: str | None = None,
     shortcut: str | Sequence[str] = "style",
-    rho: float = 0.95,
+    rho: float = 0.9,
     target: str = "reassigned",
     n_target_per_cell: int | None = None,
     classes: Sequence[str] | None = None,
@@ -197,7 +197,7 @@ def make_toyworld_shortcut(
         shipped ToyCLIP's linear probe takes: its training captions name the style, so the
         style is a direction of its embedding space as plain as the shape; colours and
         backgrounds barely move its probe (docs/results.md, "Calibrating the shortcut").
-    rho : float, default=0.95
+    rho : float, default=0.9
         Fraction of each source cell that carries its class's own shortcut value, in [0, 1].
         ``1 / len(shortcut_names)`` draws the values independently of the class: a control
         world without the shortcut.

@@ -266,7 +266,7 @@ def shortcut(
     featurizer : CLIPFeaturizer
         Encodes the images; it needs ``interventions`` set for the ``"image"`` source and for
         interventional tuning of ``"text"`` and ``"domain"``.
-    rho : float or iterable of float, default=(0.95,)
+    rho : float or iterable of float, default=(0.9,)
         Shortcut strength(s) in the sources; each value is a world per seed.
     shortcut_factors : sequence of str, default=("style",)
         Factor groups that correlate with the class (``shortcut`` of
