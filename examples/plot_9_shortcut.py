@@ -22,7 +22,7 @@ accuracy of the CLIP probe and of CLIP-ICM against ``rho``.
 # Run the protocol
 # ----------------
 # Small worlds (10 images per cell, where rho = 0.8 and 0.9 are exact), two seeds and a small
-# grid keep this example short. CLIP-ICM's intervention source is exact counterfactuals: each
+# grid keep this example at about two minutes of CPU (most of it encoding the images). CLIP-ICM's intervention source is exact counterfactuals: each
 # source image re-rendered in other styles, so the Deltas differ only in the shortcut.
 # ``lam`` and ``n_components`` are chosen on the source styles only, by leave-one-style-out
 # scored on the counterfactual copies of the held-out style

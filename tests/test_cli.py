@@ -196,6 +196,12 @@ def test_default_command_is_toyworld_with_toyclip(tmp_path, capsys):
     assert "InterventionalScorer(" in shortcut
     full = (tmp_path / "toyworld-shortcut" / "table_full.md").read_text()
     assert "(source LODO)" in full and "(source LODO)" not in shortcut
+    # `skcicm report --full` prints every head and rule again, from the files alone.
+    (tmp_path / "toyworld-shortcut" / "table_full.md").unlink()
+    assert main(["report", "--full", "--no-plots", str(tmp_path / "toyworld-shortcut")]) == 0
+    reported = capsys.readouterr().out
+    assert full.strip() in reported and table_rows[0] in reported
+    assert (tmp_path / "toyworld-shortcut" / "table_full.md").read_text() == full
     rows = _read_csv(tmp_path / "toyworld-shortcut" / "results.csv")
     assert {r["method"] for r in rows} == {
         "clip_zero_shot",
