@@ -257,6 +257,10 @@ def test_default_command_is_toyworld_with_toyclip(tmp_path, capsys):
             "pass target_domain=None",
         ),
         (["--protocol", "shortcut", "--shortcut-n-per-cell", "0"], "at least 1"),
+        (
+            ["--protocol", "shortcut", "--rho", "0.9,0.99"],
+            r"rho \[0.99\] with 10 images per cell .* at least 51 images per cell",
+        ),
         (["--protocol", "shortcut", "--targets", "photo"], "--targets does not apply"),
         (
             ["--protocol", "shortcut", "--dataset", "PACS", "--root", "/d"],

@@ -136,6 +136,16 @@ def test_nothing_of_a_target_reaches_a_fit(featurizer):
         )
 
 
+def test_a_style_shortcut_rounded_to_one_leaves_the_domain_source_nothing():
+    # floor(0.95 * 10 + 1/2) = 10: every source image in its class's style.
+    common = {"shortcut_factors": ["style"], "target_relation": "reassigned", "held_out": None}
+    with pytest.raises(ValueError, match=r"rho \[0.95\] with 10 .* at least 11 images per cell"):
+        check_shortcut_settings([0.9, 0.95], **common, n_per_cell=10, interventions=["domain"])
+    # 11 per cell leaves one image per cell in another style; other sources need no contrast.
+    assert check_shortcut_settings(0.95, **common, n_per_cell=11, interventions=["domain"])
+    assert check_shortcut_settings(1.0, **common, n_per_cell=10, interventions=["text"])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -72,12 +72,11 @@ def _protocols(args: argparse.Namespace) -> list[str]:
 def _resolve(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Validate and resolve the options into the settings of each protocol to run (raises
     ValueError)."""
-    resolved = [_resolve_protocol(args, protocol) for protocol in _protocols(args)]
     if args.shortcut_n_per_cell < 1:
         raise ValueError(
             f"--shortcut-n-per-cell must be at least 1; got {args.shortcut_n_per_cell}."
         )
-    return resolved
+    return [_resolve_protocol(args, protocol) for protocol in _protocols(args)]
 
 
 def _resolve_protocol(args: argparse.Namespace, protocol: str) -> dict[str, Any]:
@@ -149,7 +148,7 @@ def _resolve_protocol(args: argparse.Namespace, protocol: str) -> dict[str, Any]
         pretrained = "openai"
     extra: dict[str, Any] = {}
     if shortcut:
-        extra = _resolve_shortcut(args)
+        extra = _resolve_shortcut(args, interventions)
     return {
         "protocol": protocol,
         "interventions": interventions,
@@ -166,7 +165,7 @@ def _resolve_protocol(args: argparse.Namespace, protocol: str) -> dict[str, Any]
     }
 
 
-def _resolve_shortcut(args: argparse.Namespace) -> dict[str, Any]:
+def _resolve_shortcut(args: argparse.Namespace, interventions: list[str]) -> dict[str, Any]:
     from skcicm.evaluation.protocols.shortcut import check_shortcut_settings
 
     if args.targets and args.protocol == "shortcut":
@@ -179,9 +178,19 @@ def _resolve_shortcut(args: argparse.Namespace) -> dict[str, Any]:
     held_out = None if args.held_out.lower() == "none" else args.held_out
     sources = _comma_list(args.domains) if args.domains else None
     try:
-        check_shortcut_settings(rho, factors, args.target_relation, held_out, sources)
+        check_shortcut_settings(
+            rho,
+            factors,
+            args.target_relation,
+            held_out,
+            sources,
+            args.shortcut_n_per_cell,
+            interventions,
+        )
     except ValueError as error:
-        raise ValueError(f"--rho / --shortcut / --held-out: {error}") from None
+        raise ValueError(
+            f"--rho / --shortcut / --held-out / --shortcut-n-per-cell: {error}"
+        ) from None
     return {"rho": rho, "shortcut": factors, "held_out": held_out, "sources": sources}
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
+from itertools import count
 from typing import Any
 
 import numpy as np
@@ -111,12 +112,16 @@ def check_shortcut_settings(
     target_relation: str,
     held_out: str | None,
     sources: Sequence[str] | None = None,
+    n_per_cell: int | None = None,
+    interventions: Sequence[str] = (),
 ) -> list[float]:
     """Validate the world parameters before any encoding; return ``rho`` as a list.
 
     Draws a world of one image per cell, so that every error of
     :func:`~skcicm.datasets.make_toyworld_shortcut` (unknown factor or style, a style shortcut
-    with a held-out style...) comes now.
+    with a held-out style...) comes now. With ``n_per_cell`` and the ``"domain"`` source, also
+    refuses a style shortcut whose cells round ``rho`` to 1: every class then stays in its own
+    style, and there is no contrast between styles within a class.
     """
     rhos = [rho] if isinstance(rho, (int, float)) else [float(r) for r in rho]
     bad = [r for r in rhos if not 0.0 <= r <= 1.0]
@@ -127,6 +132,21 @@ def check_shortcut_settings(
             f"target_relation must be one of {list(SHORTCUT_RELATIONS)}; got {target_relation!r}."
         )
     _worlds(0, rhos[0], 1, sources, held_out, shortcut_factors, target_relation)
+    if "style" in shortcut_factors and "domain" in interventions and n_per_cell is not None:
+        # The generator puts floor(rho * n + 1/2) images of each cell in the class's own style.
+        whole = [r for r in rhos if np.floor(r * n_per_cell + 0.5) >= n_per_cell]
+        if whole:
+            fewest = (
+                next(n for n in count(n_per_cell + 1) if np.floor(max(whole) * n + 0.5) < n)
+                if max(whole) < 1
+                else None
+            )
+            remedy = f"at least {fewest} images per cell, or " if fewest else ""
+            raise ValueError(
+                f"rho {whole} with {n_per_cell} images per cell puts every source image in its "
+                "class's own style: no class is seen in two styles, so the 'domain' source has "
+                f"no Deltas. Use {remedy}leave 'domain' out of the interventions."
+            )
     return rhos
 
 
@@ -295,8 +315,10 @@ def shortcut(
     """
     # Every option is checked before the first world is encoded; the grid against the
     # embedding dimension, which the featurizer gives without encoding an image.
-    rhos = check_shortcut_settings(rho, shortcut_factors, target_relation, held_out, sources)
     interventions = check_choice(interventions, INTERVENTION_SOURCES, "interventions")
+    rhos = check_shortcut_settings(
+        rho, shortcut_factors, target_relation, held_out, sources, n_per_cell, interventions
+    )
     seeds = check_seeds(seeds)
     check_holdout_fraction(holdout_fraction)
     settings = SweepSettings.checked(
