@@ -102,6 +102,7 @@ def test_style_shortcut_targets_the_source_styles():
     world = make_toyworld_shortcut(
         20,
         shortcut="style",
+        rho=0.95,
         target_domain=None,
         domains=["photo", "sketch", "cartoon"],
         classes=CLASSES,

@@ -265,7 +265,7 @@ def _add_shortcut_options(protocol: argparse._ArgumentGroup) -> None:
         "--shortcut",
         default=",".join(DEFAULT_SHORTCUT),
         help="shortcut: comma-separated factor groups that predict the class in the sources, "
-        "among colors, background, texture, style (style, the default, needs --held-out none)",
+        "among colors, background, texture, style (style needs --held-out none)",
     )
     protocol.add_argument(
         "--target-relation",
