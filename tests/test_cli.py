@@ -507,3 +507,24 @@ def test_option_errors_come_before_the_weights_are_loaded(
     code = main([*argv, "--output-dir", str(tmp_path), "--progress", "off", *args])
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 1 and message in last
+
+
+@pytest.mark.parametrize(
+    ("cores", "num_workers", "before", "expected"),
+    [(2, 2, 2, 1), (16, 2, 16, 14), (16, 2, 4, 4), (1, 0, 8, 1)],
+)
+def test_torch_threads_and_decoding_threads_fit_the_cores(
+    monkeypatch, cores, num_workers, before, expected
+):
+    import torch
+
+    from skcicm.cli.evaluate import limit_torch_threads
+
+    saved = torch.get_num_threads()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    try:
+        torch.set_num_threads(before)
+        assert limit_torch_threads(num_workers) == expected
+        assert torch.get_num_threads() == expected
+    finally:
+        torch.set_num_threads(saved)

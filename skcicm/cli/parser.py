@@ -242,7 +242,7 @@ def _add_protocol_options(protocol: argparse._ArgumentGroup) -> None:
     protocol.add_argument(
         "--seeds",
         help="comma-separated DomainBed trial seeds (default: 0,1,2; shortcut: "
-        f"{','.join(str(s) for s in CLI_SHORTCUT_SEEDS)}, for 95%% intervals within ±3 points)",
+        f"{CLI_SHORTCUT_SEEDS[0]} to {CLI_SHORTCUT_SEEDS[-1]}, for narrow 95%% intervals)",
     )
     protocol.add_argument(
         "--holdout-fraction", type=float, default=0.2, help="fraction of each domain held out"
