@@ -22,7 +22,7 @@ accuracy of the CLIP probe and of CLIP-ICM against ``rho``.
 # Run the protocol
 # ----------------
 # Small worlds (10 images per cell, where rho = 0.8 and 0.9 are exact), two seeds and a small
-# grid keep this example at about two minutes of CPU (most of it encoding the images). CLIP-ICM's intervention source is exact counterfactuals: each
+# grid keep this example short. CLIP-ICM's intervention source is exact counterfactuals: each
 # source image re-rendered in other styles, so the Deltas differ only in the shortcut.
 # ``lam`` and ``n_components`` are chosen on the source styles only, by leave-one-style-out
 # scored on the counterfactual copies of the held-out style
@@ -88,7 +88,7 @@ for label, (keep, style) in curves.items():
         )
         for rho in rhos
     ]
-    mean, half = (100 * np.array(column) for column in zip(*stats))
+    mean, half = (100 * np.array(column) for column in zip(*stats, strict=True))
     axis.errorbar(rhos, mean, yerr=half, label=label, capsize=3, **style)
 control_mean, _ = mean_confidence_interval(row["accuracy"] for row in control.results)
 axis.axhline(100 * control_mean, color="0.5", linestyle="-.", label="CLIP probe, control")
