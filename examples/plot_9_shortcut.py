@@ -74,7 +74,7 @@ curves = {
     ),
     "CLIP-ICM, target oracle (upper bound)": (
         {"method": "icm_linear_probe", "tuning": "target-oracle"},
-        dict(color="tab:blue", marker="^", linestyle=":"),
+        dict(color="tab:green", marker="^", linestyle=":"),
     ),
 }
 rhos = sorted({row["rho"] for row in result.results})
