@@ -165,7 +165,11 @@ def test_default_command_is_toyworld_with_toyclip(tmp_path, capsys):
             "--n-per-cell",
             "3",
             "--shortcut-n-per-cell",
-            "2",
+            "4",
+            # At 4 per cell rho 0.9 rounds to every image in its class's style; the domain
+            # source needs classes seen in two styles.
+            "--rho",
+            "0.5",
             "--seeds",
             "0,1",
             "--n-components",
@@ -182,8 +186,28 @@ def test_default_command_is_toyworld_with_toyclip(tmp_path, capsys):
     domain_shift, shortcut = out.split("### toyworld-shortcut")
     assert "### toyworld, domain-shift, toyclip" in domain_shift
     assert domain_shift.count("Take-away:") == 1 and shortcut.count("Take-away:") == 1
-    assert "| Method | painting avg | painting worst group | source styles avg |" in shortcut
+    header = "| Method | source styles avg | source styles worst group | chosen (lam, K) per seed |"
+    assert header in shortcut
+    table_rows = [line for line in shortcut.splitlines() if line.startswith("| ")][1:]
+    # CLIP zero-shot, CLIP probe, one CLIP-ICM probe per source, the oracle.
+    assert len(table_rows) == 7
+    assert table_rows[-1].startswith("| CLIP-ICM linear probe, target oracle")
+    assert "upper bound" in table_rows[-1]
+    assert "InterventionalScorer(" in shortcut
+    full = (tmp_path / "toyworld-shortcut" / "table_full.md").read_text()
+    assert "(source LODO)" in full and "(source LODO)" not in shortcut
+    # `skcicm report --full` prints every head and rule again, from the files alone.
+    (tmp_path / "toyworld-shortcut" / "table_full.md").unlink()
+    assert main(["report", "--full", "--no-plots", str(tmp_path / "toyworld-shortcut")]) == 0
+    reported = capsys.readouterr().out
+    assert full.strip() in reported and table_rows[0] in reported
+    assert (tmp_path / "toyworld-shortcut" / "table_full.md").read_text() == full
     rows = _read_csv(tmp_path / "toyworld-shortcut" / "results.csv")
+    assert {r["method"] for r in rows} == {
+        "clip_zero_shot",
+        "clip_linear_probe",
+        "icm_linear_probe",
+    }
     assert {r["interventions"] for r in rows} == {
         "none",
         "image",
@@ -240,8 +264,15 @@ def test_default_command_is_toyworld_with_toyclip(tmp_path, capsys):
         (["--tuning", "interventional", "--interventions", "text"], "add image or counterfactual"),
         (["--protocol", "shortcut", "--rho", "1.5"], "rho must be one or more numbers in [0, 1]"),
         (["--protocol", "shortcut", "--shortcut", "colors,smell"], "shortcut must be"),
-        (["--protocol", "shortcut", "--shortcut", "style"], "pass target_domain=None"),
+        (
+            ["--protocol", "shortcut", "--shortcut", "style", "--held-out", "painting"],
+            "pass target_domain=None",
+        ),
         (["--protocol", "shortcut", "--shortcut-n-per-cell", "0"], "at least 1"),
+        (
+            ["--protocol", "shortcut", "--rho", "0.9,0.99"],
+            "Use at least 51 images per cell, or leave 'domain' out",
+        ),
         (["--protocol", "shortcut", "--targets", "photo"], "--targets does not apply"),
         (
             ["--protocol", "shortcut", "--dataset", "PACS", "--root", "/d"],
@@ -520,3 +551,24 @@ def test_option_errors_come_before_the_weights_are_loaded(
     code = main([*argv, "--output-dir", str(tmp_path), "--progress", "off", *args])
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 1 and message in last
+
+
+@pytest.mark.parametrize(
+    ("cores", "num_workers", "before", "expected"),
+    [(2, 2, 2, 1), (16, 2, 16, 14), (16, 2, 4, 4), (1, 0, 8, 1)],
+)
+def test_torch_threads_and_decoding_threads_fit_the_cores(
+    monkeypatch, cores, num_workers, before, expected
+):
+    import torch
+
+    from skcicm.cli.evaluate import limit_torch_threads
+
+    saved = torch.get_num_threads()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    try:
+        torch.set_num_threads(before)
+        assert limit_torch_threads(num_workers) == expected
+        assert torch.get_num_threads() == expected
+    finally:
+        torch.set_num_threads(saved)

@@ -17,7 +17,7 @@ from skcicm.evaluation.protocols.shortcut import (
     embed_shortcut_world,
     shortcut,
 )
-from skcicm.evaluation.shortcut_tables import shortcut_table
+from skcicm.evaluation.shortcut_tables import shortcut_summary_table, shortcut_table
 from skcicm.evaluation.sweep import SweepSettings, fit_method, new_result
 
 GRID = {"lam": [0.0, 1.0], "n_components": [32]}
@@ -37,6 +37,9 @@ def result(featurizer):
     return shortcut(
         featurizer,
         rho=[0.9],
+        # Not the default world: a colour shortcut leaves a held-out style as a second target.
+        shortcut_factors=("colors", "background"),
+        held_out="painting",
         n_per_cell=2,
         seeds=[0],
         interventions=["image", "text"],
@@ -133,6 +136,16 @@ def test_nothing_of_a_target_reaches_a_fit(featurizer):
         )
 
 
+def test_a_style_shortcut_rounded_to_one_leaves_the_domain_source_nothing():
+    # floor(0.95 * 10 + 1/2) = 10: every source image in its class's style.
+    common = {"shortcut_factors": ["style"], "target_relation": "reassigned", "held_out": None}
+    with pytest.raises(ValueError, match=r"rho \[0.95\] with 10 .* at least 11 images per cell"):
+        check_shortcut_settings([0.9, 0.95], **common, n_per_cell=10, interventions=["domain"])
+    # 11 per cell leaves one image per cell in another style; other sources need no contrast.
+    assert check_shortcut_settings(0.95, **common, n_per_cell=11, interventions=["domain"])
+    assert check_shortcut_settings(1.0, **common, n_per_cell=10, interventions=["text"])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -183,6 +196,57 @@ def test_shortcut_table_has_average_and_worst_group_columns():
     assert "| CLIP-ICM linear probe [text] (source LODO) | 80.0 ± 127.1 | 40.0 ± 63.5 |" in table
     with pytest.raises(ValueError, match="one rho at a time"):
         shortcut_table(_rows())
+
+
+def _summary_rows(worst_spread):
+    """Two seeds; CLIP-ICM on two sources, each chosen on the sources and by the oracle."""
+    rows = []
+    for seed in (0, 1):
+        for method, source, tuning, accuracy, lam in [
+            ("clip_zero_shot", "none", "none", 0.5, 0.0),
+            ("clip_linear_probe", "none", "none", 0.6, 0.0),
+            ("icm_linear_probe", "text", "source-lodo", 0.6, 0.0),
+            ("icm_linear_probe", "text", "source-lodo-interventional", 0.8, 1.0 + seed),
+            ("icm_linear_probe", "text", "target-oracle", 0.85, 3.0),
+            ("icm_linear_probe", "domain", "source-lodo-interventional", 0.7, 0.3),
+            ("icm_linear_probe", "domain", "target-oracle", 0.9 + seed / 20, 1.0),
+        ]:
+            worst = accuracy - 0.2 + (worst_spread * seed if tuning != "none" else 0.0)
+            rows.append(
+                {"method": method, "interventions": source, "tuning": tuning, "seed": seed,
+                 "target": "source styles", "rho": 0.9, "accuracy": accuracy,
+                 "worst_group": worst, "lam": lam, "n_components": 32}
+            )  # fmt: skip
+    return rows
+
+
+def test_summary_table_keeps_the_source_chosen_rows_and_one_oracle():
+    table = shortcut_summary_table(_summary_rows(0.0), scorer="Scorer(rule=x)")
+    rows = [line for line in table.splitlines() if line.startswith("| ")][1:]
+    assert [row.split(" | ")[0] for row in rows] == [
+        f"| {METHODS['clip_zero_shot']}",
+        f"| {METHODS['clip_linear_probe']}",
+        f"| {METHODS['icm_linear_probe']} [text], chosen on the sources",
+        f"| {METHODS['icm_linear_probe']} [domain], chosen on the sources",
+        f"| {METHODS['icm_linear_probe']}, target oracle over every source (upper bound)",
+    ]
+    # The oracle row is the best oracle over the sources per seed: domain (90.0 and 95.0).
+    assert "| 92.5 ± 31.8 |" in rows[-1] and "(1, 32) [domain] x2" in rows[-1]
+    # Chosen (lam, K) per seed, and the rule named from the scorer, not hard-coded.
+    assert rows[2].endswith("| (1, 32), (2, 32) |") and "Scorer(rule=x)" in table
+    assert "| 80.0 ± 0.0 | 60.0 ± 0.0 |" in rows[2]
+
+
+def test_summary_table_hides_worst_group_cells_with_wide_intervals():
+    # The CLIP-ICM rows' worst group differs by 10 points between two seeds: a half-width of
+    # 12.706 * 5 = 63.5 points, far over 10, so those cells print as "–".
+    table = shortcut_summary_table(_summary_rows(0.1), scorer="S()")
+    rows = [line for line in table.splitlines() if line.startswith("| ")][1:]
+    assert "| 60.0 ± 0.0 | 40.0 ± 0.0 |" in rows[1]
+    assert all(row.split(" | ")[2] == "–" for row in rows[2:])
+    with pytest.raises(ValueError, match="one rho at a time"):
+        shortcut_summary_table([*_summary_rows(0.0), {**_summary_rows(0.0)[0], "rho": 0.5}],
+                               scorer="S()")  # fmt: skip
 
 
 def test_accuracy_vs_rho_plot_is_written(tmp_path):

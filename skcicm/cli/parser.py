@@ -12,6 +12,7 @@ from typing import NoReturn
 
 from skcicm.evaluation.options import (
     CLI_SHORTCUT_N_PER_CELL,
+    CLI_SHORTCUT_SEEDS,
     DEFAULT_COMPONENT_FRACTIONS,
     DEFAULT_LAM,
     DEFAULT_LAM_SCALE,
@@ -96,6 +97,11 @@ def add_report_parser(commands: argparse._SubParsersAction) -> argparse.Argument
         "results.jsonl",
     )
     report.add_argument("--no-plots", action="store_true", help="rewrite the table only")
+    report.add_argument(
+        "--full",
+        action="store_true",
+        help="shortcut runs: also print table_full.md, every head and tuning rule",
+    )
     report.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return report
 
@@ -171,9 +177,10 @@ def _add_protocol_options(protocol: argparse._ArgumentGroup) -> None:
         "--protocol",
         choices=PROTOCOLS,
         help="domain-shift: fit on the source domains, score each target; shortcut "
-        "(toyworld only): sources whose colour/background predicts the class, scored on a "
-        "held-out style and on the source styles with that relation broken, average and "
-        "worst-group accuracy, CLIP-ICM once per intervention source; open-class: fit on "
+        "(toyworld only): sources whose style (or colour, background...) predicts the class, "
+        "scored on the source styles with that relation broken (and on a held-out style, "
+        "--held-out), average and worst-group accuracy, CLIP-ICM once per intervention "
+        "source; open-class: fit on "
         "the base classes (first half, sorted), score base and novel classes of the target "
         "and their harmonic mean; imagenet: fit on ImageNet, score its variants "
         "(default: imagenet for --dataset imagenet; for toyworld both domain-shift and "
@@ -187,7 +194,7 @@ def _add_protocol_options(protocol: argparse._ArgumentGroup) -> None:
     protocol.add_argument(
         "--methods",
         help=f"comma-separated methods among {', '.join(METHODS)} (default: all that apply; "
-        "open-class takes the zero-shot ones)",
+        "open-class takes the zero-shot ones; shortcut leaves out icm_zero_shot)",
     )
     protocol.add_argument(
         "--lam",
@@ -232,7 +239,11 @@ def _add_protocol_options(protocol: argparse._ArgumentGroup) -> None:
         help="trace: lambda relative to tr(Sigma_Z)/tr(Sigma_Delta)",
     )
     _add_shortcut_options(protocol)
-    protocol.add_argument("--seeds", default="0,1,2", help="comma-separated DomainBed trial seeds")
+    protocol.add_argument(
+        "--seeds",
+        help="comma-separated DomainBed trial seeds (default: 0,1,2; shortcut: "
+        f"{CLI_SHORTCUT_SEEDS[0]} to {CLI_SHORTCUT_SEEDS[-1]}, for narrow 95%% intervals)",
+    )
     protocol.add_argument(
         "--holdout-fraction", type=float, default=0.2, help="fraction of each domain held out"
     )
@@ -265,8 +276,9 @@ def _add_shortcut_options(protocol: argparse._ArgumentGroup) -> None:
     )
     protocol.add_argument(
         "--held-out",
-        default="painting",
-        help="shortcut: style of the held-out-style target, or none (source-styles target only)",
+        default="none",
+        help="shortcut: style of the held-out-style target (e.g. painting, not with a style "
+        "shortcut), or none (source-styles target only)",
     )
     protocol.add_argument(
         "--shortcut-n-per-cell",

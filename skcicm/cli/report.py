@@ -31,6 +31,8 @@ def render_run(
 ) -> tuple[str, list[Path]]:
     """Write ``table.md`` (and the plots) of a run into ``run_dir``; return text and files.
 
+    A shortcut run also gets ``table_full.md``, with every head and tuning rule.
+
     Parameters
     ----------
     results, sweep : sequence of dict
@@ -50,11 +52,11 @@ def render_run(
     table_text : str
         The Markdown written to ``table.md``.
     files : list of pathlib.Path
-        ``table.md`` and the plots written.
+        ``table.md``, ``table_full.md`` (shortcut) and the plots written.
     """
     plot_dir = run_dir / "plots" if plots else None
     if protocol == "shortcut":
-        tables, files = _shortcut_tables(results, title, plot_dir)
+        tables, files = _shortcut_tables(results, title, plot_dir, run_dir)
     else:
         tables = _protocol_tables(results, protocol, title)
         files = []
@@ -92,23 +94,32 @@ def _has_both_probes(results: Sequence[dict[str, Any]]) -> bool:
 
 
 def _shortcut_tables(
-    results: Sequence[dict[str, Any]], title: str, plot_dir: Path | None
+    results: Sequence[dict[str, Any]], title: str, plot_dir: Path | None, run_dir: Path
 ) -> tuple[list[str], list[Path]]:
-    """One table per rho, each with its take-away line; accuracy-vs-rho plots for a sweep."""
+    """Per rho, the short table (at most 8 rows) with its take-away line, and every head and
+    rule in ``table_full.md``; accuracy-vs-rho plots for a sweep."""
     from skcicm.evaluation.plots import plot_accuracy_vs_rho
-    from skcicm.evaluation.shortcut_tables import shortcut_table
+    from skcicm.evaluation.shortcut_tables import shortcut_summary_table, shortcut_table
     from skcicm.evaluation.takeaways import shortcut_takeaway
+    from skcicm.model_selection import InterventionalScorer
 
     target = str(results[0]["target"])
     rhos = list(dict.fromkeys(row["rho"] for row in results))
-    tables = []
+    tables, full = [], []
     for rho in rhos:
         rows = [row for row in results if row["rho"] == rho]
-        table = shortcut_table(rows, title=f"### {title}: average and worst-group accuracy (%)")
+        table = shortcut_summary_table(
+            rows,
+            scorer=repr(InterventionalScorer()),
+            title=f"### {title}: average and worst-group accuracy (%)",
+        )
         if _has_both_probes(rows):
             table += "\n\n" + shortcut_takeaway(rows, target)
         tables.append(table)
-    files = []
+        heading = f"### {title}: every head and rule, average and worst-group accuracy (%)"
+        full.append(shortcut_table(rows, title=heading))
+    (run_dir / "table_full.md").write_text("\n\n".join(full) + "\n")
+    files = [run_dir / "table_full.md"]
     if plot_dir is not None and len(rhos) > 1:
         methods = {row["method"] for row in results}
         head = "linear_probe" if "icm_linear_probe" in methods else "zero_shot"
@@ -151,7 +162,8 @@ def run_report(args: argparse.Namespace) -> int:
         if missing:
             raise ValueError(f"{sweep_path} lacks the column(s) {missing} that sweep rows need.")
     title = f"{results[0]['dataset']}, {protocol}, {model}"
-    (run_dir / "table.md").unlink(missing_ok=True)
+    for name in ("table.md", "table_full.md"):
+        (run_dir / name).unlink(missing_ok=True)
     for plot in (run_dir / "plots").glob("*.png"):
         plot.unlink()
     table_text, files = render_run(
@@ -163,6 +175,8 @@ def run_report(args: argparse.Namespace) -> int:
         plots=not args.no_plots,
     )
     print(table_text)
+    if args.full and (run_dir / "table_full.md").is_file():
+        print("\n" + (run_dir / "table_full.md").read_text().rstrip())
     sources = ", ".join(path.name for path in (results_path, sweep_path) if path)
     written = ", ".join(str(path.relative_to(run_dir)) for path in files)
     print(f"\nRe-rendered from {sources} in {run_dir}/: {written}")

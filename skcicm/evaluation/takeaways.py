@@ -84,20 +84,33 @@ def domain_shift_takeaway(results: Sequence[dict[str, Any]]) -> str:
 
 
 def shortcut_takeaway(results: Sequence[dict[str, Any]], target: str) -> str:
-    """The line under the shortcut table: each intervention source's source-tuned probe on
-    ``target``, minus the CLIP probe (clean and interventional selection)."""
+    """The line under the shortcut table: on ``target``, each intervention source's CLIP-ICM
+    probe chosen on the sources (``"source-lodo-interventional"``: the interventional scorer's
+    default rule), minus the CLIP probe of the same seed.
+
+    Examples
+    --------
+    >>> rows = [{"method": m, "interventions": s, "tuning": t, "target": "x", "seed": seed,
+    ...          "accuracy": a + seed / 100}
+    ...         for seed in (0, 1, 2)
+    ...         for m, s, t, a in [("clip_linear_probe", "none", "none", 0.7),
+    ...                            ("icm_linear_probe", "text", "source-lodo-interventional", 0.9)]]
+    >>> shortcut_takeaway(rows, "x")
+    'Take-away: on x, CLIP-ICM probe chosen on the sources minus CLIP probe (points, paired \
+over 3 seeds): text +20.0 ± 0.0 (clear gain).'
+    """
     on_target = [r for r in results if r["target"] == target]
-    parts = []
+    parts, n_seeds = [], 0
     for source in dict.fromkeys(r["interventions"] for r in on_target):
-        for rule, name in (("source-lodo", "clean"), ("source-lodo-interventional", "interv.")):
-            keep = {"method": "icm_linear_probe", "interventions": source, "tuning": rule}
-            if not any(all(r.get(k) == v for k, v in keep.items()) for r in on_target):
-                continue
-            mean, half, _ = paired_gain(
-                on_target, lambda r, keep=keep: all(r.get(k) == v for k, v in keep.items())
-            )
-            parts.append(f"{source}/{name} {_verdict(mean, half)}")
+        keep = {"method": "icm_linear_probe", "interventions": source}
+        keep["tuning"] = "source-lodo-interventional"
+        if not any(all(r.get(k) == v for k, v in keep.items()) for r in on_target):
+            continue
+        mean, half, n_seeds = paired_gain(
+            on_target, lambda r, keep=keep: all(r.get(k) == v for k, v in keep.items())
+        )
+        parts.append(f"{source} {_verdict(mean, half)}")
     return (
-        f"Take-away: on {target}, source-tuned CLIP-ICM probe minus CLIP probe, per intervention "
-        f"source/selection (points): {'; '.join(parts)}."
+        f"Take-away: on {target}, CLIP-ICM probe chosen on the sources minus CLIP probe "
+        f"(points, paired over {n_seeds} seeds): {'; '.join(parts)}."
     )

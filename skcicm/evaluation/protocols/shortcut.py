@@ -4,7 +4,9 @@ The data come from :func:`~skcicm.datasets.make_toyworld_shortcut`: in the sourc
 fraction ``rho`` of every (style, class) cell carries its class's own colour / background /
 texture / style, so a classifier trained on the sources can lean on that shortcut. Two targets
 break the relation (``target_relation``: each class carries another class's value, or values
-spread evenly): a **held-out style** (default painting) and **the source styles** themselves.
+spread evenly): **the source styles** themselves and, unless the style is the shortcut, a
+**held-out style** (``held_out``, e.g. painting). The default world is the one the shipped
+ToyCLIP's probe takes: the style is the shortcut, so the only target is the source styles.
 
 Per seed and ``rho`` a world is drawn and encoded once; splits follow DomainBed (each domain,
 the targets included, split 80/20 per seed). Models are fitted on the sources' "in" parts and
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
+from itertools import count
 from typing import Any
 
 import numpy as np
@@ -109,12 +112,16 @@ def check_shortcut_settings(
     target_relation: str,
     held_out: str | None,
     sources: Sequence[str] | None = None,
+    n_per_cell: int | None = None,
+    interventions: Sequence[str] = (),
 ) -> list[float]:
     """Validate the world parameters before any encoding; return ``rho`` as a list.
 
     Draws a world of one image per cell, so that every error of
     :func:`~skcicm.datasets.make_toyworld_shortcut` (unknown factor or style, a style shortcut
-    with a held-out style...) comes now.
+    with a held-out style...) comes now. With ``n_per_cell`` and the ``"domain"`` source, also
+    refuses a style shortcut whose cells round ``rho`` to 1: every class then stays in its own
+    style, and there is no contrast between styles within a class.
     """
     rhos = [rho] if isinstance(rho, (int, float)) else [float(r) for r in rho]
     bad = [r for r in rhos if not 0.0 <= r <= 1.0]
@@ -125,6 +132,21 @@ def check_shortcut_settings(
             f"target_relation must be one of {list(SHORTCUT_RELATIONS)}; got {target_relation!r}."
         )
     _worlds(0, rhos[0], 1, sources, held_out, shortcut_factors, target_relation)
+    if "style" in shortcut_factors and "domain" in interventions and n_per_cell is not None:
+        # The generator puts floor(rho * n + 1/2) images of each cell in the class's own style.
+        whole = [r for r in rhos if np.floor(r * n_per_cell + 0.5) >= n_per_cell]
+        if whole:
+            fewest = (
+                next(n for n in count(n_per_cell + 1) if np.floor(max(whole) * n + 0.5) < n)
+                if max(whole) < 1
+                else None
+            )
+            remedy = f"at least {fewest} images per cell, or " if fewest else ""
+            raise ValueError(
+                f"rho {whole} with {n_per_cell} images per cell puts every source image in its "
+                "class's own style: no class is seen in two styles, so the 'domain' source has "
+                f"no Deltas. Use {remedy}leave 'domain' out of the interventions."
+            )
     return rhos
 
 
@@ -243,7 +265,7 @@ def shortcut(
     rho: float | Iterable[float] = DEFAULT_RHO,
     shortcut_factors: Sequence[str] = DEFAULT_SHORTCUT,
     target_relation: str = "reassigned",
-    held_out: str | None = "painting",
+    held_out: str | None = None,
     sources: Sequence[str] | None = None,
     n_per_cell: int = 20,
     interventions: Sequence[str] = INTERVENTION_SOURCES,
@@ -264,14 +286,14 @@ def shortcut(
     featurizer : CLIPFeaturizer
         Encodes the images; it needs ``interventions`` set for the ``"image"`` source and for
         interventional tuning of ``"text"`` and ``"domain"``.
-    rho : float or iterable of float, default=(0.95,)
+    rho : float or iterable of float, default=(0.9,)
         Shortcut strength(s) in the sources; each value is a world per seed.
-    shortcut_factors : sequence of str, default=("colors", "background")
+    shortcut_factors : sequence of str, default=("style",)
         Factor groups that correlate with the class (``shortcut`` of
         :func:`~skcicm.datasets.make_toyworld_shortcut`).
     target_relation : {"reassigned", "uncorrelated"}, default="reassigned"
         Class-shortcut relation in the targets.
-    held_out : str or None, default="painting"
+    held_out : str or None, default=None
         Style of the held-out-style target; None for the source-styles target only (required
         for a style shortcut).
     sources : sequence of str, default=None
@@ -293,8 +315,10 @@ def shortcut(
     """
     # Every option is checked before the first world is encoded; the grid against the
     # embedding dimension, which the featurizer gives without encoding an image.
-    rhos = check_shortcut_settings(rho, shortcut_factors, target_relation, held_out, sources)
     interventions = check_choice(interventions, INTERVENTION_SOURCES, "interventions")
+    rhos = check_shortcut_settings(
+        rho, shortcut_factors, target_relation, held_out, sources, n_per_cell, interventions
+    )
     seeds = check_seeds(seeds)
     check_holdout_fraction(holdout_fraction)
     settings = SweepSettings.checked(
