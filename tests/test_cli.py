@@ -226,6 +226,7 @@ def test_default_command_is_toyworld_with_toyclip(tmp_path, capsys):
         (["--interventions", "image,audio"], "unknown ['audio']"),
         (["--interventions", "image,counterfactual"], "exclusive"),
         (["--tuning", "interventional", "--interventions", "text"], "add image or counterfactual"),
+        (["--interventional-rule", "worst"], "--interventional-rule: 'worst' applies to tuning"),
         (["--protocol", "shortcut", "--rho", "1.5"], "rho must be one or more numbers in [0, 1]"),
         (["--protocol", "shortcut", "--shortcut", "colors,smell"], "shortcut must be"),
         (["--protocol", "shortcut", "--shortcut", "style"], "pass target_domain=None"),

@@ -15,7 +15,8 @@ def test_interventional_rule_is_registered_and_offered():
     assert "interventional" in TUNING and set(TUNING) == set(TUNING_RULES)
 
 
-def test_interventional_rule_matches_a_hand_computed_lodo_loop():
+@pytest.mark.parametrize("rule", [None, "pooled", "intervened", "worst", "worst_view"])
+def test_interventional_rule_matches_a_hand_computed_lodo_loop(rule):
     embedded = _synthetic()
     rng = np.random.default_rng(1)
     # Validation copies distinct from the fitted interventions, so that the rule must use them.
@@ -30,12 +31,13 @@ def test_interventional_rule_matches_a_hand_computed_lodo_loop():
         n_components=ks,
         tuning="interventional",
         progress=False,
+        interventional_rule=rule,
     )
     (row,) = result.results
     train, _, _ = _split(embedded, "c")
     train = np.flatnonzero(train)
     Z, y, d = embedded.embeddings, embedded.labels, embedded.domains
-    scorer = InterventionalScorer()
+    scorer = InterventionalScorer() if rule is None else InterventionalScorer(rule=rule)
     means = {}
     for lam in lams:
         for k in ks:
@@ -53,6 +55,18 @@ def test_interventional_rule_matches_a_hand_computed_lodo_loop():
     assert (row["lam"], row["n_components"]) == best
     assert row["selection_score"] == pytest.approx(means[best], abs=1e-6)
     assert {r["scoring"] for r in result.cv_results} == {"interventional"}
+    # The rows name the rule in use, the scorer's default when none is given.
+    assert row["interventional_rule"] == scorer.rule
+    assert {r["interventional_rule"] for r in result.cv_results} == {scorer.rule}
+
+
+def test_interventional_rule_is_checked():
+    embedded = _synthetic()
+    options = {"targets": ["c"], "lam": [0.0, 1.0], "n_components": [4], "progress": False}
+    with pytest.raises(ValueError, match="interventional_rule: must be one of"):
+        domain_shift(embedded, tuning="interventional", interventional_rule="mean", **options)
+    with pytest.raises(ValueError, match="interventional_rule: 'worst' applies to tuning"):
+        domain_shift(embedded, tuning="source", interventional_rule="worst", **options)
 
 
 def test_interventional_rule_never_scores_on_target_copies():

@@ -242,6 +242,7 @@ def _run_shortcut(args: argparse.Namespace, argv: list[str], settings: dict[str,
         lam=settings["lam"],
         n_components=settings["n_components"],
         tuning=settings["tuning"],
+        interventional_rule=args.interventional_rule,
         seeds=settings["seeds"],
         holdout_fraction=args.holdout_fraction,
         estimator_params={"lam_scale": args.lam_scale},
@@ -380,7 +381,11 @@ def _protocol_options(
         "progress": progress,
     }
     if settings["protocol"] != "imagenet":
-        options.update(targets=settings["targets"], n_jobs=args.n_jobs)
+        options.update(
+            targets=settings["targets"],
+            n_jobs=args.n_jobs,
+            interventional_rule=args.interventional_rule,
+        )
     return options
 
 

@@ -18,6 +18,7 @@ from skcicm.evaluation.options import (
     DEFAULT_RHO,
     DEFAULT_SHORTCUT,
     INTERVENTION_SOURCES,
+    INTERVENTIONAL_RULES,
     LAM_SCALES,
     METHODS,
     TARGET_RELATIONS,
@@ -208,9 +209,19 @@ def _add_protocol_options(protocol: argparse._ArgumentGroup) -> None:
         help="how a grid is resolved; repeat for several rules: source = leave-one-domain-out "
         "CV on the source domains (imagenet: the source's 20%% holdout); interventional = "
         "the same loop scored on the clean and intervened copies of the held-out source "
-        "domain (needs image or counterfactual copies; shortcut: augmented copies for text "
-        "and domain); oracle = best on the target's 20%% holdout (imagenet: on the variant), "
-        "an upper bound labelled (oracle) (default: source; shortcut: all three)",
+        "domain, combined by --interventional-rule (needs image or counterfactual copies; "
+        "shortcut: augmented copies for text and domain); oracle = best on the target's 20%% "
+        "holdout (imagenet: on the variant), an upper bound labelled (oracle) (default: "
+        "source; shortcut: all three)",
+    )
+    protocol.add_argument(
+        "--interventional-rule",
+        choices=INTERVENTIONAL_RULES,
+        help="how --tuning interventional scores a candidate (the rule of "
+        "skcicm.model_selection.InterventionalScorer): pooled = accuracy over the clean "
+        "images and their copies together; intervened = over the copies alone; worst = the "
+        "lower of the clean and the copies' accuracy; worst_view = the lowest of the clean "
+        "accuracy and each view's (default: InterventionalScorer's default)",
     )
     protocol.add_argument(
         "--interventions",

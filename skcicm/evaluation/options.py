@@ -21,6 +21,9 @@ ZERO_SHOT_METHODS: tuple[str, ...] = ("clip_zero_shot", "icm_zero_shot")
 # domains' styles (ToyWorld only); "text": prompt pairs; "domain": contrasts between domains.
 INTERVENTION_SOURCES: tuple[str, ...] = ("image", "counterfactual", "text", "domain")
 TUNING: tuple[str, ...] = ("source", "interventional", "oracle")
+# The rules of skcicm.model_selection.InterventionalScorer (its RULES), here without importing
+# scikit-learn; the "interventional" tuning rule scores with one of them.
+INTERVENTIONAL_RULES: tuple[str, ...] = ("pooled", "intervened", "worst", "worst_view")
 # The default grid contains the no-ICM setting (lam = 0, K = d: a rotation of CLIP's space), so
 # that source tuning can fall back to plain CLIP where the method does not help. The grid and
 # the trace scale are those docs/results.md recommends: with trace scaling the useful range of

@@ -31,6 +31,7 @@ from skcicm.datasets.domainbed import domainbed_holdout_mask
 from skcicm.estimator import InvariantCausalMechanism
 from skcicm.evaluation.embedded import EmbeddedDataset, check_interventions
 from skcicm.evaluation.options import (
+    INTERVENTIONAL_RULES,
     TUNING,
     check_choice,
     default_n_components,
@@ -53,7 +54,9 @@ class SweepSettings:
     """What to fit on every split: methods, grid, tuning rules and estimator parameters.
 
     ``baseline_candidate`` adds plain CLIP to the candidates of every CLIP-ICM method, for
-    grids that cannot express it (``objective="ratio"``).
+    grids that cannot express it (``objective="ratio"``). ``interventional_rule`` is the
+    ``rule`` of :class:`~skcicm.model_selection.InterventionalScorer` that the
+    ``"interventional"`` tuning rule scores with; None is the scorer's default.
     """
 
     methods: list[str]
@@ -63,6 +66,7 @@ class SweepSettings:
     estimator_params: dict[str, Any] = dataclasses.field(default_factory=dict)
     n_jobs: int | None = None
     baseline_candidate: bool = False
+    interventional_rule: str | None = None
 
     @classmethod
     def checked(
@@ -83,6 +87,16 @@ class SweepSettings:
         ks = default_n_components(n_features) if n_components is None else n_components
         lams, ks = check_grid(lam, ks, n_features)
         settings["estimator_params"] = dict(settings.get("estimator_params") or {})
+        rule = settings.get("interventional_rule")
+        if rule is not None and rule not in INTERVENTIONAL_RULES:
+            raise ValueError(
+                f"interventional_rule: must be one of {list(INTERVENTIONAL_RULES)}; got {rule!r}."
+            )
+        if rule is not None and "interventional" not in tuning:
+            raise ValueError(
+                f"interventional_rule: {rule!r} applies to tuning 'interventional', which is "
+                f"not among the tuning rules {tuning}."
+            )
         return cls(methods, lams, ks, tuning, **settings)
 
     @property
@@ -234,6 +248,7 @@ def run_split(
             baseline_params=settings.baseline_params,
             n_jobs=settings.n_jobs,
             source_selection=source_selection,
+            interventional_rule=settings.interventional_rule,
             row=row,
             cv_results=result.cv_results,
         )
@@ -253,6 +268,8 @@ def run_split(
                 choice = select(rule, candidates, target, context)
                 chosen = choice.candidate
                 extra = {"plain_clip": chosen.plain_clip} if settings.baseline_candidate else {}
+                if rule == "interventional" and choice.tuning != "given":
+                    extra["interventional_rule"] = context.scorer().rule
                 result.results.append(
                     {
                         **row,
@@ -370,6 +387,7 @@ def check_lodo_options(
     estimator_params: dict[str, Any] | None,
     n_jobs: int | None,
     baseline_candidate: bool = False,
+    interventional_rule: str | None = None,
 ) -> tuple[SweepSettings, LodoSplits]:
     """The options of a leave-one-domain-out protocol, validated against ``embedded``.
 
@@ -387,6 +405,7 @@ def check_lodo_options(
         estimator_params=estimator_params,
         n_jobs=n_jobs,
         baseline_candidate=baseline_candidate,
+        interventional_rule=interventional_rule,
     )
     if "interventional" in settings.tuning:
         validation_views(embedded)

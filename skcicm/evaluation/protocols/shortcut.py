@@ -256,6 +256,7 @@ def shortcut(
     estimator_params: dict[str, Any] | None = None,
     n_jobs: int | None = None,
     progress: bool | str = "auto",
+    interventional_rule: str | None = None,
 ) -> Bunch:
     """Run the shortcut protocol (see the module docstring) for every seed and ``rho``.
 
@@ -280,7 +281,8 @@ def shortcut(
         Images per (style, class) cell, sources and targets alike.
     interventions : sequence of str, default=all of INTERVENTION_SOURCES
         CLIP-ICM is fitted once per source, each alone.
-    methods, lam, n_components, tuning, holdout_fraction, estimator_params, n_jobs, progress
+    methods, lam, n_components, tuning, holdout_fraction, estimator_params, n_jobs, progress, \
+interventional_rule
         As in :func:`~skcicm.evaluation.domain_shift`; ``tuning`` defaults to every rule.
     seeds : int or sequence of int, default=(0, 1, 2)
         Each seed draws another world and other splits.
@@ -306,6 +308,7 @@ def shortcut(
         tuning,
         estimator_params=estimator_params,
         n_jobs=n_jobs,
+        interventional_rule=interventional_rule,
     )
     validation_copies = "interventional" in settings.tuning
     needs_copies = "image" in interventions or (
