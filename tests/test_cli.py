@@ -229,7 +229,10 @@ def test_default_command_is_toyworld_with_toyclip(tmp_path, capsys):
         (["--interventional-rule", "worst"], "--interventional-rule: 'worst' applies to tuning"),
         (["--protocol", "shortcut", "--rho", "1.5"], "rho must be one or more numbers in [0, 1]"),
         (["--protocol", "shortcut", "--shortcut", "colors,smell"], "shortcut must be"),
-        (["--protocol", "shortcut", "--shortcut", "style"], "pass target_domain=None"),
+        (
+            ["--protocol", "shortcut", "--shortcut", "style", "--held-out", "painting"],
+            "pass target_domain=None",
+        ),
         (["--protocol", "shortcut", "--shortcut-n-per-cell", "0"], "at least 1"),
         (["--protocol", "shortcut", "--targets", "photo"], "--targets does not apply"),
         (

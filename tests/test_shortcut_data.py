@@ -13,7 +13,7 @@ from skcicm.datasets import (
 )
 
 CLASSES = ["circle", "square", "triangle", "star", "cross", "heart"]
-SMALL = dict(domains=["photo", "sketch"], classes=CLASSES, image_size=16)
+SMALL = dict(domains=["photo", "sketch"], target_domain="painting", classes=CLASSES, image_size=16)
 
 
 def _cells(world, mask):
@@ -72,7 +72,7 @@ def test_uncorrelated_target_spreads_values_evenly():
 
 
 def test_group_labels_name_class_and_carried_values():
-    world = make_toyworld_shortcut(5, **SMALL)
+    world = make_toyworld_shortcut(5, shortcut=["colors", "background"], **SMALL)
     n_values = len(world.shortcut_names)
     np.testing.assert_array_equal(world.groups // n_values, world.labels)
     np.testing.assert_array_equal(world.groups % n_values, world.shortcut_labels)
@@ -114,8 +114,59 @@ def test_style_shortcut_targets_the_source_styles():
     assert not np.any(world.domains[world.is_target] == own[world.is_target])
 
 
+def test_default_world_puts_each_class_in_its_own_style_at_rho_and_the_target_in_another():
+    world = make_toyworld_shortcut(20, image_size=16)
+    source, target = ~world.is_target, world.is_target
+    assert world.shortcut == ("style",) and world.target_domain is None
+    # Read off the rendered style, against the class's style in the documented order.
+    own = np.array(world.domain_names)[world.labels % len(world.domain_names)]
+    carries_own = world.domains == own
+    # 1200 source images: the aligned fraction is rho within three binomial standard errors.
+    tolerance = 3 * np.sqrt(world.rho * (1 - world.rho) / source.sum())
+    assert abs(carries_own[source].mean() - world.rho) < tolerance
+    assert world.rho == 0.95
+    assert not carries_own[target].any()
+    # Every class of the target carries one other class's style.
+    for label in range(len(world.class_names)):
+        assert len(set(world.domains[target & (world.labels == label)])) == 1
+
+
+def test_rho_one_over_the_number_of_values_is_a_world_without_the_shortcut():
+    from scipy.stats import chi2_contingency
+
+    world = make_toyworld_shortcut(
+        36,
+        shortcut="style",
+        classes=CLASSES,
+        domains=["photo", "sketch", "cartoon"],
+        rho=1 / 3,
+        image_size=16,
+    )
+    source = ~world.is_target
+    table = np.zeros((len(CLASSES), 3))
+    np.add.at(table, (world.labels[source], world.shortcut_labels[source]), 1)
+    # Each class carries its own style in exactly one in three images ...
+    np.testing.assert_array_equal(table[np.arange(6), world.class_shortcuts], 36)
+    # ... and the other styles as a uniform draw: no association left between class and style.
+    assert chi2_contingency(table).pvalue > 0.001
+    strong = make_toyworld_shortcut(
+        36,
+        shortcut="style",
+        classes=CLASSES,
+        domains=["photo", "sketch", "cartoon"],
+        image_size=16,
+    )
+    strong_table = np.zeros((len(CLASSES), 3))
+    np.add.at(
+        strong_table,
+        (strong.labels[~strong.is_target], strong.shortcut_labels[~strong.is_target]),
+        1,
+    )
+    assert chi2_contingency(strong_table).pvalue < 1e-10
+
+
 def test_counterfactuals_change_the_shortcut_and_keep_the_instance():
-    world = make_toyworld_shortcut(4, **SMALL)
+    world = make_toyworld_shortcut(4, shortcut=["colors", "background"], **SMALL)
     source = np.flatnonzero(~world.is_target)
     twins, factors = render_counterfactuals(
         world, change=world.shortcut, indices=source, return_factors=True
@@ -136,9 +187,9 @@ def test_counterfactuals_change_the_shortcut_and_keep_the_instance():
         (dict(shortcut=[]), "shortcut must be a non-empty set"),
         (dict(shortcut=["colors", "colors"]), "shortcut must be a non-empty set"),
         (dict(target="flipped"), "target must be one of"),
-        (dict(domains=["photo", "painting"]), "is also a source domain"),
+        (dict(domains=["photo", "painting"], target_domain="painting"), "is also a source"),
         (dict(target_domain="oil"), "unknown target_domain"),
-        (dict(shortcut="style"), "pass target_domain=None"),
+        (dict(shortcut="style", target_domain="painting"), "pass target_domain=None"),
         (dict(shortcut="style", target_domain=None, domains=["photo"]), "at least two source"),
         (dict(classes=["star"]), "at least two classes"),
         (dict(n_per_cell=0), "n_per_cell must be an int >= 1"),

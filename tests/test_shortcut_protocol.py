@@ -37,6 +37,9 @@ def result(featurizer):
     return shortcut(
         featurizer,
         rho=[0.9],
+        # Not the default world: a colour shortcut leaves a held-out style as a second target.
+        shortcut_factors=("colors", "background"),
+        held_out="painting",
         n_per_cell=2,
         seeds=[0],
         interventions=["image", "text"],

@@ -57,7 +57,7 @@ def _protocols(args: argparse.Namespace) -> list[str]:
     if "shortcut" in protocols and dataset != "toyworld":
         raise ValueError(
             "--protocol shortcut needs --dataset toyworld: it draws ToyWorld images whose "
-            "colours and backgrounds predict the class."
+            "styles, colours or backgrounds predict the class."
         )
     return protocols
 

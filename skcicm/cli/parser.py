@@ -265,7 +265,7 @@ def _add_shortcut_options(protocol: argparse._ArgumentGroup) -> None:
         "--shortcut",
         default=",".join(DEFAULT_SHORTCUT),
         help="shortcut: comma-separated factor groups that predict the class in the sources, "
-        "among colors, background, texture, style (style needs --held-out none)",
+        "among colors, background, texture, style (style, the default, needs --held-out none)",
     )
     protocol.add_argument(
         "--target-relation",
@@ -276,8 +276,9 @@ def _add_shortcut_options(protocol: argparse._ArgumentGroup) -> None:
     )
     protocol.add_argument(
         "--held-out",
-        default="painting",
-        help="shortcut: style of the held-out-style target, or none (source-styles target only)",
+        default="none",
+        help="shortcut: style of the held-out-style target (e.g. painting, not with a style "
+        "shortcut), or none (source-styles target only)",
     )
     protocol.add_argument(
         "--shortcut-n-per-cell",

@@ -155,8 +155,8 @@ def make_toyworld_shortcut(
     n_per_cell: int = 20,
     *,
     domains: Sequence[str] | None = None,
-    target_domain: str | None = "painting",
-    shortcut: str | Sequence[str] = ("colors", "background"),
+    target_domain: str | None = None,
+    shortcut: str | Sequence[str] = "style",
     rho: float = 0.95,
     target: str = "reassigned",
     n_target_per_cell: int | None = None,
@@ -186,16 +186,21 @@ def make_toyworld_shortcut(
         Source images per (class, source domain) cell.
     domains : sequence of str, optional
         Source styles; default all of :data:`TOYWORLD_DOMAINS` except ``target_domain``.
-    target_domain : str or None, default="painting"
+    target_domain : str or None, default=None
         Style of the target images. None renders the target in the source styles, so that it
         differs from the sources in the shortcut relation only. Must be None when ``"style"``
         is a shortcut group, as the target's style then follows the relation.
-    shortcut : str or sequence of str, default=("colors", "background")
+    shortcut : str or sequence of str, default="style"
         Factor groups that correlate with the class: any of ``"colors"`` (the object colour
         and the background colour that goes with it, both jittered per sample),
-        ``"background"`` (pattern), ``"texture"`` and ``"style"``.
+        ``"background"`` (pattern), ``"texture"`` and ``"style"``. The default is the one the
+        shipped ToyCLIP's linear probe takes: its training captions name the style, so the
+        style is a direction of its embedding space as plain as the shape; colours and
+        backgrounds barely move its probe (docs/results.md, "Calibrating the shortcut").
     rho : float, default=0.95
         Fraction of each source cell that carries its class's own shortcut value, in [0, 1].
+        ``1 / len(shortcut_names)`` draws the values independently of the class: a control
+        world without the shortcut.
     target : {"reassigned", "uncorrelated"}, default="reassigned"
         Relation between class and shortcut value in the target.
     n_target_per_cell : int, optional

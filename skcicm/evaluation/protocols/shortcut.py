@@ -4,7 +4,9 @@ The data come from :func:`~skcicm.datasets.make_toyworld_shortcut`: in the sourc
 fraction ``rho`` of every (style, class) cell carries its class's own colour / background /
 texture / style, so a classifier trained on the sources can lean on that shortcut. Two targets
 break the relation (``target_relation``: each class carries another class's value, or values
-spread evenly): a **held-out style** (default painting) and **the source styles** themselves.
+spread evenly): **the source styles** themselves and, unless the style is the shortcut, a
+**held-out style** (``held_out``, e.g. painting). The default world is the one the shipped
+ToyCLIP's probe takes: the style is the shortcut, so the only target is the source styles.
 
 Per seed and ``rho`` a world is drawn and encoded once; splits follow DomainBed (each domain,
 the targets included, split 80/20 per seed). Models are fitted on the sources' "in" parts and
@@ -243,7 +245,7 @@ def shortcut(
     rho: float | Iterable[float] = DEFAULT_RHO,
     shortcut_factors: Sequence[str] = DEFAULT_SHORTCUT,
     target_relation: str = "reassigned",
-    held_out: str | None = "painting",
+    held_out: str | None = None,
     sources: Sequence[str] | None = None,
     n_per_cell: int = 20,
     interventions: Sequence[str] = INTERVENTION_SOURCES,
@@ -267,12 +269,12 @@ def shortcut(
         interventional tuning of ``"text"`` and ``"domain"``.
     rho : float or iterable of float, default=(0.95,)
         Shortcut strength(s) in the sources; each value is a world per seed.
-    shortcut_factors : sequence of str, default=("colors", "background")
+    shortcut_factors : sequence of str, default=("style",)
         Factor groups that correlate with the class (``shortcut`` of
         :func:`~skcicm.datasets.make_toyworld_shortcut`).
     target_relation : {"reassigned", "uncorrelated"}, default="reassigned"
         Class-shortcut relation in the targets.
-    held_out : str or None, default="painting"
+    held_out : str or None, default=None
         Style of the held-out-style target; None for the source-styles target only (required
         for a style shortcut).
     sources : sequence of str, default=None
