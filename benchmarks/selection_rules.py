@@ -22,10 +22,12 @@ Two settings, both through the protocols (:func:`skcicm.evaluation.protocols.sho
 and :func:`skcicm.evaluation.evaluate_domain_shift`), so that each image is encoded once per
 seed (the featurizer's embedding cache) and every rule reuses the embeddings:
 
-* the **shortcut** world at its generator defaults (the calibrated world of issue 17), for
-  each ``rho`` and each intervention source (``image``: the paper's augmentations;
-  ``counterfactual``: exact re-renderings with the shortcut changed; ``text``: colour and
-  background prompt pairs; ``domain``: contrasts between the source styles), target painting;
+* the **shortcut** world at the protocol's defaults (the calibrated world of issue 17: the
+  style predicts the class in a fraction ``rho`` of each source cell; the target, in the
+  same styles, gives each class another class's style), for each ``rho`` and each
+  intervention source (``image``: the paper's augmentations; ``counterfactual``: exact
+  re-renderings with the shortcut changed; ``text``: prompt pairs that differ in the
+  shortcut's words; ``domain``: contrasts between the source styles);
 * plain **domain shift** on ToyWorld (no shortcut): each style the target in turn, with the
   augmentations and with exact style counterfactuals.
 
@@ -53,13 +55,13 @@ from skcicm import CLIPFeaturizer
 from skcicm.datasets import make_toyworld
 from skcicm.evaluation import evaluate_domain_shift
 from skcicm.evaluation.options import INTERVENTION_SOURCES, INTERVENTIONAL_RULES
-from skcicm.evaluation.protocols.shortcut import shortcut
+from skcicm.evaluation.protocols.shortcut import SOURCE_STYLES_TARGET, shortcut
 from skcicm.evaluation.reporting import mean_confidence_interval
+from skcicm.fit_inputs import NoInterventionError
 from skcicm.model_selection import InterventionalScorer
 
 RHOS = (0.5, 0.8, 0.9, 0.95, 0.99)
 METHODS = ["clip_linear_probe", "icm_linear_probe"]
-TARGET = "painting"
 DEFAULT = InterventionalScorer().rule
 LABELS = {"source-lodo": "clean", "target-oracle": "oracle (target-chosen)"}
 
@@ -76,7 +78,7 @@ def _rows(results: list[dict], setting: str, rule: str) -> list[dict]:
     The references (CLIP probe, clean, oracle) come from the run of the default rule only."""
     rows = []
     for r in results:
-        if r["target"] != TARGET and setting == "shortcut":
+        if r["target"] != SOURCE_STYLES_TARGET and setting == "shortcut":
             continue
         if r["tuning"] == "none":
             if setting == "domain shift" and r["interventions"] != "image":
@@ -104,25 +106,43 @@ def _rows(results: list[dict], setting: str, rule: str) -> list[dict]:
     return rows
 
 
-def run_shortcut(seed: int, rhos: list[float], n_per_cell: int | None) -> list[dict]:
+def run_shortcut(
+    seed: int, rhos: list[float], n_per_cell: int | None, folds: int | None, skipped: list[str]
+) -> list[dict]:
+    """Every rule on every (rho, intervention source) of one seed's shortcut worlds.
+
+    A source that gives no Deltas in some world (domain contrasts when no class occurs in two
+    source styles) is recorded in ``skipped``."""
     featurizer = _featurizer(seed)
     rows = []
-    # The first rule also runs the references; the featurizer's cache serves the others.
-    for rule in [DEFAULT, *(r for r in INTERVENTIONAL_RULES if r != DEFAULT)]:
-        tuning = ["source", "interventional", "oracle"] if rule == DEFAULT else ["interventional"]
-        result = shortcut(
-            featurizer,
-            rho=rhos,
-            interventions=INTERVENTION_SOURCES,
-            methods=METHODS,
-            tuning=tuning,
-            seeds=[seed],
-            estimator_params={"lam_scale": "trace"},
-            progress=False,
-            interventional_rule=rule,
-            **({} if n_per_cell is None else {"n_per_cell": n_per_cell}),
-        )
-        rows += _rows(result.results, "shortcut", rule)
+    for rho in rhos:
+        probe_done = False
+        for source in INTERVENTION_SOURCES:
+            # The first rule also runs the references; the featurizer's cache serves the others.
+            for rule in [DEFAULT, *(r for r in INTERVENTIONAL_RULES if r != DEFAULT)]:
+                first = rule == DEFAULT
+                try:
+                    result = shortcut(
+                        featurizer,
+                        rho=[rho],
+                        interventions=[source],
+                        methods=METHODS if first else METHODS[1:],
+                        tuning=["source", "interventional", "oracle"]
+                        if first
+                        else ["interventional"],
+                        seeds=[seed],
+                        estimator_params={"lam_scale": "trace"},
+                        progress=False,
+                        interventional_rule=rule,
+                        selection_folds=folds,
+                        **({} if n_per_cell is None else {"n_per_cell": n_per_cell}),
+                    )
+                except NoInterventionError as error:
+                    skipped.append(f"rho {rho}, {source}, seed {seed}: {error}")
+                    break
+                kept = [r for r in result.results if r["tuning"] != "none" or not probe_done]
+                probe_done = True
+                rows += _rows(kept, "shortcut", rule)
     return rows
 
 
@@ -197,6 +217,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--n-per-cell", type=int, default=None, help="shortcut world (default: the generator's)"
     )
+    parser.add_argument(
+        "--selection-folds",
+        type=int,
+        default=5,
+        help="shortcut world: stratified folds of the source samples for source selection; "
+        "0 leaves one source style out (default: 5)",
+    )
     parser.add_argument("--domain-shift-n-per-cell", type=int, default=12)
     parser.add_argument(
         "--settings",
@@ -205,30 +232,58 @@ def main(argv: list[str] | None = None) -> None:
         default=["shortcut", "domain-shift"],
     )
     parser.add_argument("--out", type=Path, default=Path("results/selection_rules"))
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        help="only combine the results.csv of these --out folders (runs split by seed or "
+        "setting) into the CSV and table of --out",
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        rows = [row for folder in args.merge for row in _read(folder / "results.csv")]
+        _write(args.out, rows, sorted({r["seed"] for r in rows}), [])
+        return
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     rows: list[dict] = []
+    skipped: list[str] = []
     start = time.perf_counter()
     for seed in args.seeds:
         tick = time.perf_counter()
         if "shortcut" in args.settings:
-            rows += run_shortcut(seed, args.rho, args.n_per_cell)
+            folds = args.selection_folds or None
+            rows += run_shortcut(seed, args.rho, args.n_per_cell, folds, skipped)
         if "domain-shift" in args.settings:
             rows += run_domain_shift(seed, args.domain_shift_n_per_cell)
         print(f"seed {seed}: {time.perf_counter() - tick:.0f} s", flush=True)
-        with (args.out / "results.csv").open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+    _write(args.out, rows, args.seeds, skipped)
+    print(f"\nwall time {time.perf_counter() - start:.0f} s; results in {args.out}")
+
+
+def _read(path: Path) -> list[dict]:
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["seed"] = int(row["seed"])
+        row["accuracy"] = float(row["accuracy"])
+    return rows
+
+
+def _write(out: Path, rows: list[dict], seeds: list[int], skipped: list[str]) -> None:
+    with (out / "results.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
     text = table(rows)
-    (args.out / "table.md").write_text(
-        "Target accuracy (%, mean ± 95% t-interval over seeds "
-        f"{args.seeds}); gains paired by seed. Default rule: {DEFAULT}.\n\n{text}\n"
+    if skipped:
+        text += "\n\nNot run (no interventional data):\n\n" + "\n".join(f"- {s}" for s in skipped)
+    (out / "table.md").write_text(
+        f"Target accuracy (%, mean ± 95% t-interval over seeds {seeds}); gains paired by "
+        f"seed. Default rule: {DEFAULT}.\n\n{text}\n"
     )
     print(text)
-    print(f"\nwall time {time.perf_counter() - start:.0f} s; results in {args.out}")
 
 
 if __name__ == "__main__":

@@ -94,3 +94,49 @@ def test_interventional_rule_needs_per_sample_copies():
             tuning="interventional",
             progress=False,
         )
+
+
+def test_selection_folds_leave_out_stratified_folds_not_domains():
+    from sklearn.model_selection import StratifiedKFold
+
+    from skcicm.evaluation.sweep import SweepSettings, new_result, run_split
+    from skcicm.model_selection import lodo_grid_search
+
+    embedded = _synthetic()
+    train = np.flatnonzero(embedded.domains != "c")
+    settings = SweepSettings(
+        ["icm_linear_probe"], [0.0, 1.0], [2, 8], ["source", "interventional"], selection_folds=3
+    )
+    result = new_result("test", "synthetic")
+    run_split(
+        embedded, train, lambda e: {"c": {"validation": 0.0}}, settings, base={}, result=result
+    )
+    # By hand: three stratified folds of the training samples, Deltas from the interventions.
+    folds = np.empty(train.size, dtype=int)
+    splitter = StratifiedKFold(3, shuffle=True, random_state=0)
+    for fold, (_, held_out) in enumerate(splitter.split(train, embedded.labels[train])):
+        folds[held_out] = fold
+    expected = lodo_grid_search(
+        embedded.embeddings[train],
+        embedded.labels[train],
+        embedded.domains[train],
+        lam=[0.0, 1.0],
+        n_components=[2, 8],
+        interventions=embedded.interventions[train],
+        groups=folds,
+    )
+    (source,) = [r for r in result.results if r["tuning"] == "source-lodo"]
+    assert (source["lam"], source["n_components"]) == tuple(expected.best_params.values())
+    assert source["selection_score"] == pytest.approx(expected.best_score)
+    assert source["selection_folds"] == 3
+    assert {r["held_out_domain"] for r in result.cv_results} == {"0", "1", "2"}
+    with pytest.raises(ValueError, match="selection_folds: must be None or an int >= 2"):
+        SweepSettings.checked(
+            ["icm_linear_probe"],
+            ["icm_linear_probe"],
+            [0.0],
+            [2],
+            12,
+            ["source"],
+            selection_folds=1,
+        )

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from sklearn.model_selection import StratifiedKFold
 from sklearn.utils import Bunch
 
 from skcicm.evaluation.embedded import EmbeddedDataset
@@ -84,6 +85,7 @@ class SelectionContext:
     row: dict[str, Any]
     cv_results: list[dict[str, Any]]
     interventional_rule: str | None = None
+    selection_folds: int | None = None
     _searches: dict[tuple[bool, bool], Bunch] = dataclasses.field(default_factory=dict)
 
     def scorer(self) -> InterventionalScorer:
@@ -117,10 +119,19 @@ class SelectionContext:
         if interventional:
             fit_data["scoring"] = functools.partial(interventional_score, rule=self.scorer().rule)
             fit_data["score_params"] = {"validation_views": validation_views(data)[train]}
+        groups = None
+        if self.selection_folds is not None:
+            # Stratified folds keep every class in every training fold, which leaving out a
+            # domain does not when the domains carry the shortcut.
+            folds = StratifiedKFold(self.selection_folds, shuffle=True, random_state=0)
+            groups = np.empty(train.size, dtype=int)
+            for fold, (_, held_out) in enumerate(folds.split(train, data.labels[train])):
+                groups[held_out] = fold
         search = lodo_grid_search(
             data.embeddings[train],
             data.labels[train],
             data.domains[train],
+            groups=groups,
             head="zero_shot" if zero_shot else "linear_probe",
             class_embeddings=data.class_embeddings if zero_shot else None,
             n_jobs=self.n_jobs,
@@ -128,6 +139,8 @@ class SelectionContext:
             **fit_data,
         )
         extra: dict[str, Any] = {"plain_clip": True} if plain_clip else {}
+        if self.selection_folds is not None:
+            extra["selection_folds"] = self.selection_folds
         if interventional:
             extra["scoring"] = "interventional"
             extra["interventional_rule"] = self.scorer().rule

@@ -57,6 +57,8 @@ class SweepSettings:
     grids that cannot express it (``objective="ratio"``). ``interventional_rule`` is the
     ``rule`` of :class:`~skcicm.model_selection.InterventionalScorer` that the
     ``"interventional"`` tuning rule scores with; None is the scorer's default.
+    ``selection_folds`` replaces leave-one-domain-out by that many stratified folds of the
+    training samples in source selection.
     """
 
     methods: list[str]
@@ -67,6 +69,7 @@ class SweepSettings:
     n_jobs: int | None = None
     baseline_candidate: bool = False
     interventional_rule: str | None = None
+    selection_folds: int | None = None
 
     @classmethod
     def checked(
@@ -92,6 +95,11 @@ class SweepSettings:
             raise ValueError(
                 f"interventional_rule: must be one of {list(INTERVENTIONAL_RULES)}; got {rule!r}."
             )
+        folds = settings.get("selection_folds")
+        if folds is not None and (
+            isinstance(folds, bool) or not isinstance(folds, int) or folds < 2
+        ):
+            raise ValueError(f"selection_folds: must be None or an int >= 2; got {folds!r}.")
         if rule is not None and "interventional" not in tuning:
             raise ValueError(
                 f"interventional_rule: {rule!r} applies to tuning 'interventional', which is "
@@ -249,6 +257,7 @@ def run_split(
             n_jobs=settings.n_jobs,
             source_selection=source_selection,
             interventional_rule=settings.interventional_rule,
+            selection_folds=settings.selection_folds,
             row=row,
             cv_results=result.cv_results,
         )
@@ -270,6 +279,8 @@ def run_split(
                 extra = {"plain_clip": chosen.plain_clip} if settings.baseline_candidate else {}
                 if rule == "interventional" and choice.tuning != "given":
                     extra["interventional_rule"] = context.scorer().rule
+                if settings.selection_folds is not None and rule != "oracle":
+                    extra["selection_folds"] = settings.selection_folds
                 result.results.append(
                     {
                         **row,

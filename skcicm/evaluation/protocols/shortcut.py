@@ -259,6 +259,7 @@ def shortcut(
     n_jobs: int | None = None,
     progress: bool | str = "auto",
     interventional_rule: str | None = None,
+    selection_folds: int | None = None,
 ) -> Bunch:
     """Run the shortcut protocol (see the module docstring) for every seed and ``rho``.
 
@@ -286,6 +287,11 @@ def shortcut(
     methods, lam, n_components, tuning, holdout_fraction, estimator_params, n_jobs, progress, \
 interventional_rule
         As in :func:`~skcicm.evaluation.domain_shift`; ``tuning`` defaults to every rule.
+    selection_folds : int, default=None
+        Source selection (``tuning`` "source" and "interventional") leaves out one of this
+        many stratified folds of the source samples at a time, instead of one source style.
+        With the style as the shortcut, a held-out style holds nearly all images of one
+        class, which the training folds then lack.
     seeds : int or sequence of int, default=(0, 1, 2)
         Each seed draws another world and other splits.
 
@@ -311,6 +317,7 @@ interventional_rule
         estimator_params=estimator_params,
         n_jobs=n_jobs,
         interventional_rule=interventional_rule,
+        selection_folds=selection_folds,
     )
     validation_copies = "interventional" in settings.tuning
     needs_copies = "image" in interventions or (
