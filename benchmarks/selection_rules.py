@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import time
 import warnings
 from pathlib import Path
@@ -112,37 +113,36 @@ def run_shortcut(
     """Every rule on every (rho, intervention source) of one seed's shortcut worlds.
 
     A source that gives no Deltas in some world (domain contrasts when no class occurs in two
-    source styles) is recorded in ``skipped``."""
+    source styles) is left out of that world and recorded in ``skipped``."""
     featurizer = _featurizer(seed)
     rows = []
     for rho in rhos:
-        probe_done = False
-        for source in INTERVENTION_SOURCES:
-            # The first rule also runs the references; the featurizer's cache serves the others.
-            for rule in [DEFAULT, *(r for r in INTERVENTIONAL_RULES if r != DEFAULT)]:
-                first = rule == DEFAULT
-                try:
-                    result = shortcut(
-                        featurizer,
-                        rho=[rho],
-                        interventions=[source],
-                        methods=METHODS if first else METHODS[1:],
-                        tuning=["source", "interventional", "oracle"]
-                        if first
-                        else ["interventional"],
-                        seeds=[seed],
-                        estimator_params={"lam_scale": "trace"},
-                        progress=False,
-                        interventional_rule=rule,
-                        selection_folds=folds,
-                        **({} if n_per_cell is None else {"n_per_cell": n_per_cell}),
-                    )
-                except NoInterventionError as error:
-                    skipped.append(f"rho {rho}, {source}, seed {seed}: {error}")
-                    break
-                kept = [r for r in result.results if r["tuning"] != "none" or not probe_done]
-                probe_done = True
-                rows += _rows(kept, "shortcut", rule)
+        sources = list(INTERVENTION_SOURCES)
+        # The first rule also runs the references; the featurizer's cache serves the others.
+        for rule in [DEFAULT, *(r for r in INTERVENTIONAL_RULES if r != DEFAULT)]:
+            first = rule == DEFAULT
+            run = functools.partial(
+                shortcut,
+                featurizer,
+                rho=[rho],
+                methods=METHODS if first else METHODS[1:],
+                tuning=["source", "interventional", "oracle"] if first else ["interventional"],
+                seeds=[seed],
+                estimator_params={"lam_scale": "trace"},
+                progress=False,
+                interventional_rule=rule,
+                selection_folds=folds,
+                **({} if n_per_cell is None else {"n_per_cell": n_per_cell}),
+            )
+            try:
+                result = run(interventions=sources)
+            except NoInterventionError as error:
+                if "domain" not in sources:
+                    raise
+                sources.remove("domain")
+                skipped.append(f"rho {rho}, domain, seed {seed}: {error}")
+                result = run(interventions=sources)
+            rows += _rows(result.results, "shortcut", rule)
     return rows
 
 
@@ -177,35 +177,40 @@ RULE_ORDER = ["CLIP probe", "clean", *INTERVENTIONAL_RULES, LABELS["target-oracl
 
 
 def table(rows: list[dict]) -> str:
-    """Mean ± 95% t-interval over seeds of target accuracy and of the paired gain over the
-    CLIP probe; domain shift averages the targets of a seed first."""
+    """Mean ± 95% t-interval over seeds of target accuracy and of its paired differences to
+    the CLIP probe and to clean selection; domain shift averages the targets of a seed first."""
     lines = [
-        "| setting | rho | interventions | rule | accuracy | gain over CLIP probe | seeds |",
-        "|---|---|---|---|---|---|---|",
+        "| setting | rho | interventions | rule | accuracy | gain over CLIP probe "
+        "| vs clean selection | seeds |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    per_seed: dict[tuple, dict[int, list[float]]] = {}
+    per_seed: dict[tuple, dict[int, float]] = {}
     for r in rows:
-        key = (r["setting"], r["rho"], r["interventions"], r["rule"])
+        key = (r["setting"], str(r["rho"]), r["interventions"], r["rule"])
         per_seed.setdefault(key, {}).setdefault(r["seed"], []).append(r["accuracy"])
-    probe: dict[tuple, dict[int, float]] = {}
-    for (setting, rho, _, rule), seeds in per_seed.items():
-        if rule == "CLIP probe":
-            probe[(setting, rho)] = {s: float(np.mean(v)) for s, v in seeds.items()}
+    per_seed = {
+        k: {s: float(np.mean(v)) for s, v in seeds.items()} for k, seeds in per_seed.items()
+    }
+
+    def paired(means: dict[int, float], base: dict[int, float] | None) -> str:
+        if not base:
+            return "-"
+        return _interval([means[s] - base[s] for s in means if s in base])
+
     settings = sorted({k[:3] for k in per_seed if k[3] != "CLIP probe"}, key=str)
     for setting, rho, source in settings:
-        base = probe[(setting, rho)]
-        keys = [("CLIP probe", (setting, rho, "none", "CLIP probe"))] + [
-            (rule, (setting, rho, source, rule)) for rule in RULE_ORDER[1:]
-        ]
-        for rule, key in keys:
+        probe = per_seed.get((setting, rho, "none", "CLIP probe"))
+        clean = per_seed.get((setting, rho, source, "clean"))
+        for rule in RULE_ORDER:
+            key = (setting, rho, "none" if rule == "CLIP probe" else source, rule)
             if key not in per_seed:
                 continue
-            means = {s: float(np.mean(v)) for s, v in per_seed[key].items()}
-            gains = [means[s] - base[s] for s in means]
-            label = "-" if rule == "CLIP probe" else source
+            means = per_seed[key]
+            reference = rule in ("CLIP probe", "clean")
             lines.append(
-                f"| {setting} | {rho} | {label} | {rule} | {_interval(list(means.values()))} | "
-                f"{'-' if rule == 'CLIP probe' else _interval(gains)} | {len(means)} |"
+                f"| {setting} | {rho} | {source} | {rule} | {_interval(list(means.values()))} | "
+                f"{'-' if rule == 'CLIP probe' else paired(means, probe)} | "
+                f"{'-' if reference else paired(means, clean)} | {len(means)} |"
             )
     return "\n".join(lines)
 
@@ -267,6 +272,7 @@ def _read(path: Path) -> list[dict]:
         rows = list(csv.DictReader(handle))
     for row in rows:
         row["seed"] = int(row["seed"])
+        row["rho"] = row["rho"] if row["rho"] == "-" else float(row["rho"])
         row["accuracy"] = float(row["accuracy"])
     return rows
 

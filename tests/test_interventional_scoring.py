@@ -158,7 +158,8 @@ def test_grid_search_on_images_uses_the_featurizers_copies(tiny_clip_name, domai
 
 
 def test_protocol_rule_names_are_the_scorers():
-    from skcicm.evaluation.options import INTERVENTIONAL_RULES
+    from skcicm.evaluation.options import DEFAULT_INTERVENTIONAL_RULE, INTERVENTIONAL_RULES
     from skcicm.model_selection._scoring import RULES
 
     assert tuple(RULES) == INTERVENTIONAL_RULES
+    assert InterventionalScorer().rule == DEFAULT_INTERVENTIONAL_RULE

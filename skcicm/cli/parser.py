@@ -13,6 +13,7 @@ from typing import NoReturn
 from skcicm.evaluation.options import (
     CLI_SHORTCUT_N_PER_CELL,
     DEFAULT_COMPONENT_FRACTIONS,
+    DEFAULT_INTERVENTIONAL_RULE,
     DEFAULT_LAM,
     DEFAULT_LAM_SCALE,
     DEFAULT_RHO,
@@ -221,7 +222,7 @@ def _add_protocol_options(protocol: argparse._ArgumentGroup) -> None:
         "skcicm.model_selection.InterventionalScorer): pooled = accuracy over the clean "
         "images and their copies together; intervened = over the copies alone; worst = the "
         "lower of the clean and the copies' accuracy; worst_view = the lowest of the clean "
-        "accuracy and each view's (default: InterventionalScorer's default)",
+        f"accuracy and each view's (default: {DEFAULT_INTERVENTIONAL_RULE})",
     )
     protocol.add_argument(
         "--interventions",

@@ -24,6 +24,9 @@ TUNING: tuple[str, ...] = ("source", "interventional", "oracle")
 # The rules of skcicm.model_selection.InterventionalScorer (its RULES), here without importing
 # scikit-learn; the "interventional" tuning rule scores with one of them.
 INTERVENTIONAL_RULES: tuple[str, ...] = ("pooled", "intervened", "worst", "worst_view")
+# InterventionalScorer's default rule (chosen in docs/results.md, "Selection rules"), named for
+# the command line's help; the protocols leave the rule to the scorer.
+DEFAULT_INTERVENTIONAL_RULE = "worst"
 # The default grid contains the no-ICM setting (lam = 0, K = d: a rotation of CLIP's space), so
 # that source tuning can fall back to plain CLIP where the method does not help. The grid and
 # the trace scale are those docs/results.md recommends: with trace scaling the useful range of
