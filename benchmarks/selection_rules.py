@@ -215,6 +215,37 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def pivot(rows: list[dict]) -> str:
+    """The shortcut rows as one table: a row per (interventions, rule), a column per rho,
+    each cell the gain over the CLIP probe of the same seed (mean ± 95% t-interval)."""
+    rows = [r for r in rows if r["setting"] == "shortcut"]
+    rhos = sorted({float(r["rho"]) for r in rows})
+    per_seed: dict[tuple, dict[int, float]] = {}
+    for r in rows:
+        key = (float(r["rho"]), r["interventions"], r["rule"])
+        per_seed.setdefault(key, {})[r["seed"]] = r["accuracy"]
+    lines = [
+        "| interventions | rule | " + " | ".join(f"rho {rho:g}" for rho in rhos) + " |",
+        "|---|---|" + "---|" * len(rhos),
+    ]
+    probe = [per_seed[(rho, "none", "CLIP probe")] for rho in rhos]
+    lines.append(
+        "| - | CLIP probe (accuracy) | "
+        + " | ".join(_interval(list(p.values())) for p in probe)
+        + " |"
+    )
+    for source in INTERVENTION_SOURCES:
+        for rule in RULE_ORDER[1:]:
+            cells = []
+            for rho, base in zip(rhos, probe, strict=True):
+                means = per_seed.get((rho, source, rule))
+                cells.append(
+                    "n/a" if means is None else _interval([means[s] - base[s] for s in means])
+                )
+            lines.append(f"| {source} | {rule} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -283,6 +314,8 @@ def _write(out: Path, rows: list[dict], seeds: list[int], skipped: list[str]) ->
         writer.writeheader()
         writer.writerows(rows)
     text = table(rows)
+    if any(r["setting"] == "shortcut" for r in rows):
+        text = "Gain over the CLIP probe, shortcut world:\n\n" + pivot(rows) + "\n\n" + text
     if skipped:
         text += "\n\nNot run (no interventional data):\n\n" + "\n".join(f"- {s}" for s in skipped)
     (out / "table.md").write_text(
