@@ -65,7 +65,13 @@ def _protocols(args: argparse.Namespace) -> list[str]:
 def _resolve(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Validate and resolve the options into the settings of each protocol to run (raises
     ValueError)."""
-    resolved = [_resolve_protocol(args, protocol) for protocol in _protocols(args)]
+    protocols = _protocols(args)
+    if args.selection_folds is not None and "shortcut" not in protocols:
+        raise ValueError(
+            "--selection-folds applies to --protocol shortcut; domain-shift protocols leave "
+            "one source domain out."
+        )
+    resolved = [_resolve_protocol(args, protocol) for protocol in protocols]
     if args.shortcut_n_per_cell < 1:
         raise ValueError(
             f"--shortcut-n-per-cell must be at least 1; got {args.shortcut_n_per_cell}."
@@ -243,6 +249,7 @@ def _run_shortcut(args: argparse.Namespace, argv: list[str], settings: dict[str,
         n_components=settings["n_components"],
         tuning=settings["tuning"],
         interventional_rule=args.interventional_rule,
+        selection_folds=args.selection_folds,
         seeds=settings["seeds"],
         holdout_fraction=args.holdout_fraction,
         estimator_params={"lam_scale": args.lam_scale},

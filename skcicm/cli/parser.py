@@ -288,6 +288,14 @@ def _add_shortcut_options(protocol: argparse._ArgumentGroup) -> None:
         help="shortcut: images per (style, class) cell of the shortcut world, sources and "
         "targets alike (--n-per-cell is the domain-shift data's)",
     )
+    protocol.add_argument(
+        "--selection-folds",
+        type=int,
+        help="shortcut: source selection (--tuning source, interventional) leaves out one of "
+        "this many stratified folds of the source images instead of one source style; "
+        "needed when the style is the shortcut, where a held-out style holds nearly one "
+        "whole class (default: leave one style out)",
+    )
 
 
 def _add_output_options(output: argparse._ArgumentGroup) -> None:
