@@ -180,10 +180,10 @@ def run_source(data: Bunch, source: str) -> tuple[dict, list[dict]]:
     icm = InvariantCausalMechanism(lam_scale="trace")
     scoring = {
         "clean": "accuracy",
-        "intervened": InterventionalScorer(include_clean=False).set_score_request(
+        "intervened": InterventionalScorer(rule="intervened").set_score_request(
             interventions="validation_views"
         ),
-        "pooled": InterventionalScorer(include_clean=True).set_score_request(
+        "pooled": InterventionalScorer(rule="pooled").set_score_request(
             interventions="validation_views"
         ),
     }

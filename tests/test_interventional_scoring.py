@@ -36,13 +36,41 @@ VIEWS = np.array(
 
 def test_score_equals_hand_computation():
     classifier = FirstFeatureSign().fit(X, Y)
-    # Intervened copies: sample 0 gets 1 of 2 right, sample 1 none, sample 2 both -> 3 of 6.
-    alone = InterventionalScorer(include_clean=False)
-    assert alone(classifier, X, Y, interventions=VIEWS) == pytest.approx(3 / 6)
-    # Pooled with the clean samples (predictions 1, 0, 1: two correct) -> 5 of 9, the default.
-    assert InterventionalScorer()(classifier, X, Y, interventions=VIEWS) == pytest.approx(5 / 9)
+    # Clean predictions 1, 0, 1 against 1, 0, 0: 2 of 3. Copies: view 0 predicts 1, 1, 0
+    # (2 of 3 right), view 1 predicts 0, 1, 0 (1 of 3): 3 of 6 together.
+    expected = {"intervened": 3 / 6, "pooled": 5 / 9, "worst": 3 / 6, "worst_view": 1 / 3}
+    for rule, score in expected.items():
+        scorer = InterventionalScorer(rule=rule)
+        assert scorer(classifier, X, Y, interventions=VIEWS) == pytest.approx(score), rule
     # A single view may come as (n_samples, n_features).
+    alone = InterventionalScorer(rule="intervened")
     assert alone(classifier, X, Y, interventions=VIEWS[:, 0]) == pytest.approx(2 / 3)
+
+
+def test_worst_rules_take_the_clean_score_when_it_is_the_lower():
+    classifier = FirstFeatureSign().fit(X, Y)
+    # Every copy is predicted right (1, 0, 0), the clean samples 2 of 3.
+    easy = np.array([[[1.0, 0.0]] * 2, [[-1.0, 0.0]] * 2, [[-2.0, 0.0]] * 2])
+    for rule, score in {"intervened": 1.0, "pooled": 8 / 9, "worst": 2 / 3}.items():
+        scorer = InterventionalScorer(rule=rule)
+        assert scorer(classifier, X, Y, interventions=easy) == pytest.approx(score), rule
+    assert InterventionalScorer(rule="worst_view")(
+        classifier, X, Y, interventions=easy
+    ) == pytest.approx(2 / 3)
+
+
+def test_include_clean_is_deprecated_and_maps_onto_rule():
+    classifier = FirstFeatureSign().fit(X, Y)
+    for include_clean, rule in ((True, "pooled"), (False, "intervened")):
+        with pytest.warns(FutureWarning, match=f"rule='{rule}'"):
+            scorer = InterventionalScorer(include_clean=include_clean)
+        assert scorer.rule == rule
+        assert scorer(classifier, X, Y, interventions=VIEWS) == InterventionalScorer(rule=rule)(
+            classifier, X, Y, interventions=VIEWS
+        )
+    other = "worst" if InterventionalScorer().rule != "worst" else "worst_view"
+    with pytest.raises(ValueError, match="contradicts"):
+        InterventionalScorer(include_clean=True, rule=other)
 
 
 def test_bad_input_fails_clearly():
@@ -55,6 +83,8 @@ def test_bad_input_fails_clearly():
         InterventionalScorer().set_score_request(interventions=True)
     with pytest.raises(ValueError, match="include_clean"):
         InterventionalScorer(include_clean="yes")
+    with pytest.raises(ValueError, match="'rule' parameter"):
+        InterventionalScorer(rule="mean")
 
 
 def _shortcut_embeddings(seed=0, n_per_domain=120):
@@ -78,7 +108,7 @@ def test_grid_search_on_embeddings_routes_interventions_and_sees_the_shortcut():
     grid = {"lam": [0.0, 10.0], "n_components": [1]}
     with sklearn.config_context(enable_metadata_routing=True):
         icm = InvariantCausalMechanism(lam_scale="trace").set_fit_request(interventions=True)
-        scorer = InterventionalScorer().set_score_request(interventions=True)
+        scorer = InterventionalScorer(rule="pooled").set_score_request(interventions=True)
         search = GridSearchCV(
             icm, grid, cv=LeaveOneGroupOut(), scoring=scorer, refit=False, error_score="raise"
         )
@@ -93,7 +123,7 @@ def test_grid_search_on_embeddings_routes_interventions_and_sees_the_shortcut():
     fitted = InvariantCausalMechanism(lam=10.0, n_components=1, lam_scale="trace").fit(
         Z[~test], y[~test], interventions=views[~test]
     )
-    # The default pools the clean held-out samples with their two copies.
+    # Pooled: the clean held-out samples with their two copies.
     predicted = np.concatenate(
         [fitted.predict(Z[test]), fitted.predict(views[test].reshape(-1, 4))]
     )
@@ -113,7 +143,7 @@ def test_grid_search_on_images_uses_the_featurizers_copies(tiny_clip_name, domai
         pipe,
         {"icm__lam": [0.0, 3.0]},
         cv=LeaveOneGroupOut(),
-        scoring=InterventionalScorer(include_clean=False),
+        scoring=InterventionalScorer(rule="intervened"),
         refit=False,
         error_score="raise",
     )
@@ -134,3 +164,11 @@ def test_a_featurizer_without_image_interventions_is_told_what_to_do(tiny_clip_n
     pipe.fit(images, labels)
     with pytest.raises(ValueError, match=r"interventions=None.*clip__interventions='paper'"):
         InterventionalScorer()(pipe, images, labels)
+
+
+def test_protocol_rule_names_are_the_scorers():
+    from skcicm.evaluation.options import DEFAULT_INTERVENTIONAL_RULE, INTERVENTIONAL_RULES
+    from skcicm.model_selection._scoring import RULES
+
+    assert tuple(RULES) == INTERVENTIONAL_RULES
+    assert InterventionalScorer().rule == DEFAULT_INTERVENTIONAL_RULE

@@ -16,6 +16,7 @@ from typing import Any
 from skcicm.evaluation.options import (
     CLI_SHORTCUT_METHODS,
     CLI_SHORTCUT_SEEDS,
+    DEFAULT_SELECTION_FOLDS,
     INTERVENTION_SOURCES,
     METHODS,
     TUNING,
@@ -79,11 +80,17 @@ def _protocols(args: argparse.Namespace) -> list[str]:
 def _resolve(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Validate and resolve the options into the settings of each protocol to run (raises
     ValueError)."""
+    protocols = _protocols(args)
+    if args.selection_folds != DEFAULT_SELECTION_FOLDS and "shortcut" not in protocols:
+        raise ValueError(
+            "--selection-folds applies to --protocol shortcut; domain-shift protocols leave "
+            "one source domain out."
+        )
     if args.shortcut_n_per_cell < 1:
         raise ValueError(
             f"--shortcut-n-per-cell must be at least 1; got {args.shortcut_n_per_cell}."
         )
-    return [_resolve_protocol(args, protocol) for protocol in _protocols(args)]
+    return [_resolve_protocol(args, protocol) for protocol in protocols]
 
 
 def _resolve_protocol(args: argparse.Namespace, protocol: str) -> dict[str, Any]:
@@ -295,6 +302,8 @@ def _run_shortcut(args: argparse.Namespace, argv: list[str], settings: dict[str,
         lam=settings["lam"],
         n_components=settings["n_components"],
         tuning=settings["tuning"],
+        interventional_rule=args.interventional_rule,
+        selection_folds=args.selection_folds or None,
         seeds=settings["seeds"],
         holdout_fraction=args.holdout_fraction,
         estimator_params={"lam_scale": args.lam_scale},
@@ -484,7 +493,11 @@ def _protocol_options(
         "progress": progress,
     }
     if settings["protocol"] != "imagenet":
-        options.update(targets=settings["targets"], n_jobs=args.n_jobs)
+        options.update(
+            targets=settings["targets"],
+            n_jobs=args.n_jobs,
+            interventional_rule=args.interventional_rule,
+        )
     return options
 
 

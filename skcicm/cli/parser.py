@@ -14,11 +14,14 @@ from skcicm.evaluation.options import (
     CLI_SHORTCUT_N_PER_CELL,
     CLI_SHORTCUT_SEEDS,
     DEFAULT_COMPONENT_FRACTIONS,
+    DEFAULT_INTERVENTIONAL_RULE,
     DEFAULT_LAM,
     DEFAULT_LAM_SCALE,
     DEFAULT_RHO,
+    DEFAULT_SELECTION_FOLDS,
     DEFAULT_SHORTCUT,
     INTERVENTION_SOURCES,
+    INTERVENTIONAL_RULES,
     LAM_SCALES,
     METHODS,
     TARGET_RELATIONS,
@@ -215,9 +218,19 @@ def _add_protocol_options(protocol: argparse._ArgumentGroup) -> None:
         help="how a grid is resolved; repeat for several rules: source = leave-one-domain-out "
         "CV on the source domains (imagenet: the source's 20%% holdout); interventional = "
         "the same loop scored on the clean and intervened copies of the held-out source "
-        "domain (needs image or counterfactual copies; shortcut: augmented copies for text "
-        "and domain); oracle = best on the target's 20%% holdout (imagenet: on the variant), "
-        "an upper bound labelled (oracle) (default: source; shortcut: all three)",
+        "domain, combined by --interventional-rule (needs image or counterfactual copies; "
+        "shortcut: augmented copies for text and domain); oracle = best on the target's 20%% "
+        "holdout (imagenet: on the variant), an upper bound labelled (oracle) (default: "
+        "source; shortcut: all three)",
+    )
+    protocol.add_argument(
+        "--interventional-rule",
+        choices=INTERVENTIONAL_RULES,
+        help="how --tuning interventional scores a candidate (the rule of "
+        "skcicm.model_selection.InterventionalScorer): pooled = accuracy over the clean "
+        "images and their copies together; intervened = over the copies alone; worst = the "
+        "lower of the clean and the copies' accuracy; worst_view = the lowest of the clean "
+        f"accuracy and each view's (default: {DEFAULT_INTERVENTIONAL_RULE})",
     )
     protocol.add_argument(
         "--interventions",
@@ -286,6 +299,15 @@ def _add_shortcut_options(protocol: argparse._ArgumentGroup) -> None:
         default=CLI_SHORTCUT_N_PER_CELL,
         help="shortcut: images per (style, class) cell of the shortcut world, sources and "
         "targets alike (--n-per-cell is the domain-shift data's)",
+    )
+    protocol.add_argument(
+        "--selection-folds",
+        type=int,
+        default=DEFAULT_SELECTION_FOLDS,
+        help="shortcut: source selection (--tuning source, interventional) leaves out one of "
+        "this many stratified folds of the source images; 0 leaves out one source style "
+        "instead, which selects nothing when the style is the shortcut, since a held-out "
+        "style then holds nearly one whole class (default: %(default)s)",
     )
 
 

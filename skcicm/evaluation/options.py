@@ -28,6 +28,12 @@ INTERVENTION_SOURCES: tuple[str, ...] = ("image", "counterfactual", "text", "dom
 TUNING: tuple[str, ...] = ("source", "interventional", "oracle")
 # The defaults of lam live with the estimator (skcicm/icm/_defaults.py); the protocols and the
 # command line take them from here too.
+# The rules of skcicm.model_selection.InterventionalScorer (its RULES), here without importing
+# scikit-learn; the "interventional" tuning rule scores with one of them.
+INTERVENTIONAL_RULES: tuple[str, ...] = ("pooled", "intervened", "worst", "worst_view")
+# InterventionalScorer's default rule (chosen in docs/results.md, "Selection rules"), named for
+# the command line's help; the protocols leave the rule to the scorer.
+DEFAULT_INTERVENTIONAL_RULE = "worst"
 LAM_SCALES: tuple[str, ...] = ("absolute", "trace")
 # The shortcut protocol's world unless told: the style predicts the class in 90% of each source
 # cell; the targets give each class another class's style. Colours and backgrounds barely move
@@ -36,6 +42,10 @@ LAM_SCALES: tuple[str, ...] = ("absolute", "trace")
 # cell), to finish in under 3 minutes on 2 cores.
 DEFAULT_SHORTCUT: tuple[str, ...] = ("style",)
 DEFAULT_RHO: tuple[float, ...] = (0.9,)
+# The shortcut protocol's source selection leaves out one of this many stratified folds of the
+# source images: with the style as the shortcut, a held-out style holds nearly one whole class
+# and leave-one-style-out selects nothing (docs/results.md, "Selection rules").
+DEFAULT_SELECTION_FOLDS = 5
 # The relations of skcicm.datasets.SHORTCUT_RELATIONS, here without importing numpy.
 TARGET_RELATIONS: tuple[str, ...] = ("reassigned", "uncorrelated")
 # 10 per cell is the smallest cell where rho = 0.9 is exact (9 aligned, 1 not; the generator

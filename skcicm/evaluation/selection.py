@@ -10,9 +10,10 @@ Each rule is a function ``rule(candidates, target, context) -> Choice`` register
     (``source-holdout``).
 ``"interventional"``
     the same leave-one-domain-out loop, each candidate scored by
-    :class:`~skcicm.model_selection.InterventionalScorer` (clean and intervened copies pooled)
-    on the held-out source domain: a shortcut that every source shares is invisible to clean
-    validation, but the intervened copies change the variant factors. Labelled
+    :class:`~skcicm.model_selection.InterventionalScorer` (its ``rule``: the protocols'
+    ``interventional_rule``, else the scorer's default) on the held-out source domain: a
+    shortcut that every source shares is invisible to clean validation, but the intervened
+    copies change the variant factors. Labelled
     ``source-lodo-interventional``; needs per-sample copies (``validation_views`` or
     ``interventions`` of the data).
 ``"oracle"``
@@ -27,11 +28,13 @@ prefers it on ties, as the simpler model; the oracle keeps the first best grid p
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from sklearn.model_selection import StratifiedKFold
 from sklearn.utils import Bunch
 
 from skcicm.evaluation.embedded import EmbeddedDataset
@@ -81,7 +84,16 @@ class SelectionContext:
     source_selection: str
     row: dict[str, Any]
     cv_results: list[dict[str, Any]]
+    interventional_rule: str | None = None
+    selection_folds: int | None = None
     _searches: dict[tuple[bool, bool], Bunch] = dataclasses.field(default_factory=dict)
+
+    def scorer(self) -> InterventionalScorer:
+        """The scorer of the ``"interventional"`` rule: ``interventional_rule``, or the
+        default of :class:`~skcicm.model_selection.InterventionalScorer`."""
+        if self.interventional_rule is None:
+            return InterventionalScorer()
+        return InterventionalScorer(rule=self.interventional_rule)
 
     def lodo(self, plain_clip: bool = False, interventional: bool = False) -> Bunch:
         """Leave-one-domain-out search over the grid, or over plain CLIP alone (cached),
@@ -105,12 +117,21 @@ class SelectionContext:
             grid = {"lam": [0.0], "n_components": [data.n_features]}
             fit_data = {"estimator_params": self.baseline_params}
         if interventional:
-            fit_data["scoring"] = interventional_score
+            fit_data["scoring"] = functools.partial(interventional_score, rule=self.scorer().rule)
             fit_data["score_params"] = {"validation_views": validation_views(data)[train]}
+        groups = None
+        if self.selection_folds is not None:
+            # Stratified folds keep every class in every training fold, which leaving out a
+            # domain does not when the domains carry the shortcut.
+            folds = StratifiedKFold(self.selection_folds, shuffle=True, random_state=0)
+            groups = np.empty(train.size, dtype=int)
+            for fold, (_, held_out) in enumerate(folds.split(train, data.labels[train])):
+                groups[held_out] = fold
         search = lodo_grid_search(
             data.embeddings[train],
             data.labels[train],
             data.domains[train],
+            groups=groups,
             head="zero_shot" if zero_shot else "linear_probe",
             class_embeddings=data.class_embeddings if zero_shot else None,
             n_jobs=self.n_jobs,
@@ -118,8 +139,11 @@ class SelectionContext:
             **fit_data,
         )
         extra: dict[str, Any] = {"plain_clip": True} if plain_clip else {}
+        if self.selection_folds is not None:
+            extra["selection_folds"] = self.selection_folds
         if interventional:
             extra["scoring"] = "interventional"
+            extra["interventional_rule"] = self.scorer().rule
         self.cv_results.extend({**self.row, **cv_row, **extra} for cv_row in search.cv_results)
         return search
 
@@ -141,12 +165,18 @@ def validation_views(data: EmbeddedDataset) -> np.ndarray:
 
 
 def interventional_score(
-    estimator: Any, X: np.ndarray, y: np.ndarray, *, validation_views: np.ndarray
+    estimator: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    validation_views: np.ndarray,
+    rule: str | None = None,
 ) -> float:
-    """Accuracy on the clean and intervened copies of held-out samples, pooled.
+    """Accuracy on the clean and intervened copies of held-out samples, combined by ``rule``.
 
     A scorer for :func:`~skcicm.model_selection.lodo_grid_search`, which splits
-    ``validation_views`` (sample-major) with the samples.
+    ``validation_views`` (sample-major) with the samples; ``rule`` is that of
+    :class:`~skcicm.model_selection.InterventionalScorer` (None: its default).
 
     Examples
     --------
@@ -157,7 +187,8 @@ def interventional_score(
     >>> interventional_score(always_zero, X, y, validation_views=np.zeros((2, 1, 1)))
     0.5
     """
-    return InterventionalScorer()(estimator, X, y, interventions=validation_views)
+    scorer = InterventionalScorer() if rule is None else InterventionalScorer(rule=rule)
+    return scorer(estimator, X, y, interventions=validation_views)
 
 
 Rule = Callable[[list[Candidate], str, SelectionContext], Choice]

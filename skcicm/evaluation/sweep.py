@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from skcicm.datasets.domainbed import domainbed_holdout_mask
 from skcicm.evaluation.embedded import EmbeddedDataset, check_interventions
 from skcicm.evaluation.options import (
+    INTERVENTIONAL_RULES,
     TUNING,
     check_choice,
     check_listed,
@@ -55,7 +56,11 @@ class SweepSettings:
     """What to fit on every split: methods, grid, tuning rules and estimator parameters.
 
     ``baseline_candidate`` adds plain CLIP to the candidates of every CLIP-ICM method, for
-    grids that cannot express it (``objective="ratio"``).
+    grids that cannot express it (``objective="ratio"``). ``interventional_rule`` is the
+    ``rule`` of :class:`~skcicm.model_selection.InterventionalScorer` that the
+    ``"interventional"`` tuning rule scores with; None is the scorer's default.
+    ``selection_folds`` replaces leave-one-domain-out by that many stratified folds of the
+    training samples in source selection.
     """
 
     methods: list[str]
@@ -65,6 +70,8 @@ class SweepSettings:
     estimator_params: dict[str, Any] = dataclasses.field(default_factory=dict)
     n_jobs: int | None = None
     baseline_candidate: bool = False
+    interventional_rule: str | None = None
+    selection_folds: int | None = None
 
     @classmethod
     def checked(
@@ -84,6 +91,21 @@ class SweepSettings:
         ks = default_n_components(n_features) if n_components is None else n_components
         lams, ks = check_grid(lam, ks, n_features)
         settings["estimator_params"] = dict(settings.get("estimator_params") or {})
+        rule = settings.get("interventional_rule")
+        if rule is not None and rule not in INTERVENTIONAL_RULES:
+            raise ValueError(
+                f"interventional_rule: must be one of {list(INTERVENTIONAL_RULES)}; got {rule!r}."
+            )
+        folds = settings.get("selection_folds")
+        if folds is not None and (
+            isinstance(folds, bool) or not isinstance(folds, int) or folds < 2
+        ):
+            raise ValueError(f"selection_folds: must be None or an int >= 2; got {folds!r}.")
+        if rule is not None and "interventional" not in tuning:
+            raise ValueError(
+                f"interventional_rule: {rule!r} applies to tuning 'interventional', which is "
+                f"not among the tuning rules {tuning}."
+            )
         return cls(methods, lams, ks, tuning, **settings)
 
     @property
@@ -233,6 +255,8 @@ def run_split(
             baseline_params=settings.baseline_params,
             n_jobs=settings.n_jobs,
             source_selection=source_selection,
+            interventional_rule=settings.interventional_rule,
+            selection_folds=settings.selection_folds,
             row=row,
             cv_results=result.cv_results,
         )
@@ -252,6 +276,10 @@ def run_split(
                 choice = select(rule, candidates, target, context)
                 chosen = choice.candidate
                 extra = {"plain_clip": chosen.plain_clip} if settings.baseline_candidate else {}
+                if rule == "interventional" and choice.tuning != "given":
+                    extra["interventional_rule"] = context.scorer().rule
+                if settings.selection_folds is not None and rule != "oracle":
+                    extra["selection_folds"] = settings.selection_folds
                 result.results.append(
                     {
                         **row,
@@ -369,6 +397,7 @@ def check_lodo_options(
     estimator_params: dict[str, Any] | None,
     n_jobs: int | None,
     baseline_candidate: bool = False,
+    interventional_rule: str | None = None,
 ) -> tuple[SweepSettings, LodoSplits]:
     """The options of a leave-one-domain-out protocol, validated against ``embedded``.
 
@@ -386,6 +415,7 @@ def check_lodo_options(
         estimator_params=estimator_params,
         n_jobs=n_jobs,
         baseline_candidate=baseline_candidate,
+        interventional_rule=interventional_rule,
     )
     if "interventional" in settings.tuning:
         validation_views(embedded)

@@ -104,7 +104,11 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         As in scikit-learn; pass ``LeaveOneGroupOut()`` and ``groups=domains`` for
         leave-one-domain-out selection.
     scoring : str or callable, default=None
-        A scikit-learn scorer; None is the estimator's accuracy.
+        A scikit-learn scorer; None is the estimator's accuracy. An
+        :class:`~skcicm.model_selection.InterventionalScorer` that requests ``interventions``
+        (``set_score_request(interventions=True)``, under metadata routing) scores each
+        candidate on the held-out fold's intervened copies, which clean validation cannot
+        replace when every source shares a shortcut.
     head, classifier, center, objective, temperature, zero_shot_similarity :
         Passed to every candidate (see :class:`~skcicm.InvariantCausalMechanism`).
     refit : bool, default=True

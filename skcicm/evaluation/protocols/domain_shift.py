@@ -44,6 +44,7 @@ def domain_shift(
     n_jobs: int | None = None,
     progress: bool | str = "auto",
     baseline_candidate: bool = False,
+    interventional_rule: str | None = None,
 ) -> Bunch:
     """Leave-one-domain-out domain shift: fit on the source domains, score the target.
 
@@ -64,10 +65,11 @@ def domain_shift(
         Penalty weight(s) of CLIP-ICM.
     n_components : int, iterable of int or None, default=None
         Subspace dimension(s); None means :func:`default_n_components`.
-    tuning : {"source", "oracle"} or a sequence of them, default="source"
+    tuning : {"source", "interventional", "oracle"} or a sequence of them, default="source"
         How a grid is resolved (``skcicm.evaluation.selection``): leave-one-domain-out CV
-        on the sources, or the best score on the target's "out" split (an upper bound,
-        labelled ``target-oracle``). Several rules give one row each.
+        on the sources, scored on clean held-out images or on their intervened copies, or the
+        best score on the target's "out" split (an upper bound, labelled ``target-oracle``).
+        Several rules give one row each.
     seeds : int or sequence of int, default=(0,)
         DomainBed trial seeds; each gives other splits.
     holdout_fraction : float, default=0.2
@@ -82,6 +84,10 @@ def domain_shift(
     baseline_candidate : bool, default=False
         Add plain CLIP to the candidates of the CLIP-ICM methods, for grids that cannot
         express it (``objective="ratio"``); rows then record ``plain_clip``.
+    interventional_rule : {"pooled", "intervened", "worst", "worst_view"}, default=None
+        The ``rule`` of :class:`~skcicm.model_selection.InterventionalScorer` that
+        ``tuning="interventional"`` scores with; None is the scorer's default. Its rows
+        record it as ``interventional_rule``.
 
     Returns
     -------
@@ -104,6 +110,7 @@ def domain_shift(
         estimator_params=estimator_params,
         n_jobs=n_jobs,
         baseline_candidate=baseline_candidate,
+        interventional_rule=interventional_rule,
     )
     return run_leave_one_domain_out(
         "domain_shift", embedded, splits, _split, _scores, settings, progress

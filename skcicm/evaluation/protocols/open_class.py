@@ -39,6 +39,7 @@ def open_class(
     estimator_params: dict[str, Any] | None = None,
     n_jobs: int | None = None,
     progress: bool | str = "auto",
+    interventional_rule: str | None = None,
 ) -> Bunch:
     """Open-class domain shift ("in the wild"): fit on base classes, score base and novel.
 
@@ -53,7 +54,7 @@ def open_class(
         Output of :func:`~skcicm.evaluation.embed_dataset`, with ``text_classes`` set to the
         base classes (:func:`base_classes`) when text interventions are used.
     targets, lam, n_components, tuning, seeds, holdout_fraction, estimator_params, n_jobs, \
-progress
+progress, interventional_rule
         As in :func:`~skcicm.evaluation.domain_shift`. Oracle tuning maximises the harmonic
         mean on the target's "out" split; source tuning cross-validates on base-class images.
     methods : sequence of str, default=("clip_zero_shot", "icm_zero_shot")
@@ -77,6 +78,7 @@ progress
         holdout_fraction=holdout_fraction,
         estimator_params=estimator_params,
         n_jobs=n_jobs,
+        interventional_rule=interventional_rule,
     )
     is_base = np.isin(embedded.labels, base_classes(embedded.class_names))
 

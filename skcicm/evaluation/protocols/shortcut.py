@@ -46,6 +46,7 @@ from skcicm.evaluation.embedded import EmbeddedDataset
 from skcicm.evaluation.options import (
     DEFAULT_LAM,
     DEFAULT_RHO,
+    DEFAULT_SELECTION_FOLDS,
     DEFAULT_SHORTCUT,
     INTERVENTION_SOURCES,
     METHODS,
@@ -278,6 +279,8 @@ def shortcut(
     estimator_params: dict[str, Any] | None = None,
     n_jobs: int | None = None,
     progress: bool | str = "auto",
+    interventional_rule: str | None = None,
+    selection_folds: int | None = DEFAULT_SELECTION_FOLDS,
 ) -> Bunch:
     """Run the shortcut protocol (see the module docstring) for every seed and ``rho``.
 
@@ -302,8 +305,15 @@ def shortcut(
         Images per (style, class) cell, sources and targets alike.
     interventions : sequence of str, default=all of INTERVENTION_SOURCES
         CLIP-ICM is fitted once per source, each alone.
-    methods, lam, n_components, tuning, holdout_fraction, estimator_params, n_jobs, progress
+    methods, lam, n_components, tuning, holdout_fraction, estimator_params, n_jobs, progress, \
+interventional_rule
         As in :func:`~skcicm.evaluation.domain_shift`; ``tuning`` defaults to every rule.
+    selection_folds : int or None, default=DEFAULT_SELECTION_FOLDS (5)
+        Source selection (``tuning`` "source" and "interventional") leaves out one of this
+        many stratified folds of the source samples at a time; None leaves out one source
+        style instead. With the style as the shortcut (the default), a held-out style holds
+        nearly all images of one class, which the training folds then lack, so leaving a
+        style out selects nothing.
     seeds : int or sequence of int, default=(0, 1, 2)
         Each seed draws another world and other splits.
 
@@ -330,6 +340,8 @@ def shortcut(
         tuning,
         estimator_params=estimator_params,
         n_jobs=n_jobs,
+        interventional_rule=interventional_rule,
+        selection_folds=selection_folds,
     )
     validation_copies = "interventional" in settings.tuning
     needs_copies = "image" in interventions or (
