@@ -5,9 +5,10 @@ shortcut`` (:func:`skcicm.evaluation.protocols.shortcut.shortcut`) draws a world
 linear probe (``LogisticRegression(C=0.316)`` on ToyCLIP embeddings of the sources' "in"
 parts) and CLIP-ICM linear probes on one intervention source (default: the counterfactuals),
 and scores them on the target's "in" part. CLIP-ICM's ``lam`` and ``n_components`` are chosen
-by the protocol's ``"interventional"`` rule (leave-one-source-style-out scored by
-:class:`skcicm.model_selection.InterventionalScorer` at its default: chosen on the sources
-only) and by the target oracle (an upper bound that looks at the target, not a result). The
+by the protocol's ``"interventional"`` rule (at the protocol's defaults: leaving out one of 5
+stratified folds of the source images, scored by
+:class:`skcicm.model_selection.InterventionalScorer` at its default rule; chosen on the
+sources only) and by the target oracle (an upper bound that looks at the target, not a result). The
 *control* is the same world with ``rho = 1 / number of shortcut values``: the values are drawn
 independently of the class, so there is no shortcut to take. Its gap to the CLIP probe of the
 same seed (paired) is what the shortcut costs the probe.

@@ -96,6 +96,15 @@ def _choices(rows: Sequence[dict[str, Any]], with_source: bool = False) -> str:
     return ", ".join(f"{choice} x{n}" if n > 1 else choice for choice, n in ordered)
 
 
+def _fold_count(row: dict[str, Any]) -> int | None:
+    """The stratified folds a row was selected on; None for leave-one-style-out (rows read back
+    from results.csv hold an empty cell or NaN there)."""
+    try:
+        return int(float(row.get("selection_folds")))
+    except (TypeError, ValueError):
+        return None
+
+
 def shortcut_summary_table(
     results: Sequence[dict[str, Any]], *, scorer: str, title: str | None = None
 ) -> str:
@@ -190,10 +199,16 @@ def shortcut_summary_table(
             cells.append("–" if wide else _format(mean, half))
         table.append(f"| {label} | " + " | ".join(cells) + f" | {choices} |")
     n_seeds = len({row["seed"] for row in results})
+    folds = {_fold_count(row) for row in results if row["tuning"] == CHOSEN_RULE}
+    held_out = (
+        f"leaving out one of {folds.pop()} stratified folds of the source images"
+        if len(folds) == 1 and None not in folds
+        else "leave-one-source-style-out"
+    )
     table += [
         "",
         f"rho = {rhos.pop():g}; mean ± 95% t-interval over {n_seeds} seed(s). lam and K of "
-        "each CLIP-ICM probe chosen by leave-one-source-style-out, scored by "
+        f"each CLIP-ICM probe chosen by {held_out}, scored by "
         f"{scorer}; the oracle row chooses on the target and is an upper bound, not a result. "
         "Worst group: accuracy of the worst (class, shortcut value) group, shown where its 95% "
         f"interval is within ±{100 * WORST_GROUP_MAX_HALF_WIDTH:g} points. Other heads and "
