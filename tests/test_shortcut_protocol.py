@@ -146,6 +146,16 @@ def test_a_style_shortcut_rounded_to_one_leaves_the_domain_source_nothing():
     assert check_shortcut_settings(1.0, **common, n_per_cell=10, interventions=["text"])
 
 
+def test_plain_clip_runs_without_interventions_and_clip_icm_does_not(featurizer):
+    # A control for the probe needs no interventional data; CLIP-ICM is refused before encoding.
+    common = {"rho": [0.9], "n_per_cell": 1, "seeds": [0], "progress": False, "interventions": []}
+    control = shortcut(featurizer, methods=["clip_linear_probe"], tuning=["source"], **common)
+    assert {row["method"] for row in control.results} == {"clip_linear_probe"}
+    assert {row["interventions"] for row in control.results} == {"none"}
+    with pytest.raises(ValueError, match="interventions is empty"):
+        shortcut(featurizer, methods=["icm_linear_probe"], **common)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

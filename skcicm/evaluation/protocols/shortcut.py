@@ -325,7 +325,13 @@ interventional_rule
     """
     # Every option is checked before the first world is encoded; the grid against the
     # embedding dimension, which the featurizer gives without encoding an image.
-    interventions = check_choice(interventions, INTERVENTION_SOURCES, "interventions")
+    # Plain CLIP needs no interventional data: a control run may list no source.
+    only_baselines = all(
+        is_baseline(m) for m in ([methods] if isinstance(methods, str) else methods)
+    )
+    interventions = check_choice(
+        interventions, INTERVENTION_SOURCES, "interventions", allow_empty=only_baselines
+    )
     rhos = check_shortcut_settings(
         rho, shortcut_factors, target_relation, held_out, sources, n_per_cell, interventions
     )
