@@ -93,6 +93,8 @@ class InterventionalScorer:
       with ``scorer.set_score_request(interventions=True)`` (or an alias) under
       ``sklearn.set_config(enable_metadata_routing=True)``.
 
+    Read more in the :ref:`User Guide <shortcuts>`.
+
     Parameters
     ----------
     rule : {"pooled", "intervened", "worst", "worst_view"}, default="worst"
