@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+import skcicm
 from skcicm._moved import MOVED
 
 PACKAGES = ("skcicm", "skcicm.featurizer", "skcicm.featurizer.cache", "skcicm.icm")
@@ -70,3 +71,88 @@ def test_importing_the_packages_loads_no_torch_or_scikit_learn():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines() == ["[]", "True False"]
+
+
+# The layers of the package, bottom up: a module may import its own package and the layers
+# below it, never a layer above (the folder listing then reads as the architecture).
+LAYERS = {
+    "skcicm._lazy": 0,
+    "skcicm._moved": 0,
+    "skcicm.prompts": 0,
+    "skcicm.datasets": 1,
+    "skcicm.icm": 2,
+    "skcicm.featurizer": 3,
+    "skcicm.model_selection": 3,
+    "skcicm.evaluation": 4,
+    "skcicm.cli": 5,
+    "skcicm.__main__": 6,
+}
+
+
+def _package_modules():
+    import ast
+    from pathlib import Path
+
+    root = Path(skcicm.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported.add(node.module)
+                imported.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+        top_level = {
+            node.module
+            for node in tree.body
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+        }
+        yield name, {m for m in imported if m.startswith("skcicm.")}, top_level
+
+
+def _layer(module):
+    matches = [prefix for prefix in LAYERS if module == prefix or module.startswith(prefix + ".")]
+    return max(matches, key=len) if matches else None
+
+
+def test_no_import_runs_up_a_layer_or_across_one():
+    upward = []
+    for name, imported, _ in _package_modules():
+        home = _layer(name)
+        if home is None:
+            continue
+        for module in imported:
+            target = _layer(module)
+            if target is None or target == home:
+                continue
+            if LAYERS[target] >= LAYERS[home]:
+                upward.append(f"{name} -> {module}")
+    assert upward == []
+
+
+def test_module_level_imports_have_no_cycle():
+    graph = {
+        name: {m for m in top if m.startswith("skcicm")} for name, _, top in _package_modules()
+    }
+    names = set(graph)
+    seen, stack, cycles = set(), [], []
+
+    def visit(node):
+        if node in stack:
+            cycles.append(stack[stack.index(node) :] + [node])
+            return
+        if node in seen:
+            return
+        seen.add(node)
+        stack.append(node)
+        for target in graph.get(node, ()):
+            if target in names:
+                visit(target)
+        stack.pop()
+
+    for name in sorted(graph):
+        visit(name)
+    assert cycles == []
