@@ -410,7 +410,7 @@ def domain_prompt_pairs(
 
     Underscores become spaces (``"art_painting"`` -> ``"art painting"``), so that the pairs
     naming a target domain can be recognised and left out of its fit. With fewer than two
-    domains, :data:`GENERIC_STYLES` stand in.
+    domains, ``GENERIC_STYLES`` stand in.
 
     Parameters
     ----------

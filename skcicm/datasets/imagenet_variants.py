@@ -133,7 +133,7 @@ def load_imagenet_variant(
         ``images`` (list of paths), ``labels`` (int64 in ``0..n_classes-1``), ``domains``
         (``name`` for every image), ``class_names`` (open_clip's names of the covered
         classes), ``prompt_names`` (the same, but for two names open_clip's list repeats; see
-        :data:`PROMPT_NAME_FIXES`), ``domain_names`` (``[name]``), ``wnids``,
+        ``PROMPT_NAME_FIXES``), ``domain_names`` (``[name]``), ``wnids``,
         ``imagenet_indices`` (index into ImageNet-1k of each class), ``templates`` (the 80
         OpenAI prompt templates), ``name`` and ``root``.
 

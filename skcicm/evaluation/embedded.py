@@ -385,7 +385,7 @@ default=("image",)
     Raises
     ------
     ValueError
-        When the intervention sources do not apply (:func:`check_interventions`), before
+        When the intervention sources do not apply (``check_interventions``), before
         any image is encoded.
     """
     interventions = check_interventions(featurizer, dataset, interventions)

@@ -420,7 +420,7 @@ def plot_accuracy_vs_rho(
     Parameters
     ----------
     results : sequence of dict
-        Results rows of :func:`~skcicm.evaluation.protocols.shortcut.shortcut`.
+        Results rows of :func:`~skcicm.evaluation.shortcut`.
     path : path-like
         PNG file to write.
     method : {"linear_probe", "zero_shot"}, default="linear_probe"

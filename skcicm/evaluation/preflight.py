@@ -6,8 +6,8 @@ function that reads of the data only what is known before encoding: the labels, 
 names, and the embedding dimension (the upper bound of ``n_components``). The protocol runs
 that function on the encoded data; its ``evaluate_*`` entry point runs the same function first
 on :func:`unencoded`, a stand-in of the data set with embeddings of
-:func:`embedding_dim` columns that hold nothing. The shortcut protocol, which draws its own
-worlds, checks its grid against :func:`embedding_dim` before it encodes the first one.
+``embedding_dim`` columns that hold nothing. The shortcut protocol, which draws its own
+worlds, checks its grid against ``embedding_dim`` before it encodes the first one.
 """
 
 from __future__ import annotations

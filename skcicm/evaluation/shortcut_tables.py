@@ -1,5 +1,5 @@
 """The table of the shortcut protocol: average and worst-group accuracy per method, source
-and tuning rule (:func:`~skcicm.evaluation.protocols.shortcut.shortcut`)."""
+and tuning rule (:func:`~skcicm.evaluation.shortcut`)."""
 
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def shortcut_summary_table(
     Parameters
     ----------
     results : sequence of dict
-        Results rows of :func:`~skcicm.evaluation.protocols.shortcut.shortcut`, one ``rho``.
+        Results rows of :func:`~skcicm.evaluation.shortcut`, one ``rho``.
     scorer : str
         How the sources chose ``lam`` and ``n_components``, for the note under the table
         (e.g. ``repr(InterventionalScorer())``).

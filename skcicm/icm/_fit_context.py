@@ -37,7 +37,7 @@ class EmbeddingsWithContext(np.ndarray):
     Attributes
     ----------
     fit_context : dict of str to object
-        Fit inputs by name, among :data:`FIT_CONTEXT_KEYS`.
+        Fit inputs by name, among ``FIT_CONTEXT_KEYS``.
 
     Examples
     --------
@@ -60,7 +60,7 @@ class EmbeddingsWithContext(np.ndarray):
         embeddings : array-like of shape (n_samples, n_features)
             The embeddings; not copied when already an array.
         **context : dict
-            Fit inputs among :data:`FIT_CONTEXT_KEYS`; None values are left out.
+            Fit inputs among ``FIT_CONTEXT_KEYS``; None values are left out.
 
         Returns
         -------
@@ -70,7 +70,7 @@ class EmbeddingsWithContext(np.ndarray):
         Raises
         ------
         TypeError
-            When a key of ``context`` is not in :data:`FIT_CONTEXT_KEYS`.
+            When a key of ``context`` is not in ``FIT_CONTEXT_KEYS``.
         """
         unknown = set(context) - set(FIT_CONTEXT_KEYS)
         if unknown:

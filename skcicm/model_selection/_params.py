@@ -35,7 +35,7 @@ def check_grid(
     Raises
     ------
     ValueError
-        For an empty grid, a negative, non-finite or above :data:`MAX_LAM` ``lam``, or an
+        For an empty grid, a negative, non-finite or above ``MAX_LAM`` ``lam``, or an
         ``n_components`` outside ``1..n_features``, naming the offending value.
 
     Examples

@@ -80,7 +80,7 @@ class InterventionalScorer:
     Call it as ``scorer(estimator, X, y)`` like any scikit-learn scorer, e.g. as ``scoring=`` of
     :class:`~sklearn.model_selection.GridSearchCV` with
     :class:`~sklearn.model_selection.LeaveOneGroupOut` over the source domains, or of
-    :class:`~skcicm.model_selection.InvariantCausalMechanismCV`. Each intervened copy keeps its
+    :class:`~skcicm.InvariantCausalMechanismCV`. Each intervened copy keeps its
     sample's label; ``rule`` says how the clean and intervened predictions make one score.
 
     The copies come from one of two places:

@@ -127,7 +127,7 @@ def check_domain_shift_options(
     """Validate the options of :func:`evaluate_domain_shift` before any image is encoded.
 
     The checks of :func:`domain_shift`, on the data set's labels and domains and the
-    featurizer's embedding dimension (:func:`~skcicm.evaluation.preflight.embedding_dim`: no
+    featurizer's embedding dimension (``embedding_dim``: no
     image is encoded). :func:`evaluate_domain_shift` runs it first; call it to check a
     configuration without running it.
 

@@ -174,7 +174,7 @@ def check_imagenet_variants_options(
 
     The checks of :func:`imagenet_shift`, on the labels and names of the source and the
     variants and the featurizer's embedding dimension
-    (:func:`~skcicm.evaluation.preflight.embedding_dim`: no image is encoded).
+    (``embedding_dim``: no image is encoded).
     :func:`evaluate_imagenet_variants` runs it first; call it to check a configuration
     without running it.
 
@@ -196,7 +196,7 @@ def check_imagenet_variants_options(
     ------
     ValueError
         When an intervention source does not apply (``"domain"``, or see
-        :func:`~skcicm.evaluation.embedded.check_interventions`) or an option is invalid:
+        ``check_interventions``) or an option is invalid:
         an unknown method or tuning rule, ``"interventional"`` tuning (one source domain),
         a ``lam`` or ``n_components`` out of range, no seed, a ``holdout_fraction`` that
         leaves the source's "in" split with fewer than two classes or its "out" split
