@@ -1,4 +1,4 @@
-"""Which InterventionalScorer rule selects CLIP-ICM well without the target (issue 17, part 2).
+"""Which InterventionalScorer rule selects CLIP-ICM well without the target.
 
 Source-only selection (leave-one-source-style-out, :class:`InvariantCausalMechanismCV` through
 the protocols' ``tuning="interventional"``) scores every candidate on the held-out source
@@ -22,7 +22,7 @@ Two settings, both through the protocols (:func:`skcicm.evaluation.protocols.sho
 and :func:`skcicm.evaluation.evaluate_domain_shift`), so that each image is encoded once per
 seed (the featurizer's embedding cache) and every rule reuses the embeddings:
 
-* the **shortcut** world at the protocol's defaults (the calibrated world of issue 17: the
+* the **shortcut** world at the protocol's defaults (the calibrated world: the
   style predicts the class in a fraction ``rho`` of each source cell; the target, in the
   same styles, gives each class another class's style), for each ``rho`` and each
   intervention source (``image``: the paper's augmentations; ``counterfactual``: exact

@@ -1,4 +1,4 @@
-"""Where CLIP-ICM pays off: a shortcut study on ToyWorld with the shipped ToyCLIP (issue 8).
+"""Where CLIP-ICM pays off: a shortcut study on ToyWorld with the shipped ToyCLIP.
 
 In the five source styles each shape mostly carries "its" colour and background pattern
 (``rho`` = 0.95, :func:`skcicm.datasets.make_toyworld_shortcut`); in the target style,

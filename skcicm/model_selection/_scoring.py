@@ -117,9 +117,9 @@ class InterventionalScorer:
         (augmentations) points against clean selection. ``"pooled"`` (the default before)
         weighs the clean samples as one view among ``n_views + 1``: when a shortcut explains
         nearly all source labels, their accuracy dominates the score and rewards the shortcut
-        model (1.7 points below ``"worst"`` with domain contrasts at rho 0.9 and 0.95; on the
-        Colored-MNIST-style benchmark of issue 17 it gained nothing where ``"intervened"``
-        gained 22.8 points). ``"worst_view"`` was the least stable with two copies per image.
+        model (1.7 points below ``"worst"`` with domain contrasts at rho 0.9 and 0.95; on a
+        Colored-MNIST-style benchmark reported to us, not reproduced here, it gained nothing
+        where ``"intervened"`` gained 22.8 points). ``"worst_view"`` was the least stable with two copies per image.
     include_clean : bool, default="deprecated"
         Deprecated: use ``rule``. True maps to ``rule="pooled"``, False to
         ``rule="intervened"``; giving it warns (FutureWarning), and giving it with another
