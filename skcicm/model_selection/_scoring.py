@@ -119,7 +119,8 @@ class InterventionalScorer:
         nearly all source labels, their accuracy dominates the score and rewards the shortcut
         model (1.7 points below ``"worst"`` with domain contrasts at rho 0.9 and 0.95; on a
         Colored-MNIST-style benchmark reported to us, not reproduced here, it gained nothing
-        where ``"intervened"`` gained 22.8 points). ``"worst_view"`` was the least stable with two copies per image.
+        where ``"intervened"`` gained 22.8 points). ``"worst_view"`` was the least stable
+        with two copies per image.
     include_clean : bool, default="deprecated"
         Deprecated: use ``rule``. True maps to ``rule="pooled"``, False to
         ``rule="intervened"``; giving it warns (FutureWarning), and giving it with another
