@@ -50,15 +50,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from skcicm.fit_inputs import NoInterventionError
 from sklearn.exceptions import ConvergenceWarning
 
-from skcicm import CLIPFeaturizer
+from skcicm import CLIPFeaturizer, NoInterventionError
 from skcicm.datasets import make_toyworld
 from skcicm.evaluation import evaluate_domain_shift
 from skcicm.evaluation.options import INTERVENTION_SOURCES, INTERVENTIONAL_RULES
 from skcicm.evaluation.protocols.shortcut import SOURCE_STYLES_TARGET, shortcut
-from skcicm.evaluation.reporting import mean_confidence_interval
+from skcicm.evaluation.reporting import mean_confidence_interval, write_rows
 from skcicm.model_selection import InterventionalScorer
 
 RHOS = (0.5, 0.8, 0.9, 0.95, 0.99)
@@ -309,10 +308,7 @@ def _read(path: Path) -> list[dict]:
 
 
 def _write(out: Path, rows: list[dict], seeds: list[int], skipped: list[str]) -> None:
-    with (out / "results.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(rows, out / "results.csv")
     text = table(rows)
     if any(r["setting"] == "shortcut" for r in rows):
         text = "Gain over the CLIP probe, shortcut world:\n\n" + pivot(rows) + "\n\n" + text

@@ -48,7 +48,7 @@ from skcicm import CLIPFeaturizer  # noqa: E402
 from skcicm.datasets import make_toyworld_shortcut  # noqa: E402
 from skcicm.evaluation.options import DEFAULT_SHORTCUT  # noqa: E402
 from skcicm.evaluation.protocols.shortcut import shortcut, shortcut_targets  # noqa: E402
-from skcicm.evaluation.reporting import mean_confidence_interval  # noqa: E402
+from skcicm.evaluation.reporting import mean_confidence_interval, write_rows  # noqa: E402
 
 RHOS = (0.5, 0.8, 0.9, 0.95, 0.99)
 PROBE, SELECTED, ORACLE, CONTROL = (
@@ -253,13 +253,6 @@ def compare_factors(featurizer: CLIPFeaturizer, rho: float, seeds: list[int], n_
     return "\n".join(lines), rows
 
 
-def _write(path: Path, rows: list[dict]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -291,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     if args.compare_factors:
         table, rows = compare_factors(featurizer, args.rho[0], args.seeds, args.n_per_cell)
-        _write(args.out / "factors.csv", rows)
+        write_rows(rows, args.out / "factors.csv")
     else:
         factors = tuple(args.shortcut)
         if args.from_csv:
@@ -313,8 +306,8 @@ def main(argv: list[str] | None = None) -> None:
                 args.held_out,
             )
         table, summary = summarise(rows)
-        _write(args.out / "calibration.csv", rows)
-        _write(args.out / "summary.csv", summary)
+        write_rows(rows, args.out / "calibration.csv")
+        write_rows(summary, args.out / "summary.csv")
         title = (
             f"ToyWorld, {' + '.join(factors)} shortcut, target: "
             f"{shortcut_targets(args.held_out)[0]}\nCLIP-ICM [{args.interventions}]; mean and "

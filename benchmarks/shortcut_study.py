@@ -46,7 +46,6 @@ Writes ``results.csv`` (one row per scenario x seed x source x rule) and ``sweep
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 import warnings
 from pathlib import Path
@@ -68,7 +67,7 @@ from skcicm.datasets import (
     render_counterfactuals,
     worst_group_accuracy,
 )
-from skcicm.evaluation.reporting import mean_confidence_interval
+from skcicm.evaluation.reporting import mean_confidence_interval, write_rows
 from skcicm.icm._estimator import DEFAULT_PROBE_C
 from skcicm.model_selection import InterventionalScorer
 from skcicm.prompts import attribute_prompt_pairs, pairs_without_words, style_prompt_pairs
@@ -278,13 +277,6 @@ def report(rows: list[dict], scenario: str) -> str:
     return "\n".join(lines)
 
 
-def _write(path: Path, rows: list[dict]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -316,8 +308,8 @@ def main(argv: list[str] | None = None) -> None:
                 rows += seed_rows
                 sweep_rows += seed_sweep
                 print(f"{scenario}, seed {seed}: {time.perf_counter() - tick:.0f} s", flush=True)
-    _write(args.output_dir / "results.csv", rows)
-    _write(args.output_dir / "sweep.csv", sweep_rows)
+    write_rows(rows, args.output_dir / "results.csv")
+    write_rows(sweep_rows, args.output_dir / "sweep.csv")
     for scenario, _ in scenarios:
         print()
         print(report(rows, scenario))
