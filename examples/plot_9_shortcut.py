@@ -24,8 +24,9 @@ accuracy of the CLIP probe and of CLIP-ICM against ``rho``.
 # Small worlds (10 images per cell, where rho = 0.8 and 0.9 are exact), two seeds and a small
 # grid keep this example short. CLIP-ICM's intervention source is exact counterfactuals: each
 # source image re-rendered in other styles, so the Deltas differ only in the shortcut.
-# ``lam`` and ``n_components`` are chosen on the source styles only, by leave-one-style-out
-# scored on the counterfactual copies of the held-out style
+# ``lam`` and ``n_components`` are chosen on the source styles only, on 5 stratified folds of
+# the source images (the protocol's default: a held-out style would hold nearly one whole
+# class), scored on the held-out images and their counterfactual copies
 # (:class:`~skcicm.model_selection.InterventionalScorer`, ``tuning="interventional"``); the
 # target oracle is computed too, as an upper bound.
 import matplotlib.pyplot as plt

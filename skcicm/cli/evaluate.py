@@ -234,9 +234,9 @@ def limit_torch_threads(num_workers: int) -> int:
     """Keep torch's threads plus ``num_workers`` decoding threads within this process's cores.
 
     CLIPFeaturizer's documentation advises it for CPU runs; the command line follows it: on a
-    2-core machine, two torch threads beside two decoding threads made the default run take
-    148 s of CPU instead of 70 s, and 4.1 min of wall time instead of 1.2 min, with the same
-    tables. A lower limit set by the user (``OMP_NUM_THREADS``) is kept. Returns the limit.
+    2-core machine, two torch threads beside two decoding threads about doubled the default
+    run's CPU time (148 s instead of 68 s at the time it was measured), with the same tables.
+    A lower limit set by the user (``OMP_NUM_THREADS``) is kept. Returns the limit.
     """
     import torch
 

@@ -18,6 +18,7 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
+import sklearn
 from joblib import Parallel, delayed
 from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context
@@ -28,7 +29,6 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metadata_routing import (
     MetadataRouter,
     MethodMapping,
-    _routing_enabled,
     get_routing_for_object,
 )
 from sklearn.utils.metaestimators import available_if
@@ -404,7 +404,10 @@ class InvariantCausalMechanismCV(TransformerMixin, ClassifierMixin, BaseEstimato
         given to ``fit``; metadata that no one requested raises a TypeError. A plain callable
         scorer, or any scorer without routing, gets ``score_params`` as they are.
         """
-        if not (_routing_enabled() and hasattr(scorer, "get_metadata_routing")):
+        if not (
+            sklearn.get_config()["enable_metadata_routing"]
+            and hasattr(scorer, "get_metadata_routing")
+        ):
             return score_params
         router = MetadataRouter(owner=type(self).__name__).add(
             scorer=scorer, method_mapping=MethodMapping().add(caller="fit", callee="score")
